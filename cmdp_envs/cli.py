@@ -1,0 +1,181 @@
+"""The ``cmdp-envs`` command line: list and describe the registered task families, solve a tabular task exactly."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import cmdp_envs
+from cmdp_envs.io import save_figure, write_json
+from cmdp_envs.registration import SPECS
+from cmdp_envs.task import Task
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _make(env_id: str) -> gym.Env:
+    if env_id not in gym.registry:
+        raise CLIError(f"unknown environment id {env_id!r}; `cmdp-envs list` shows the registered ids")
+    return gym.make(env_id)
+
+
+def _parse_value(text: str) -> Any:
+    """``0.3`` -> float, ``(0, 6)`` -> tuple; anything that is not a Python literal stays a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_task(env: gym.Env, assignments: Sequence[str]) -> Task:
+    params = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--task takes key=value pairs, got {item!r}")
+        params[key.strip()] = _parse_value(value.strip())
+    try:
+        return env.unwrapped.family.task(**params)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+
+
+def command_list(args: argparse.Namespace) -> None:
+    width = max(len(spec.id) for spec in SPECS)
+    for spec in SPECS:
+        print(f"{spec.id:<{width}}  {spec.summary}")
+
+
+def command_describe(args: argparse.Namespace) -> None:
+    env = _make(args.env_id)
+    base = env.unwrapped
+    print(args.env_id)
+    print(inspect.getdoc(type(base)).split("\n\n## ")[0])
+    print()
+    print(f"action space:       {env.action_space}")
+    print(f"observation space:  {env.observation_space}")
+    print(f"max episode steps:  {env.spec.max_episode_steps}")
+    print(f"discount (gamma):   {base.family.gamma}")
+    print(f"exact tabular model: {'yes' if hasattr(base, 'tabular') else 'no'}")
+    print("task distribution:")
+    for line in base.family.describe().splitlines():
+        print(f"  {line}")
+    print(f"default task:       {base.family.default_task}")
+    print(f"\nFull documentation: python -c \"import {type(base).__module__} as m; help(m.{type(base).__name__})\"")
+
+
+def command_solve(args: argparse.Namespace) -> None:
+    from cmdp_envs.tabular import evaluate_policy, solve_cmdp
+
+    env = _make(args.env_id)
+    base = env.unwrapped
+    if not hasattr(base, "tabular"):
+        raise CLIError(f"{args.env_id} has no exact tabular model; `solve` needs a tabular family")
+    tasks = [_parse_task(env, assignments) for assignments in (args.task or [[]])]
+    results = []
+    for task in tasks:
+        cmdp = base.family.tabular(task)
+        try:
+            solution = solve_cmdp(cmdp)
+        except ValueError as error:
+            raise CLIError(f"{task}: {error}") from None
+        reward_value, cost_value = evaluate_policy(cmdp, solution.policy)
+        results.append((task, solution))
+        print(f"task: {task}")
+        if hasattr(base.family, "policy_text"):
+            print(base.family.policy_text(task, solution.policy))
+        feasible = cost_value <= task.cost_limit + 1e-9
+        print(
+            f"reward value J_r = {reward_value:.4f}   cost value J_c = {cost_value:.4f}   "
+            f"cost limit d = {task.cost_limit:g}   feasible: {'yes' if feasible else 'NO'}   (gamma = {cmdp.gamma})\n"
+        )
+    if args.out is not None:
+        out = Path(args.out)
+        write_json(
+            out / "solution.json",
+            {
+                "env_id": args.env_id,
+                "solutions": [
+                    {
+                        "task": task.as_dict(),
+                        "reward_value": solution.reward_value,
+                        "cost_value": solution.cost_value,
+                        "cost_limit": task.cost_limit,
+                        "gamma": base.family.gamma,
+                        "policy": np.round(solution.policy, 12).tolist(),
+                    }
+                    for task, solution in results
+                ],
+            },
+        )
+        print(f"wrote {out / 'solution.json'}")
+        if hasattr(base.family, "draw_policy"):
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.4), squeeze=False)
+            for ax, (task, solution) in zip(axes[0], results):
+                base.family.draw_policy(
+                    ax, task, solution.policy,
+                    title=f"{_short(task)}\nJ_r = {solution.reward_value:.2f}, J_c = {solution.cost_value:.2f}",
+                )
+            save_figure(figure, out / "policy.png")
+            plt.close(figure)
+            print(f"wrote {out / 'policy.png'}")
+
+
+def _short(task: Task) -> str:
+    """The task parameters that differ from the family default's, for a plot title."""
+    fields = task.as_dict()
+    return ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in fields.items()
+                     if k in ("noise", "cost_limit", "goal"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmdp-envs", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cmdp-envs {cmdp_envs.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="registered environment ids").set_defaults(run=command_list)
+    describe = commands.add_parser("describe", help="spaces, costs and task distribution of an id")
+    describe.add_argument("env_id")
+    describe.set_defaults(run=command_describe)
+    solve = commands.add_parser(
+        "solve",
+        help="optimal constrained policy of a tabular task (occupancy-measure LP)",
+        description="Solve max J_r s.t. J_c <= cost_limit exactly; print the policy as arrows and its values. "
+        "Repeat --task to solve several tasks side by side (one panel each in policy.png).",
+    )
+    solve.add_argument("env_id")
+    solve.add_argument("--task", nargs="+", action="append", metavar="KEY=VALUE",
+                       help="task parameters, e.g. --task noise=0.3 (default: the family's default task)")
+    solve.add_argument("--out", help="directory for solution.json and policy.png")
+    solve.set_defaults(run=command_solve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CLIError as error:
+        print(f"cmdp-envs {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

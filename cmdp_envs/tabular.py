@@ -1,0 +1,343 @@
+"""Exact tools for tabular CMDPs: policy evaluation, the occupancy-measure LP, the CMDP distance, and a batched
+episode sampler.
+
+Conventions (SPECS.md): values are discounted sums from the initial distribution, not normalised by ``1 - gamma``:
+``J_r(pi) = E[sum_t gamma^t r(s_t, a_t)]`` and ``J_c`` likewise; a policy is feasible when ``J_c <= cost_limit``.
+Policies are arrays of action probabilities of shape ``(S, A)`` whose rows sum to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.optimize
+
+from cmdp_envs.task import SeedLike, as_generator
+
+__all__ = [
+    "TabularCMDP",
+    "CMDPSolution",
+    "InfeasibleCMDPError",
+    "evaluate_policy",
+    "value_functions",
+    "solve_cmdp",
+    "minimum_cost_value",
+    "cmdp_distance",
+    "EpisodeBatch",
+    "EpisodeSampler",
+    "sample_episodes",
+    "check_policy",
+]
+
+_ATOL = 1e-8
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TabularCMDP:
+    """A finite CMDP with one cost.
+
+    :param P: transition probabilities, shape ``(S, A, S)``, ``P[s, a, s']``; every row sums to one.
+    :param r: reward per state-action pair, shape ``(S, A)``.
+    :param c: cost per state-action pair, shape ``(S, A)``, ``>= 0``.
+    :param mu: initial-state distribution, shape ``(S,)``.
+    :param gamma: discount factor in ``[0, 1)``.
+    :param cost_limit: ``d`` in the constraint ``J_c(pi) <= d``.
+    """
+
+    P: np.ndarray
+    r: np.ndarray
+    c: np.ndarray
+    mu: np.ndarray
+    gamma: float
+    cost_limit: float
+
+    def __post_init__(self) -> None:
+        P, r, c, mu = (np.asarray(x, dtype=np.float64) for x in (self.P, self.r, self.c, self.mu))
+        if P.ndim != 3 or P.shape[0] != P.shape[2]:
+            raise ValueError(f"P must have shape (S, A, S), got {P.shape}")
+        S, A = P.shape[:2]
+        for name, arr, shape in (("r", r, (S, A)), ("c", c, (S, A)), ("mu", mu, (S,))):
+            if arr.shape != shape:
+                raise ValueError(f"{name} must have shape {shape} to match P {P.shape}, got {arr.shape}")
+        for name, arr in (("P", P), ("r", r), ("c", c), ("mu", mu)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} has non-finite entries")
+        if np.any(P < 0) or not np.allclose(P.sum(axis=2), 1.0, atol=1e-9):
+            bad = np.argwhere(~np.isclose(P.sum(axis=2), 1.0, atol=1e-9) | np.any(P < 0, axis=2))[0]
+            raise ValueError(f"P[s={bad[0]}, a={bad[1]}] is not a probability distribution: {P[bad[0], bad[1]]}")
+        if np.any(c < 0):
+            raise ValueError(f"costs must be >= 0, got min {c.min()}")
+        if np.any(mu < 0) or not np.isclose(mu.sum(), 1.0, atol=1e-9):
+            raise ValueError(f"mu must be a probability distribution, sums to {mu.sum()}")
+        if not 0.0 <= float(self.gamma) < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
+        if not np.isfinite(self.cost_limit):
+            raise ValueError(f"cost_limit must be finite, got {self.cost_limit}")
+        for name, arr in (("P", P), ("r", r), ("c", c), ("mu", mu)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "gamma", float(self.gamma))
+        object.__setattr__(self, "cost_limit", float(self.cost_limit))
+
+    @property
+    def n_states(self) -> int:
+        return self.P.shape[0]
+
+    @property
+    def n_actions(self) -> int:
+        return self.P.shape[1]
+
+
+def check_policy(cmdp: TabularCMDP, policy: np.ndarray, name: str = "policy") -> np.ndarray:
+    """``policy`` as a float array of shape ``(S, A)`` or ``(B, S, A)`` with rows on the simplex, else ``ValueError``."""
+    policy = np.asarray(policy, dtype=np.float64)
+    shape = (cmdp.n_states, cmdp.n_actions)
+    if policy.shape[-2:] != shape or policy.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape {shape} or (B, *{shape}), got {policy.shape}")
+    if np.any(policy < -_ATOL) or not np.allclose(policy.sum(axis=-1), 1.0, atol=1e-6):
+        raise ValueError(f"{name} rows must be probability distributions over the {cmdp.n_actions} actions")
+    return policy
+
+
+def value_functions(cmdp: TabularCMDP, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """State values of ``policy`` for the reward and the cost: arrays of shape ``(..., 2, S)`` stacked as
+    ``(V_r, V_c)``, and the matching action values ``(Q_r, Q_c)`` of shape ``(..., 2, S, A)``.
+
+    Solves ``(I - gamma P_pi) V = x_pi`` exactly; ``policy`` may be a batch ``(B, S, A)``.
+    """
+    policy = check_policy(cmdp, policy)
+    P_pi = np.einsum("...sa,sat->...st", policy, cmdp.P)
+    rc = np.stack([cmdp.r, cmdp.c])  # (2, S, A)
+    x_pi = np.einsum("...sa,ksa->...sk", policy, rc)  # (..., S, 2)
+    system = np.eye(cmdp.n_states) - cmdp.gamma * P_pi
+    V = np.swapaxes(np.linalg.solve(system, x_pi), -1, -2)  # (..., 2, S)
+    Q = rc + cmdp.gamma * np.einsum("sat,...kt->...ksa", cmdp.P, V)
+    return V, Q
+
+
+def evaluate_policy(cmdp: TabularCMDP, policy: np.ndarray) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Exact discounted reward and cost values ``(J_r, J_c)`` of ``policy`` from ``cmdp.mu``.
+
+    A single ``(S, A)`` policy gives two floats; a batch ``(B, S, A)`` gives two arrays of shape ``(B,)``.
+    """
+    policy = check_policy(cmdp, policy)
+    P_pi = np.einsum("...sa,sat->...st", policy, cmdp.P)
+    # Solving the transposed system for the discounted state occupancy d = mu^T (I - gamma P_pi)^-1 is one solve
+    # for both values instead of one per value function.
+    system_t = np.swapaxes(np.eye(cmdp.n_states) - cmdp.gamma * P_pi, -1, -2)
+    occupancy = np.linalg.solve(system_t, np.broadcast_to(cmdp.mu, policy.shape[:-1])[..., None])[..., 0]
+    state_action = occupancy[..., None] * policy
+    reward_value = np.einsum("...sa,sa->...", state_action, cmdp.r)
+    cost_value = np.einsum("...sa,sa->...", state_action, cmdp.c)
+    if policy.ndim == 2:
+        return float(reward_value), float(cost_value)
+    return reward_value, cost_value
+
+
+class InfeasibleCMDPError(ValueError):
+    """No policy meets the cost limit. ``minimum_cost_value`` is the smallest achievable ``J_c``."""
+
+    def __init__(self, cost_limit: float, minimum_cost_value: float):
+        self.cost_limit = cost_limit
+        self.minimum_cost_value = minimum_cost_value
+        super().__init__(
+            f"the CMDP is infeasible: cost_limit = {cost_limit:g} but the smallest achievable discounted cost value "
+            f"is {minimum_cost_value:.6g}; raise the cost limit to at least that"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CMDPSolution:
+    """An optimal constrained policy with its exact values.
+
+    ``occupancy[s, a]`` is the discounted state-action occupancy ``sum_t gamma^t Pr(s_t = s, a_t = a)`` (it sums to
+    ``1 / (1 - gamma)``). In states the policy never visits the occupancy is zero and the policy is uniform there.
+    """
+
+    policy: np.ndarray
+    reward_value: float
+    cost_value: float
+    occupancy: np.ndarray
+
+
+def _occupancy_constraints(cmdp: TabularCMDP) -> tuple[np.ndarray, np.ndarray]:
+    """Bellman flow ``sum_a q(s', a) - gamma sum_{s,a} P(s'|s,a) q(s,a) = mu(s')`` over ``q`` flattened as (s, a)."""
+    S, A = cmdp.n_states, cmdp.n_actions
+    outflow = np.repeat(np.eye(S), A, axis=1)  # (S, S*A): picks q(s', .)
+    inflow = cmdp.P.reshape(S * A, S).T  # (S, S*A)
+    return outflow - cmdp.gamma * inflow, cmdp.mu
+
+
+def _linprog(objective: np.ndarray, cmdp: TabularCMDP, cost_limit: float | None) -> scipy.optimize.OptimizeResult:
+    A_eq, b_eq = _occupancy_constraints(cmdp)
+    kwargs = {}
+    if cost_limit is not None:
+        kwargs = {"A_ub": cmdp.c.reshape(1, -1), "b_ub": [cost_limit]}
+    return scipy.optimize.linprog(objective, A_eq=A_eq, b_eq=b_eq, bounds=(0, None), method="highs", **kwargs)
+
+
+def minimum_cost_value(cmdp: TabularCMDP) -> float:
+    """The smallest discounted cost value any policy achieves (an unconstrained LP on ``-c``)."""
+    result = _linprog(cmdp.c.ravel(), cmdp, None)
+    if result.status != 0:
+        raise RuntimeError(f"minimum-cost LP failed: {result.message}")
+    return float(result.fun)
+
+
+def solve_cmdp(cmdp: TabularCMDP) -> CMDPSolution:
+    """An optimal policy of ``max J_r s.t. J_c <= cost_limit`` by the occupancy-measure LP (HiGHS).
+
+    Raises :class:`InfeasibleCMDPError` (a ``ValueError``) naming the smallest achievable cost value when no policy
+    is feasible. The returned values are recomputed by exact policy evaluation, not read off the LP, so they are the
+    values of the policy actually returned.
+    """
+    result = _linprog(-cmdp.r.ravel(), cmdp, cmdp.cost_limit)
+    if result.status == 2:
+        raise InfeasibleCMDPError(cmdp.cost_limit, minimum_cost_value(cmdp))
+    if result.status != 0:
+        raise RuntimeError(f"CMDP LP failed: {result.message}")
+    occupancy = np.maximum(result.x, 0.0).reshape(cmdp.n_states, cmdp.n_actions)
+    state_occupancy = occupancy.sum(axis=1, keepdims=True)
+    policy = np.where(state_occupancy > 1e-12, occupancy / np.maximum(state_occupancy, 1e-300), 1.0 / cmdp.n_actions)
+    reward_value, cost_value = evaluate_policy(cmdp, policy)
+    return CMDPSolution(policy=policy, reward_value=reward_value, cost_value=cost_value, occupancy=occupancy)
+
+
+def _total_variation(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    return 0.5 * np.abs(p - q).sum(axis=axis)
+
+
+def cmdp_distance(cmdp_1: TabularCMDP, cmdp_2: TabularCMDP) -> float:
+    """The CMDP distance of Feng et al. used by Ni & Kamgarpour:
+    ``max(||r1 - r2||_inf, ||c1 - c2||_inf, TV(mu1, mu2), max_{s,a} TV(P1(.|s,a), P2(.|s,a)))``."""
+    if cmdp_1.P.shape != cmdp_2.P.shape:
+        raise ValueError(f"CMDPs have different shapes: {cmdp_1.P.shape} and {cmdp_2.P.shape}")
+    return float(
+        max(
+            np.abs(cmdp_1.r - cmdp_2.r).max(),
+            np.abs(cmdp_1.c - cmdp_2.c).max(),
+            _total_variation(cmdp_1.mu, cmdp_2.mu),
+            _total_variation(cmdp_1.P, cmdp_2.P).max(),
+        )
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeBatch:
+    """Per-episode results of :func:`sample_episodes`, each of shape ``(n_episodes,)``.
+
+    ``policy_index[e]`` is the mixture member episode ``e`` ran (always 0 for a single policy).
+    """
+
+    reward_return: np.ndarray
+    cost_return: np.ndarray
+    policy_index: np.ndarray
+
+
+class EpisodeSampler:
+    """Samples many episodes of tabular policies, or of episode-level mixtures of them, in one numpy computation.
+
+    Every state-action-next-state step is one joint draw of ``(a, s')`` from ``pi(a|s) P(s'|s,a)``. The joint
+    distribution of each ``(policy, s)`` is stored sparsely (only its non-zero outcomes, padded to the largest support)
+    so a draw is a comparison of one uniform against a short cumulative row; all episodes advance together, one
+    vectorised step per time step.
+
+    Build one sampler per (CMDP, policy set) and call :meth:`sample` repeatedly: the tables are built once.
+
+    :param cmdp: the tabular CMDP to sample.
+    :param policies: one policy ``(S, A)`` or a stack ``(K, S, A)`` of mixture members.
+    :param horizon: steps per episode (``H``); discounted sums stop there.
+    """
+
+    def __init__(self, cmdp: TabularCMDP, policies: np.ndarray, horizon: int):
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+        policies = check_policy(cmdp, policies, "policies")
+        if policies.ndim == 2:
+            policies = policies[None]
+        self.cmdp = cmdp
+        self.horizon = int(horizon)
+        self.n_policies = policies.shape[0]
+        S, A = cmdp.n_states, cmdp.n_actions
+        joint = np.clip(policies, 0.0, None)[:, :, :, None] * cmdp.P[None]  # (K, S, A, S)
+        joint = joint.reshape(self.n_policies * S, A * S)
+        support = joint > 0
+        width = max(int(support.sum(axis=1).max()), 1)
+        # Sorting by "not in support" moves every outcome with non-zero probability to the front of its row.
+        order = np.argsort(~support, axis=1, kind="stable")[:, :width]
+        probabilities = np.take_along_axis(joint, order, axis=1)
+        cumulative = np.cumsum(probabilities, axis=1)
+        cumulative /= cumulative[:, -1:]
+        # The last entry is pushed above 1 so float round-off can never index past the support.
+        cumulative[:, -1] = 2.0
+        self._cumulative = cumulative  # (K*S, width)
+        self._action = (order // S).astype(np.intp)
+        self._next_state = (order % S).astype(np.intp)
+        self._reward = cmdp.r
+        self._cost = cmdp.c
+        self._mu_cumulative = np.cumsum(cmdp.mu)
+        self._mu_cumulative[-1] = 2.0
+
+    def sample(
+        self,
+        n_episodes: int,
+        seed: SeedLike = None,
+        weights: Sequence[float] | np.ndarray | None = None,
+        gamma: float | None = None,
+    ) -> EpisodeBatch:
+        """Run ``n_episodes`` episodes; each draws its mixture member from ``weights`` once, at its start.
+
+        :param weights: mixture weights over the policies (default: the single policy, or uniform).
+        :param gamma: discount of the returned sums (default the CMDP's; ``1.0`` gives undiscounted sums).
+        """
+        if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 0:
+            raise ValueError(f"n_episodes must be a non-negative int, got {n_episodes!r}")
+        gamma = self.cmdp.gamma if gamma is None else float(gamma)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        rng = as_generator(seed)
+        if weights is None:
+            weights = np.full(self.n_policies, 1.0 / self.n_policies)
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (self.n_policies,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(
+                f"weights must be {self.n_policies} non-negative numbers summing to 1, got {weights.tolist()}"
+            )
+        n = int(n_episodes)
+        if self.n_policies == 1:
+            member = np.zeros(n, dtype=np.intp)
+        else:
+            member = np.searchsorted(np.cumsum(weights), rng.random(n) * weights.sum(), side="right")
+            member = np.minimum(member, self.n_policies - 1)
+        S = self.cmdp.n_states
+        state = np.searchsorted(self._mu_cumulative, rng.random(n), side="right")
+        row_offset = member * S
+        reward_return = np.zeros(n)
+        cost_return = np.zeros(n)
+        discount = 1.0
+        cumulative, actions, next_states = self._cumulative, self._action, self._next_state
+        for _ in range(self.horizon):
+            row = row_offset + state
+            u = rng.random(n)
+            outcome = (u[:, None] >= cumulative[row]).sum(axis=1)
+            action = actions[row, outcome]
+            reward_return += discount * self._reward[state, action]
+            cost_return += discount * self._cost[state, action]
+            state = next_states[row, outcome]
+            discount *= gamma
+        return EpisodeBatch(reward_return=reward_return, cost_return=cost_return, policy_index=member)
+
+
+def sample_episodes(
+    cmdp: TabularCMDP,
+    policies: np.ndarray,
+    n_episodes: int,
+    horizon: int,
+    seed: SeedLike = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    gamma: float | None = None,
+) -> EpisodeBatch:
+    """One-shot form of :class:`EpisodeSampler`: build the tables and sample ``n_episodes`` episodes."""
+    return EpisodeSampler(cmdp, policies, horizon).sample(n_episodes, seed=seed, weights=weights, gamma=gamma)

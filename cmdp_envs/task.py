@@ -1,0 +1,271 @@
+"""Tasks and task families.
+
+A *task* is one CMDP of a family, written as a frozen, hashable dataclass of its parameters (so tasks can key caches,
+sit in sets and travel to worker processes as plain values). A *task family* is a distribution over tasks: it samples
+them with a seed, builds and validates explicit ones, measures the distance between two of them and describes, in words,
+how each parameter is distributed.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+
+__all__ = [
+    "Task",
+    "TaskFamily",
+    "ParameterDistribution",
+    "ClippedNormal",
+    "Uniform",
+    "Choice",
+    "Fixed",
+    "SeedLike",
+    "as_generator",
+]
+
+SeedLike = int | np.random.Generator | None
+
+
+def as_generator(seed: SeedLike) -> np.random.Generator:
+    """A numpy Generator from an int seed, an existing Generator (used as is) or None (fresh entropy)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Base class of every task: one CMDP of a family.
+
+    Subclasses add the family's parameters as further frozen fields. ``cost_limit`` is ``d`` in the constraint
+    ``J_c(pi) <= d`` on the expected *discounted* cost.
+    """
+
+    cost_limit: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task's parameters as plain Python values (tuples become lists), for JSON."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ParameterDistribution(abc.ABC):
+    """The distribution of one task parameter, together with the range of values a task may take."""
+
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
+        """``n`` independent draws."""
+
+    @abc.abstractmethod
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` in canonical form, or raise ``ValueError`` naming ``name``, the value and the valid range."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One human-readable line: the distribution and the valid range."""
+
+    @property
+    @abc.abstractmethod
+    def default(self) -> Any:
+        """A representative value (mean or first choice): the task an env starts with."""
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"task parameter {name!r} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"task parameter {name!r} must be finite, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ClippedNormal(ParameterDistribution):
+    """``Normal(mean, std)`` clipped (not resampled) to ``[low, high]``; valid values are ``[low, high]``."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.mean <= self.high or self.std < 0:
+            raise ValueError(f"need low <= mean <= high and std >= 0, got {self}")
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[float]:
+        return np.clip(rng.normal(self.mean, self.std, size=n), self.low, self.high).tolist()
+
+    def validate(self, name: str, value: Any) -> float:
+        value = _as_float(name, value)
+        if not self.low <= value <= self.high:
+            raise ValueError(f"task parameter {name!r} = {value!r} is outside its range [{self.low}, {self.high}]")
+        return value
+
+    def describe(self) -> str:
+        return f"Normal(mean={self.mean}, std={self.std}) clipped to [{self.low}, {self.high}]"
+
+    @property
+    def default(self) -> float:
+        return self.mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform(ParameterDistribution):
+    """``Uniform[low, high]``; valid values are ``[low, high]``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.high:
+            raise ValueError(f"need low <= high, got {self}")
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[float]:
+        return rng.uniform(self.low, self.high, size=n).tolist()
+
+    def validate(self, name: str, value: Any) -> float:
+        value = _as_float(name, value)
+        if not self.low <= value <= self.high:
+            raise ValueError(f"task parameter {name!r} = {value!r} is outside its range [{self.low}, {self.high}]")
+        return value
+
+    def describe(self) -> str:
+        return f"Uniform[{self.low}, {self.high}]"
+
+    @property
+    def default(self) -> float:
+        return (self.low + self.high) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice(ParameterDistribution):
+    """Uniform over a finite set of hashable values (tuples for cells and layouts); only those values are valid."""
+
+    choices: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError("Choice needs at least one value")
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
+        return [self.choices[i] for i in rng.integers(len(self.choices), size=n)]
+
+    def validate(self, name: str, value: Any) -> Any:
+        canonical = _as_tuple(value)
+        if canonical not in self.choices:
+            raise ValueError(f"task parameter {name!r} = {value!r} is not one of {list(self.choices)}")
+        return canonical
+
+    def describe(self) -> str:
+        return f"uniform over {len(self.choices)} values: {list(self.choices)}"
+
+    @property
+    def default(self) -> Any:
+        return self.choices[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed(ParameterDistribution):
+    """A parameter held at one value; any other value is invalid."""
+
+    value: Any
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
+        return [self.value] * n
+
+    def validate(self, name: str, value: Any) -> Any:
+        canonical = _as_tuple(value)
+        if canonical != self.value:
+            raise ValueError(f"task parameter {name!r} = {value!r} is fixed at {self.value!r} in this family")
+        return canonical
+
+    def describe(self) -> str:
+        return f"fixed at {self.value!r}"
+
+    @property
+    def default(self) -> Any:
+        return self.value
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists (e.g. from JSON or the command line) become tuples so they compare equal to the family's choices."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_as_tuple(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+TaskT = TypeVar("TaskT", bound=Task)
+
+
+class TaskFamily(abc.ABC, Generic[TaskT]):
+    """A distribution over tasks of one type.
+
+    Subclasses set ``task_type`` and build ``parameters``: one :class:`ParameterDistribution` per field of the task
+    type (``cost_limit`` included). Sampling draws every parameter independently.
+    """
+
+    task_type: ClassVar[type[Task]]
+    parameters: dict[str, ParameterDistribution]
+
+    def sample(self, n: int, seed: SeedLike = None) -> list[TaskT]:
+        """``n`` tasks drawn independently; the same int seed always gives the same list."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        rng = as_generator(seed)
+        draws = {name: dist.sample(rng, int(n)) for name, dist in self.parameters.items()}
+        return [self.task(**{name: values[i] for name, values in draws.items()}) for i in range(int(n))]
+
+    def task(self, **params: Any) -> TaskT:
+        """An explicit task. Omitted parameters take their default; each value is checked against its range."""
+        unknown = set(params) - set(self.parameters)
+        if unknown:
+            raise ValueError(f"unknown task parameter(s) {sorted(unknown)}; this family has {list(self.parameters)}")
+        values = {
+            name: dist.validate(name, params[name]) if name in params else dist.default
+            for name, dist in self.parameters.items()
+        }
+        task = self.task_type(**values)
+        self.check_task(task)
+        return task  # type: ignore[return-value]
+
+    def check_task(self, task: Task) -> None:
+        """Raise ``ValueError`` unless ``task`` is a valid task of this family (type and every parameter in range)."""
+        if not isinstance(task, self.task_type):
+            raise ValueError(f"expected a {self.task_type.__name__}, got {type(task).__name__}: {task!r}")
+        for name, dist in self.parameters.items():
+            dist.validate(name, getattr(task, name))
+
+    @property
+    def default_task(self) -> TaskT:
+        """The task built from every parameter's default (its mean or first choice)."""
+        return self.task()
+
+    @abc.abstractmethod
+    def distance(self, task_1: TaskT, task_2: TaskT) -> float:
+        """The CMDP distance between two tasks of this family (see SPECS: max of reward, cost, initial-state and
+        transition differences)."""
+
+    def describe(self) -> str:
+        """A few lines: one per task parameter with its distribution and valid range."""
+        return "\n".join(f"{name}: {dist.describe()}" for name, dist in self.parameters.items())
+
+    def sample_tasks_text(self, tasks: Sequence[Task]) -> str:
+        return "\n".join(repr(t) for t in tasks)

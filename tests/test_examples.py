@@ -1,0 +1,40 @@
+"""Every script in examples/ runs as a user would run it, and the benchmark script runs at a tiny size."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+NEEDS = {"lagrangian_ppo.py": ("stable_baselines3", "sb3")}
+ARGS = {"lagrangian_ppo.py": ["2048"]}
+
+
+def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(script, tmp_path):
+    if script.name in NEEDS:
+        module, extra = NEEDS[script.name]
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{script.name} needs {module}, in the '{extra}' extra")
+    result = run(script, ARGS.get(script.name, []), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "an example prints what it shows"
+
+
+def test_examples_exist_for_every_capability():
+    names = {p.name for p in EXAMPLES}
+    assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
+            "lagrangian_ppo.py"} <= names
+
+
+def test_throughput_benchmark_runs(tmp_path):
+    result = run(ROOT / "benchmarks" / "env_throughput.py", ["--repeats", "1", "--env-steps", "2000"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "FrozenLake-v1" in result.stdout and "ratio" in result.stdout
