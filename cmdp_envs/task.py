@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -86,12 +85,15 @@ class ParameterDistribution(abc.ABC):
         """A representative value (mean or first choice): the task an env starts with."""
 
 
-def _as_float(name: str, value: Any) -> float:
+def _validate_interval(name: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float in ``[low, high]``, or ``ValueError`` naming the parameter, the value and the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"task parameter {name!r} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"task parameter {name!r} must be finite, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"task parameter {name!r} = {value!r} is outside its range [{low}, {high}]")
     return value
 
 
@@ -112,10 +114,7 @@ class ClippedNormal(ParameterDistribution):
         return np.clip(rng.normal(self.mean, self.std, size=n), self.low, self.high).tolist()
 
     def validate(self, name: str, value: Any) -> float:
-        value = _as_float(name, value)
-        if not self.low <= value <= self.high:
-            raise ValueError(f"task parameter {name!r} = {value!r} is outside its range [{self.low}, {self.high}]")
-        return value
+        return _validate_interval(name, value, self.low, self.high)
 
     def describe(self) -> str:
         return f"Normal(mean={self.mean}, std={self.std}) clipped to [{self.low}, {self.high}]"
@@ -140,10 +139,7 @@ class Uniform(ParameterDistribution):
         return rng.uniform(self.low, self.high, size=n).tolist()
 
     def validate(self, name: str, value: Any) -> float:
-        value = _as_float(name, value)
-        if not self.low <= value <= self.high:
-            raise ValueError(f"task parameter {name!r} = {value!r} is outside its range [{self.low}, {self.high}]")
-        return value
+        return _validate_interval(name, value, self.low, self.high)
 
     def describe(self) -> str:
         return f"Uniform[{self.low}, {self.high}]"
@@ -266,6 +262,3 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
     def describe(self) -> str:
         """A few lines: one per task parameter with its distribution and valid range."""
         return "\n".join(f"{name}: {dist.describe()}" for name, dist in self.parameters.items())
-
-    def sample_tasks_text(self, tasks: Sequence[Task]) -> str:
-        return "\n".join(repr(t) for t in tasks)

@@ -99,6 +99,51 @@ def test_lp_matches_brute_force_over_deterministic_policies_and_their_mixtures(s
     assert solution.reward_value == pytest.approx(best, abs=1e-7)
 
 
+def small_grid_cmdp(noise: float, cost_limit: float) -> TabularCMDP:
+    """A 3 x 2 gridworld built independently of the family code: goal (2, 1) absorbing with reward 1; unsafe cell
+    (1, 1) with cost 1, so the short way from (0, 1) to the goal crosses it; moves succeed with probability
+    1 - noise and otherwise stay; the start is uniform on (0, 0) and (0, 1)."""
+    width, height = 3, 2
+    moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    S = width * height
+    P = np.zeros((S, 4, S))
+    for s in range(S):
+        x, y = s % width, s // width
+        for a, (dx, dy) in enumerate(moves):
+            nx, ny = x + dx, y + dy
+            target = ny * width + nx if 0 <= nx < width and 0 <= ny < height else s
+            P[s, a, target] += 1 - noise
+            P[s, a, s] += noise
+    goal, unsafe = 1 * width + 2, 1 * width + 1
+    P[goal] = 0.0
+    P[goal, :, goal] = 1.0
+    r = np.zeros((S, 4))
+    r[goal] = 1.0
+    c = np.zeros((S, 4))
+    c[unsafe] = 1.0
+    mu = np.zeros(S)
+    mu[[0, width]] = 0.5
+    return TabularCMDP(P=P, r=r, c=c, mu=mu, gamma=0.9, cost_limit=cost_limit)
+
+
+@pytest.mark.parametrize("noise, cost_limit", [(0.0, 0.2), (0.2, 0.3), (0.4, 0.1), (0.2, 5.0)])
+def test_lp_beats_every_deterministic_policy_on_a_small_grid(noise, cost_limit):
+    cmdp = small_grid_cmdp(noise, cost_limit)
+    rewards, costs = deterministic_values(cmdp)  # all 4^6 = 4096 deterministic policies
+    solution = solve_cmdp(cmdp)
+    assert solution.cost_value <= cost_limit + 1e-9
+    feasible = costs <= cost_limit + 1e-12
+    assert feasible.any()
+    assert solution.reward_value >= rewards[feasible].max() - 1e-9
+    if cost_limit < costs[rewards.argmax()]:
+        # A binding constraint: the optimum randomises and strictly beats every feasible deterministic policy.
+        assert solution.cost_value == pytest.approx(cost_limit)
+        assert solution.reward_value > rewards[feasible].max() + 1e-3
+    if cost_limit >= costs[rewards.argmax()]:
+        # The constraint is slack: the LP finds the unconstrained optimum, a deterministic policy.
+        assert solution.reward_value == pytest.approx(rewards.max())
+
+
 def test_infeasible_task_names_the_smallest_cost():
     rng = np.random.default_rng(3)
     cmdp = random_cmdp(rng, 4, 2, cost_limit=0.0)

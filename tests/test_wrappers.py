@@ -229,3 +229,29 @@ def test_safety_gymnasium_adapters_bad_input():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="expected a 6-tuple"):
         env.step(0)
+
+
+def test_adapters_match_safety_gymnasiums_own_conversion_wrappers():
+    """Lane B has safety-gymnasium (through OmniSafe): our adapters must give exactly what its own wrappers give."""
+    safety_gymnasium = pytest.importorskip(
+        "safety_gymnasium", reason="safety-gymnasium comes with the 'omnisafe' extra (Python 3.10, lane B)"
+    )
+    from safety_gymnasium.wrappers import Gymnasium2SafetyGymnasium, SafetyGymnasium2Gymnasium
+
+    ours = SafetyGymnasiumToGymnasium(safety_gymnasium.make("SafetyPointGoal1-v0"))
+    theirs = SafetyGymnasium2Gymnasium(safety_gymnasium.make("SafetyPointGoal1-v0"))
+    o1, _ = ours.reset(seed=0)
+    o2, _ = theirs.reset(seed=0)
+    np.testing.assert_array_equal(o1, o2)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(50, 2))
+    for action in actions:
+        a, b = ours.step(action), theirs.step(action)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4] and a[4]["cost"] == b[4]["cost"]
+    ours = GymnasiumToSafetyGymnasium(gym.make("cmdp_envs/GridWorld-v0"))
+    theirs = Gymnasium2SafetyGymnasium(gym.make("cmdp_envs/GridWorld-v0"))
+    ours.reset(seed=1)
+    theirs.reset(seed=1)
+    for action in [0, 1, 2, 3] * 25:
+        a, b = ours.step(action), theirs.step(action)
+        assert a[:5] == b[:5] and a[5] == b[5]
