@@ -25,13 +25,6 @@ class EnvSpec:
         return f"{NAMESPACE}/{self.name}"
 
 
-def _varied_gridworld_kwargs() -> dict[str, Any]:
-    from cmdp_envs.families.gridworld import GridWorldFamily
-
-    family = GridWorldFamily.varied()
-    return {name: family.parameters[name] for name in ("goal", "unsafe_cells", "cost_limit")}
-
-
 SPECS: tuple[EnvSpec, ...] = (
     EnvSpec(
         name="GridWorld-v0",
@@ -45,7 +38,7 @@ SPECS: tuple[EnvSpec, ...] = (
         summary="The 7x7 gridworld with tasks varying reward (goal cell), constraint (unsafe layout, cost limit) "
         "and dynamics (noise).",
         max_episode_steps=200,
-        kwargs=_varied_gridworld_kwargs(),
+        kwargs={"variant": "varied"},
     ),
 )
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.optimize
 
-from cmdp_envs.task import SeedLike, as_generator
+from cmdp_envs.task import SeedLike, as_generator, check_count
 
 __all__ = [
     "TabularCMDP",
@@ -24,11 +24,13 @@ __all__ = [
     "value_functions",
     "solve_cmdp",
     "minimum_cost_value",
+    "safest_actions",
     "cmdp_distance",
     "EpisodeBatch",
     "EpisodeSampler",
     "sample_episodes",
     "check_policy",
+    "cumulative_distribution",
 ]
 
 _ATOL = 1e-8
@@ -54,7 +56,8 @@ class TabularCMDP:
     cost_limit: float
 
     def __post_init__(self) -> None:
-        P, r, c, mu = (np.asarray(x, dtype=np.float64) for x in (self.P, self.r, self.c, self.mu))
+        # Copies, so freezing them below never freezes the caller's arrays.
+        P, r, c, mu = (np.array(x, dtype=np.float64) for x in (self.P, self.r, self.c, self.mu))
         if P.ndim != 3 or P.shape[0] != P.shape[2]:
             raise ValueError(f"P must have shape (S, A, S), got {P.shape}")
         S, A = P.shape[:2]
@@ -88,6 +91,14 @@ class TabularCMDP:
     @property
     def n_actions(self) -> int:
         return self.P.shape[1]
+
+
+def cumulative_distribution(probabilities: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis with the last entry raised to 2, so that counting the entries ``<= u``
+    for a uniform ``u`` in ``[0, 1)`` always indexes inside the support despite float round-off."""
+    cumulative = np.cumsum(probabilities, axis=-1)
+    cumulative[..., -1] = 2.0
+    return cumulative
 
 
 def check_policy(cmdp: TabularCMDP, policy: np.ndarray, name: str = "policy") -> np.ndarray:
@@ -153,7 +164,8 @@ class CMDPSolution:
     """An optimal constrained policy with its exact values.
 
     ``occupancy[s, a]`` is the discounted state-action occupancy ``sum_t gamma^t Pr(s_t = s, a_t = a)`` (it sums to
-    ``1 / (1 - gamma)``). In states the policy never visits the occupancy is zero and the policy is uniform there.
+    ``1 / (1 - gamma)``). In states the policy never visits from ``mu`` the occupancy is zero; there the policy takes
+    the safest actions (:func:`safest_actions`), which leaves its values unchanged.
     """
 
     policy: np.ndarray
@@ -179,30 +191,57 @@ def _linprog(objective: np.ndarray, cmdp: TabularCMDP, cost_limit: float | None)
 
 
 def minimum_cost_value(cmdp: TabularCMDP) -> float:
-    """The smallest discounted cost value any policy achieves (an unconstrained LP on ``-c``)."""
+    """The smallest discounted cost value any policy achieves (the occupancy LP minimising ``J_c``)."""
     result = _linprog(cmdp.c.ravel(), cmdp, None)
     if result.status != 0:
         raise RuntimeError(f"minimum-cost LP failed: {result.message}")
     return float(result.fun)
 
 
+def safest_actions(cmdp: TabularCMDP, tolerance: float = 1e-9) -> np.ndarray:
+    """A policy ``(S, A)`` uniform over the actions that minimise the optimal cost-to-go ``Q_c*(s, a)`` in every
+    state (value iteration to ``tolerance``)."""
+    V = np.zeros(cmdp.n_states)
+    while True:
+        Q = cmdp.c + cmdp.gamma * cmdp.P @ V
+        V_next = Q.min(axis=1)
+        if np.abs(V_next - V).max() <= tolerance * (1 - cmdp.gamma):
+            break
+        V = V_next
+    safest = Q <= Q.min(axis=1, keepdims=True) + tolerance
+    return safest / safest.sum(axis=1, keepdims=True)
+
+
+def _policy_from_occupancy(cmdp: TabularCMDP, occupancy: np.ndarray) -> np.ndarray:
+    """Normalise the occupancy per state. States it never visits do not affect the values from ``mu``, but the policy
+    may later run on other tasks (or other initial states) that reach them: there it takes the safest actions."""
+    state_occupancy = occupancy.sum(axis=1, keepdims=True)
+    visited = state_occupancy > 1e-12
+    return np.where(visited, occupancy / np.where(visited, state_occupancy, 1.0), safest_actions(cmdp))
+
+
 def solve_cmdp(cmdp: TabularCMDP) -> CMDPSolution:
     """An optimal policy of ``max J_r s.t. J_c <= cost_limit`` by the occupancy-measure LP (HiGHS).
 
-    Raises :class:`InfeasibleCMDPError` (a ``ValueError``) naming the smallest achievable cost value when no policy
-    is feasible. The returned values are recomputed by exact policy evaluation, not read off the LP, so they are the
-    values of the policy actually returned.
+    The returned values are recomputed by exact policy evaluation, not read off the LP, and the returned policy meets
+    the limit exactly in floating point (``cost_value <= cost_limit``, no tolerance): when round-off puts the LP's
+    policy a hair over the limit, the LP is re-solved with the limit lowered by ``1e-10`` (then ``1e-8``) relative,
+    which costs at most that much reward. Raises :class:`InfeasibleCMDPError` (a ``ValueError``) naming the smallest
+    achievable cost value when no policy is feasible.
     """
-    result = _linprog(-cmdp.r.ravel(), cmdp, cmdp.cost_limit)
-    if result.status == 2:
-        raise InfeasibleCMDPError(cmdp.cost_limit, minimum_cost_value(cmdp))
-    if result.status != 0:
-        raise RuntimeError(f"CMDP LP failed: {result.message}")
-    occupancy = np.maximum(result.x, 0.0).reshape(cmdp.n_states, cmdp.n_actions)
-    state_occupancy = occupancy.sum(axis=1, keepdims=True)
-    policy = np.where(state_occupancy > 1e-12, occupancy / np.maximum(state_occupancy, 1e-300), 1.0 / cmdp.n_actions)
-    reward_value, cost_value = evaluate_policy(cmdp, policy)
-    return CMDPSolution(policy=policy, reward_value=reward_value, cost_value=cost_value, occupancy=occupancy)
+    scale = max(1.0, abs(cmdp.cost_limit))
+    for margin in (0.0, 1e-10, 1e-8):
+        result = _linprog(-cmdp.r.ravel(), cmdp, cmdp.cost_limit - margin * scale)
+        if result.status == 2:
+            break
+        if result.status != 0:
+            raise RuntimeError(f"CMDP LP failed: {result.message}")
+        occupancy = np.maximum(result.x, 0.0).reshape(cmdp.n_states, cmdp.n_actions)
+        policy = _policy_from_occupancy(cmdp, occupancy)
+        reward_value, cost_value = evaluate_policy(cmdp, policy)
+        if cost_value <= cmdp.cost_limit:
+            return CMDPSolution(policy=policy, reward_value=reward_value, cost_value=cost_value, occupancy=occupancy)
+    raise InfeasibleCMDPError(cmdp.cost_limit, minimum_cost_value(cmdp))
 
 
 def _total_variation(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -252,13 +291,11 @@ class EpisodeSampler:
     """
 
     def __init__(self, cmdp: TabularCMDP, policies: np.ndarray, horizon: int):
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+        self.horizon = check_count("horizon", horizon, minimum=1)
         policies = check_policy(cmdp, policies, "policies")
         if policies.ndim == 2:
             policies = policies[None]
         self.cmdp = cmdp
-        self.horizon = int(horizon)
         self.n_policies = policies.shape[0]
         S, A = cmdp.n_states, cmdp.n_actions
         joint = np.clip(policies, 0.0, None)[:, :, :, None] * cmdp.P[None]  # (K, S, A, S)
@@ -268,17 +305,13 @@ class EpisodeSampler:
         # Sorting by "not in support" moves every outcome with non-zero probability to the front of its row.
         order = np.argsort(~support, axis=1, kind="stable")[:, :width]
         probabilities = np.take_along_axis(joint, order, axis=1)
-        cumulative = np.cumsum(probabilities, axis=1)
-        cumulative /= cumulative[:, -1:]
-        # The last entry is pushed above 1 so float round-off can never index past the support.
-        cumulative[:, -1] = 2.0
-        self._cumulative = cumulative  # (K*S, width)
+        # Rows of a policy may sum to 1 only within check_policy's tolerance: normalise before accumulating.
+        self._cumulative = cumulative_distribution(probabilities / probabilities.sum(axis=1, keepdims=True))
         self._action = (order // S).astype(np.intp)
         self._next_state = (order % S).astype(np.intp)
         self._reward = cmdp.r
         self._cost = cmdp.c
-        self._mu_cumulative = np.cumsum(cmdp.mu)
-        self._mu_cumulative[-1] = 2.0
+        self._mu_cumulative = cumulative_distribution(cmdp.mu)
 
     def sample(
         self,
@@ -292,8 +325,7 @@ class EpisodeSampler:
         :param weights: mixture weights over the policies (default: the single policy, or uniform).
         :param gamma: discount of the returned sums (default the CMDP's; ``1.0`` gives undiscounted sums).
         """
-        if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 0:
-            raise ValueError(f"n_episodes must be a non-negative int, got {n_episodes!r}")
+        n = check_count("n_episodes", n_episodes)
         gamma = self.cmdp.gamma if gamma is None else float(gamma)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
@@ -305,7 +337,6 @@ class EpisodeSampler:
             raise ValueError(
                 f"weights must be {self.n_policies} non-negative numbers summing to 1, got {weights.tolist()}"
             )
-        n = int(n_episodes)
         if self.n_policies == 1:
             member = np.zeros(n, dtype=np.intp)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 import math
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -25,18 +26,26 @@ __all__ = [
     "Fixed",
     "SeedLike",
     "as_generator",
+    "check_count",
 ]
 
 SeedLike = int | np.random.Generator | None
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` as an int ``>= minimum`` (bools refused), else ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def as_generator(seed: SeedLike) -> np.random.Generator:
     """A numpy Generator from an int seed, an existing Generator (used as is) or None (fresh entropy)."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
-    return np.random.default_rng(seed)
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(check_count("seed (an int, a numpy Generator or None)", seed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +93,11 @@ class ParameterDistribution(abc.ABC):
     def default(self) -> Any:
         """A representative value (mean or first choice): the task an env starts with."""
 
+    @abc.abstractmethod
+    def extremes(self) -> list[Any]:
+        """Values that span the valid range (interval end points, every choice): checking a family's constraints on
+        these checks them on every value it can sample."""
+
 
 def _validate_interval(name: str, value: Any, low: float, high: float) -> float:
     """``value`` as a float in ``[low, high]``, or ``ValueError`` naming the parameter, the value and the range."""
@@ -123,6 +137,9 @@ class ClippedNormal(ParameterDistribution):
     def default(self) -> float:
         return self.mean
 
+    def extremes(self) -> list[float]:
+        return [self.low, self.high]
+
 
 @dataclasses.dataclass(frozen=True)
 class Uniform(ParameterDistribution):
@@ -147,6 +164,9 @@ class Uniform(ParameterDistribution):
     @property
     def default(self) -> float:
         return (self.low + self.high) / 2
+
+    def extremes(self) -> list[float]:
+        return [self.low, self.high]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +195,9 @@ class Choice(ParameterDistribution):
     def default(self) -> Any:
         return self.choices[0]
 
+    def extremes(self) -> list[Any]:
+        return list(self.choices)
+
 
 @dataclasses.dataclass(frozen=True)
 class Fixed(ParameterDistribution):
@@ -197,6 +220,9 @@ class Fixed(ParameterDistribution):
     @property
     def default(self) -> Any:
         return self.value
+
+    def extremes(self) -> list[Any]:
+        return [self.value]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -223,11 +249,10 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
 
     def sample(self, n: int, seed: SeedLike = None) -> list[TaskT]:
         """``n`` tasks drawn independently; the same int seed always gives the same list."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        n = check_count("n", n)
         rng = as_generator(seed)
-        draws = {name: dist.sample(rng, int(n)) for name, dist in self.parameters.items()}
-        return [self.task(**{name: values[i] for name, values in draws.items()}) for i in range(int(n))]
+        draws = {name: dist.sample(rng, n) for name, dist in self.parameters.items()}
+        return [self.task(**{name: values[i] for name, values in draws.items()}) for i in range(n)]
 
     def task(self, **params: Any) -> TaskT:
         """An explicit task. Omitted parameters take their default; each value is checked against its range."""
@@ -247,7 +272,20 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
         if not isinstance(task, self.task_type):
             raise ValueError(f"expected a {self.task_type.__name__}, got {type(task).__name__}: {task!r}")
         for name, dist in self.parameters.items():
-            dist.validate(name, getattr(task, name))
+            value = getattr(task, name)
+            if dist.validate(name, value) != value:
+                raise ValueError(
+                    f"task parameter {name!r} = {value!r} is not in canonical form (cells and layouts are tuples); "
+                    f"build tasks with family.task(...)"
+                )
+
+    def check_support(self) -> None:
+        """Raise ``ValueError`` unless every task the parameter distributions can produce is valid: checks
+        :meth:`check_task` on every combination of the distributions' extremes. Families call it on construction,
+        so a bad distribution fails there and not on some later draw."""
+        names = list(self.parameters)
+        for values in itertools.product(*(self.parameters[name].extremes() for name in names)):
+            self.check_task(self.task_type(**dict(zip(names, values))))
 
     @property
     def default_task(self) -> TaskT:

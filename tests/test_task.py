@@ -81,12 +81,39 @@ def test_varied_family_rejects_values_outside_its_choices(varied_family):
         varied_family.task(cost_limit=3.0)
 
 
-def test_family_checks_cells_and_goal_placement():
-    family = GridWorldFamily(goal=Choice(((3, 6), (2, 2))), unsafe_cells=Fixed(PAPER_UNSAFE_CELLS))
+def test_family_checks_its_whole_support_on_construction():
+    """A distribution that could produce an invalid task fails when the family is built, not on a later draw."""
     with pytest.raises(ValueError, match="must not be an unsafe cell"):
-        family.task(goal=(2, 2))
+        GridWorldFamily(goal=Choice(((3, 6), (2, 2))), unsafe_cells=Fixed(PAPER_UNSAFE_CELLS))
     with pytest.raises(ValueError, match="outside the 7 x 7 grid"):
         GridWorldFamily(goal=Fixed((7, 0)))
+    with pytest.raises(ValueError, match=r"'noise' = 2.0 is outside \[0, 1\]"):
+        GridWorldFamily(noise=Uniform(0.0, 2.0))
+    with pytest.raises(ValueError, match="'cost_limit' = -1.0 must be >= 0"):
+        GridWorldFamily(cost_limit=Uniform(-1.0, 1.0))
+
+
+def test_tasks_must_be_in_canonical_form(paper_family):
+    with pytest.raises(ValueError, match="canonical form"):
+        paper_family.check_task(GridWorldTask(goal=[3, 6]))
+    paper_family.check_task(GridWorldTask(noise=np.float64(0.3)))
+
+
+def test_families_and_tasks_pickle(paper_family, varied_family):
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    for family in (paper_family, varied_family):
+        task = family.sample(1, seed=0)[0]
+        clone = pickle.loads(pickle.dumps(family))
+        assert clone.sample(5, seed=1) == family.sample(5, seed=1)
+        np.testing.assert_array_equal(clone.tabular(task).P, family.tabular(task).P)
+        assert pickle.loads(pickle.dumps(task)) == task
+    tasks = paper_family.sample(2, seed=0)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        models = list(pool.map(paper_family.tabular, tasks))
+    for task, model in zip(tasks, models):
+        np.testing.assert_array_equal(model.P, paper_family.tabular(task).P)
 
 
 def test_bad_family_arguments():

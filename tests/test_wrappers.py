@@ -42,12 +42,26 @@ def test_task_sampling_draws_from_the_family_reproducibly():
     assert len({t.goal for t in first}) > 1 and len({t.unsafe_cells for t in first}) > 1
 
 
-def test_task_sampling_is_seeded_by_the_first_reset_seed():
-    def tasks():
-        env = TaskSampling(gym.make("cmdp_envs/GridWorld-v0"))
-        return [env.reset(seed=11 if i == 0 else None)[1]["task"] for i in range(5)]
+def test_task_sampling_follows_reset_seeds_like_the_env():
+    env = TaskSampling(gym.make("cmdp_envs/GridWorld-v0"))
+    env.reset()  # an unseeded first reset must not make later seeds ineffective
+    first = [env.reset(seed=11 if i == 0 else None)[1]["task"] for i in range(5)]
+    again = [env.reset(seed=11 if i == 0 else None)[1]["task"] for i in range(5)]
+    assert first == again
+    assert env.reset(seed=0)[1]["task"] == env.reset(seed=0)[1]["task"]
+    seeded = TaskSampling(gym.make("cmdp_envs/GridWorld-v0"), seed=3)
+    assert seeded.reset(seed=0)[1]["task"] != env.reset(seed=0)[1]["task"], "the constructor seed enters the stream"
 
-    assert tasks() == tasks()
+
+def test_task_sampling_sub_envs_of_a_vector_env_draw_different_tasks():
+    vector = gym.vector.SyncVectorEnv(
+        [lambda: TaskSampling(gym.make("cmdp_envs/GridWorld-v0"), seed=0) for _ in range(3)]
+    )
+    _, info = vector.reset(seed=0)
+    noises = [task.noise for task in info["task"]]
+    assert len(set(noises)) == 3
+    _, info_again = vector.reset(seed=0)
+    assert [task.noise for task in info_again["task"]] == noises
 
 
 def test_task_sampling_from_a_list_and_explicit_tasks_win(paper_family):
@@ -112,6 +126,20 @@ def test_record_episode_cost_extends_sb3_monitor():
     assert {"r", "l", "t", "c"} <= set(info["episode"])
 
 
+def test_record_episode_cost_in_an_sb3_make_vec_env_stack():
+    env_util = pytest.importorskip("stable_baselines3.common.env_util", reason="stable-baselines3 is in the 'sb3' extra")
+    vec_env = env_util.make_vec_env(
+        "cmdp_envs/GridWorld-v0", n_envs=2, seed=0, env_kwargs={"max_episode_steps": 10},
+        wrapper_class=RecordEpisodeCost, wrapper_kwargs={"gamma": 0.9},
+    )
+    vec_env.reset()
+    for _ in range(10):
+        _, _, dones, infos = vec_env.step(np.array([0, 1]))
+    assert dones.all()
+    for info in infos:
+        assert {"r", "l", "t", "c", "c_discounted"} <= set(info["episode"])
+
+
 def test_record_episode_cost_bad_use():
     with pytest.raises(RuntimeError, match="reset"):
         RecordEpisodeCost(gym.make("cmdp_envs/GridWorld-v0")).step(0)
@@ -161,9 +189,8 @@ def test_cost_function_bad_use():
     with pytest.raises(RuntimeError, match="reset"):
         CostFunction(gym.make("CartPole-v1"), lambda *args: 0.0).step(0)
     env = CostFunction(gym.make("cmdp_envs/GridWorld-v0"), lambda *args: 1.0)
-    env.reset(seed=0)
     with pytest.raises(ValueError, match="overwrite=True"):
-        env.step(0)
+        env.reset(seed=0)  # the conflict shows at reset, before the inner env ever steps
     env = CostFunction(gym.make("cmdp_envs/GridWorld-v0"), lambda *args: 1.0, overwrite=True)
     env.reset(seed=0)
     assert env.step(0)[-1]["cost"] == 1.0
@@ -188,11 +215,20 @@ def test_lagrangian_reward_and_runtime_multiplier():
     assert env.multiplier == 0.3
 
 
-def test_lagrangian_multiplier_through_sb3_vector_envs():
-    vec_env_module = pytest.importorskip("stable_baselines3.common.vec_env", reason="stable-baselines3 is in the 'sb3' extra")
-    vec_env = vec_env_module.DummyVecEnv([lambda: LagrangianReward(gym.make("cmdp_envs/GridWorld-v0"))] * 2)
+def test_lagrangian_multiplier_through_sb3_vector_envs_behind_monitor():
+    env_util = pytest.importorskip("stable_baselines3.common.env_util", reason="stable-baselines3 is in the 'sb3' extra")
+    # make_vec_env puts Monitor outside the env_kwargs-built env: the multiplier must still reach the reward.
+    vec_env = env_util.make_vec_env(lambda: LagrangianReward(gym.make("cmdp_envs/GridWorld-v0")), n_envs=2, seed=0)
     vec_env.env_method("set_multiplier", 2.0)
-    assert vec_env.get_attr("multiplier") == [2.0, 2.0]
+    vec_env.reset()
+    rng = np.random.default_rng(0)
+    total_cost = 0.0
+    for _ in range(300):
+        _, rewards, _, infos = vec_env.step(rng.integers(4, size=2))
+        for reward, info in zip(rewards, infos):
+            assert reward == pytest.approx(info["reward"] - 2.0 * info["cost"])
+            total_cost += info["cost"]
+    assert total_cost > 0, "the check saw costly steps"
 
 
 def test_lagrangian_needs_costs():

@@ -19,7 +19,8 @@ class CostFunction(gym.Wrapper):
 
     The cost must be a finite number ``>= 0`` (the CMDP convention of this package); anything else raises
     ``ValueError`` naming the value. An existing ``info["cost"]`` is an error unless ``overwrite=True``, so two cost
-    sources are never mixed silently.
+    sources are never mixed silently (checked at reset when the inner env reports a reset cost, else at the first
+    step).
 
     Example: a CartPole whose cart must stay near the centre::
 
@@ -47,6 +48,9 @@ class CostFunction(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         observation, info = self.env.reset(seed=seed, options=options)
+        if "cost" in info and not self.overwrite:
+            # Caught here, before any step: a step would already have moved the inner env when the conflict shows.
+            raise ValueError("the env already reports info['cost']; pass overwrite=True to replace it")
         self._observation = observation
         info["cost"] = 0.0
         return observation, info

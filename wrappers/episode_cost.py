@@ -17,8 +17,11 @@ class RecordEpisodeCost(gym.Wrapper):
     write them. With ``gamma``, also the discounted sums ``"r_discounted"`` and ``"c_discounted"`` (``sum_t gamma^t
     x_t``, the quantities a CMDP constrains).
 
-    If an inner wrapper already wrote ``info["episode"]`` the cost keys are added to it and its other entries kept.
-    The last ``buffer_length`` episodes' totals are kept in ``return_queue``, ``cost_queue`` and ``length_queue``.
+    Put it *outside* Gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor``: both write ``info["episode"]`` at
+    episode end (the first refuses an existing one, the second replaces it), and this wrapper adds its keys to
+    whatever is there, keeping the other entries. ``make_vec_env(env_id, wrapper_class=RecordEpisodeCost)`` gives
+    that order. The last ``buffer_length`` episodes' totals are kept in ``return_queue``, ``cost_queue`` and
+    ``length_queue``.
 
     Example::
 

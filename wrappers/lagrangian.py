@@ -15,8 +15,10 @@ class LagrangianReward(gym.Wrapper):
     learner (SB3's PPO, say) optimises ``J_r - lambda J_c``; a dual-ascent callback raises or lowers ``lambda``
     (``multiplier``) between rollouts. The original reward stays in ``info["reward"]``.
 
-    ``multiplier`` can be changed at any time: ``env.set_multiplier(value)`` or, through vector envs,
-    ``vec_env.env_method("set_multiplier", value)``; it must be finite and ``>= 0``.
+    ``multiplier`` can be changed at any time: ``env.set_multiplier(value)`` or, through SB3 vector envs,
+    ``vec_env.env_method("set_multiplier", value)``, which reaches the wrapper through outer wrappers such as
+    ``Monitor``. (``vec_env.set_attr("multiplier", ...)`` sets the attribute on the outermost wrapper only, which has
+    no effect unless this wrapper is outermost.) The value must be finite and ``>= 0``.
 
     Example::
 

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from cmdp_envs.task import Task, as_generator
+from cmdp_envs.task import Task, check_count
 
 __all__ = ["TaskSampling"]
 
@@ -16,8 +16,14 @@ __all__ = ["TaskSampling"]
 class TaskSampling(gym.Wrapper):
     """Sets a new task at every ``reset``: drawn from the env's family, or uniformly from a given task list.
 
-    The draws come from the wrapper's own generator, so they do not disturb the env's transition randomness. It is
-    seeded by ``seed``, or else by the first ``reset(seed=...)``; the same seed gives the same task sequence.
+    Task draws come from the wrapper's own generator, a stream separate from the env's transition randomness:
+
+    * ``reset(seed=s)`` restarts the task stream from ``s`` (and from ``seed``, when the wrapper was given one), just
+      as it restarts the env's own generator; so ``reset(seed=s)`` always yields the same task, and sub-envs of a
+      vector env, which receive seeds ``s, s + 1, ...``, draw different task sequences;
+    * ``reset()`` continues the stream; before any seeded reset the stream starts from ``seed`` (fresh entropy if
+      ``None``).
+
     A task passed explicitly as ``reset(options={"task": task})`` takes precedence and consumes no draw.
 
     Example::
@@ -27,14 +33,17 @@ class TaskSampling(gym.Wrapper):
         >>> env = TaskSampling(gym.make("cmdp_envs/GridWorld-v0"), seed=0)
         >>> _, info = env.reset()
         >>> round(info["task"].noise, 4)
-        0.3038
+        0.3228
 
     :param env: an env whose ``unwrapped`` has ``family`` and ``set_task``.
     :param tasks: draw from these tasks instead of the family.
-    :param seed: seed of the task draws.
+    :param seed: seed of the task draws (combined with the seed of a seeded reset).
 
     Change log: v0.1.0 first version.
     """
+
+    # Mixed into the task stream's seed so that it never coincides with the env's own stream for the same seed.
+    _STREAM_TAG = 0x7A5C
 
     def __init__(self, env: gym.Env, tasks: Sequence[Task] | None = None, seed: int | None = None):
         super().__init__(env)
@@ -48,20 +57,22 @@ class TaskSampling(gym.Wrapper):
             for task in tasks:
                 base.family.check_task(task)
         self.tasks = tasks
-        self._task_rng = as_generator(seed) if seed is not None else None
+        self.seed = None if seed is None else check_count("seed", seed)
+        self._task_rng = np.random.default_rng(self._entropy())
+
+    def _entropy(self, reset_seed: int | None = None) -> list[int] | None:
+        parts = [p for p in (reset_seed, self.seed) if p is not None]
+        return [*parts, self._STREAM_TAG] if parts else None
 
     def draw_task(self) -> Task:
-        """The next task of the sequence (advances the wrapper's generator)."""
-        if self._task_rng is None:
-            self._task_rng = np.random.default_rng()
+        """The next task of the stream."""
         if self.tasks is not None:
             return self.tasks[int(self._task_rng.integers(len(self.tasks)))]
         return self.env.unwrapped.family.sample(1, seed=self._task_rng)[0]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None and self._task_rng is None:
-            # A separate stream from the env's own np_random, derived from the same seed.
-            self._task_rng = np.random.default_rng([seed, 1])
+        if seed is not None:
+            self._task_rng = np.random.default_rng(self._entropy(check_count("seed", seed)))
         options = dict(options or {})
         if "task" not in options:
             options["task"] = self.draw_task()

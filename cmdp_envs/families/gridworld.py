@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from cmdp_envs.tabular import TabularCMDP, cmdp_distance
+from cmdp_envs.tabular import TabularCMDP, cmdp_distance, cumulative_distribution
 from cmdp_envs.task import ClippedNormal, Fixed, ParameterDistribution, Task, TaskFamily
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "PAPER_UNSAFE_CELLS",
     "PAPER_GOAL",
     "PAPER_TEST_NOISE_LEVELS",
-    "ACTION_NAMES",
 ]
 
 SIZE = 7
@@ -29,7 +28,6 @@ Cell = tuple[int, int]
 
 #: Action ``a`` moves by ``MOVES[a]`` in ``(x, y)``: 0 up (y+1), 1 right (x+1), 2 down (y-1), 3 left (x-1).
 MOVES: tuple[Cell, ...] = ((0, 1), (1, 0), (0, -1), (-1, 0))
-ACTION_NAMES = ("up", "right", "down", "left")
 ACTION_ARROWS = ("↑", "→", "↓", "←")
 
 PAPER_GOAL: Cell = (3, 6)
@@ -122,8 +120,18 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
         self.parameters = {"cost_limit": cost_limit, "noise": noise, "goal": goal, "unsafe_cells": unsafe_cells}
         self.noise_model: NoiseModel = noise_model
         self.gamma = float(gamma)
+        self.check_support()
         self._tables = functools.lru_cache(maxsize=256)(self._build_tables)
-        self.check_task(self.default_task)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The per-instance cache cannot be pickled (process pools, Ray); it is rebuilt on arrival.
+        state = self.__dict__.copy()
+        del state["_tables"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tables = functools.lru_cache(maxsize=256)(self._build_tables)
 
     @classmethod
     def varied(cls, **overrides: Any) -> GridWorldFamily:
@@ -193,14 +201,9 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
         cmdp = TabularCMDP(P=P, r=r, c=c, mu=mu, gamma=self.gamma, cost_limit=task.cost_limit)
         cumulative, next_states = [], []
         for s in range(S):
-            cumulative.append([])
-            next_states.append([])
-            for a in range(A):
-                targets = np.flatnonzero(P[s, a])
-                cum = np.cumsum(P[s, a, targets])
-                cum[-1] = 1.0 + 1e-12  # a uniform in [0, 1) always lands inside the support
-                cumulative[s].append(cum.tolist())
-                next_states[s].append(targets.tolist())
+            targets = [np.flatnonzero(P[s, a]) for a in range(A)]
+            cumulative.append([cumulative_distribution(P[s, a, t]).tolist() for a, t in enumerate(targets)])
+            next_states.append([t.tolist() for t in targets])
         return cmdp, (cumulative, next_states, r.tolist(), c.tolist())
 
     def distance(self, task_1: GridWorldTask, task_2: GridWorldTask) -> float:
@@ -285,8 +288,9 @@ class GridWorldEnv(gym.Env):
     ## Arguments
     ``gym.make("cmdp_envs/GridWorld-v0", observation_type="discrete", render_mode=None, task=None, family=None,
     **family_kwargs)``: ``family_kwargs`` (``noise``, ``goal``, ``unsafe_cells``, ``cost_limit`` distributions,
-    ``noise_model``, ``gamma``) build a :class:`GridWorldFamily`; or pass a ready ``family``. ``task`` is the initial
-    task (default: the family's default task).
+    ``noise_model``, ``gamma``) override the defaults of the id's family (``variant="paper"`` or ``"varied"``, set
+    by the registered id); or pass a ready ``family``, which then replaces the id's. ``task`` is the initial task
+    (default: the family's default task).
 
     ## Version History
     * v0: initial version.
@@ -300,11 +304,16 @@ class GridWorldEnv(gym.Env):
         task: GridWorldTask | None = None,
         observation_type: Literal["discrete", "onehot"] = "discrete",
         render_mode: str | None = None,
+        variant: Literal["paper", "varied"] = "paper",
         **family_kwargs: Any,
     ):
         if family is not None and family_kwargs:
             raise ValueError(f"pass either family or family keyword arguments, not both: {sorted(family_kwargs)}")
-        self.family = family if family is not None else GridWorldFamily(**family_kwargs)
+        if variant not in ("paper", "varied"):
+            raise ValueError(f"variant must be 'paper' or 'varied', got {variant!r}")
+        if family is None:
+            family = GridWorldFamily(**family_kwargs) if variant == "paper" else GridWorldFamily.varied(**family_kwargs)
+        self.family = family
         if observation_type not in ("discrete", "onehot"):
             raise ValueError(f"observation_type must be 'discrete' or 'onehot', got {observation_type!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -328,9 +337,7 @@ class GridWorldEnv(gym.Env):
         tables = self.family.step_tables(task)
         self.task = task
         self._cumulative, self._next_states, self._reward, self._cost = tables
-        cmdp = self.family.tabular(task)
-        self._mu_cumulative = np.cumsum(cmdp.mu).tolist()
-        self._mu_cumulative[-1] = 1.0 + 1e-12
+        self._mu_cumulative = cumulative_distribution(self.family.tabular(task).mu).tolist()
 
     def tabular(self) -> TabularCMDP:
         """The exact :class:`~cmdp_envs.tabular.TabularCMDP` of the task in force."""
@@ -342,9 +349,9 @@ class GridWorldEnv(gym.Env):
         return self._one_hot[state].copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
         if options and "task" in options:
-            self.set_task(options["task"])
+            self.set_task(options["task"])  # validates first: a bad task leaves the env and its seed untouched
+        super().reset(seed=seed)
         self._state = bisect.bisect_right(self._mu_cumulative, float(self.np_random.random()))
         return self._observation(self._state), {"task": self.task, "cost": 0.0}
 
@@ -356,10 +363,7 @@ class GridWorldEnv(gym.Env):
         s, a = self._state, int(action)
         i = bisect.bisect_right(self._cumulative[s][a], float(self.np_random.random()))
         self._state = self._next_states[s][a][i]
-        observation = self._observation(self._state)
-        if self.render_mode is not None:
-            self.render()
-        return observation, self._reward[s][a], False, False, {"cost": self._cost[s][a]}
+        return self._observation(self._state), self._reward[s][a], False, False, {"cost": self._cost[s][a]}
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
