@@ -1,0 +1,178 @@
+"""The check oracle ``O_c`` and the simultaneously feasible oracle ``O_s`` of Ni & Kamgarpour (Definitions 3.1, 3.4).
+
+``O_s(U, xi)`` returns one policy that is xi-feasible (``J_c <= d - xi``) on every task of ``U``, with its values on
+each. Two implementations:
+
+* :class:`ExactSimultaneouslyFeasibleOracle` (tabular families): worst-case natural policy gradient with exact
+  advantages, as Xu & Zhu's safe meta-training does. While some task is violated, step down the cost advantage of the
+  task of largest violation; once all are xi-feasible, step up the mean reward advantage; keep the best xi-feasible
+  iterate. Every returned policy is checked exactly on every task.
+* :class:`LearnedSimultaneouslyFeasibleOracle` (any family): train a learner oracle against the worst task of the
+  set with the limit tightened by ``xi``, re-check all tasks, repeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEstimate, evaluate
+from cmdp_envs.meta.policies import TabularPolicy
+from cmdp_envs.tabular import value_functions
+from cmdp_envs.task import Task, TaskFamily, check_count
+
+__all__ = [
+    "DistanceCheck",
+    "SimultaneouslyFeasibleResult",
+    "ExactSimultaneouslyFeasibleOracle",
+    "LearnedSimultaneouslyFeasibleOracle",
+    "NoFeasiblePolicyError",
+]
+
+
+class DistanceCheck:
+    """``O_c(M1, M2, eps)``: ``distance(M1, M2) <= eps``.
+
+    By default the family's own :meth:`~cmdp_envs.task.TaskFamily.distance` (exact CMDP distance for tabular
+    families). Pass ``distance`` to use another, e.g. ``lambda a, b: abs(a.noise - b.noise)``, the noise-level
+    comparison of the paper's gridworld experiments.
+    """
+
+    def __init__(self, family: TaskFamily, distance: Callable[[Task, Task], float] | None = None):
+        self.distance = distance if distance is not None else family.distance
+
+    def __call__(self, task_1: Task, task_2: Task, eps: float) -> bool:
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        return self.distance(task_1, task_2) <= eps
+
+
+class NoFeasiblePolicyError(RuntimeError):
+    """The oracle found no policy xi-feasible on every task; ``worst_margin`` is the best worst-case margin
+    ``min_i (d_i - J_c_i)`` it reached."""
+
+    def __init__(self, xi: float, worst_margin: float, detail: str):
+        self.xi = xi
+        self.worst_margin = worst_margin
+        super().__init__(f"no policy found with margin xi = {xi:g} on every task; the best worst-case margin reached "
+                         f"was {worst_margin:.6g} ({detail})")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimultaneouslyFeasibleResult:
+    """``pi_s`` and its values on each task of ``U`` (in order)."""
+
+    policy: object
+    tasks: tuple[Task, ...]
+    reward: tuple[ValueEstimate, ...]
+    cost: tuple[ValueEstimate, ...]
+    xi: float
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def margins(self) -> np.ndarray:
+        """``d_i - J_c_i`` per task (upper confidence bound of ``J_c`` for estimates)."""
+        return np.array([t.cost_limit - c.value - c.half_width for t, c in zip(self.tasks, self.cost)])
+
+
+class ExactSimultaneouslyFeasibleOracle:
+    """``O_s`` on a tabular family by worst-case natural policy gradient with exact advantages.
+
+    The natural-gradient step for a softmax policy is multiplicative: ``pi(a|s) <- pi(a|s) exp(step * A(s, a))``,
+    normalised per state; the step is scaled so that no log-probability moves by more than ``step_size``.
+
+    :param iterations: the most steps taken.
+    :param step_size: the largest change of a log-probability per step.
+    """
+
+    def __init__(self, family: TaskFamily, iterations: int = 2000, step_size: float = 0.5):
+        if not hasattr(family, "tabular"):
+            raise TypeError(f"ExactSimultaneouslyFeasibleOracle needs a tabular family, got {family!r}")
+        self.family = family
+        self.iterations = check_count("iterations", iterations, minimum=1)
+        self.step_size = float(step_size)
+
+    def __call__(self, tasks: Sequence[Task], xi: float, initial_policy: np.ndarray | None = None
+                 ) -> SimultaneouslyFeasibleResult:
+        tasks = tuple(tasks)
+        if not tasks:
+            raise ValueError("O_s needs at least one task")
+        if not xi >= 0:
+            raise ValueError(f"xi must be >= 0, got {xi}")
+        cmdps = [self.family.tabular(task) for task in tasks]
+        limits = np.array([task.cost_limit - xi for task in tasks])
+        S, A = cmdps[0].n_states, cmdps[0].n_actions
+        policy = np.full((S, A), 1.0 / A) if initial_policy is None else np.array(initial_policy, dtype=np.float64)
+        best: tuple[float, np.ndarray] | None = None
+        worst_margin = -np.inf
+        for _ in range(self.iterations):
+            evaluations = [value_functions(cmdp, policy) for cmdp in cmdps]
+            rewards = np.array([cmdp.mu @ V[0] for cmdp, (V, _) in zip(cmdps, evaluations)])
+            costs = np.array([cmdp.mu @ V[1] for cmdp, (V, _) in zip(cmdps, evaluations)])
+            violation = costs - limits
+            worst_margin = max(worst_margin, float(-violation.max()))
+            if violation.max() <= 0:
+                if best is None or rewards.mean() > best[0]:
+                    best = (float(rewards.mean()), policy.copy())
+                advantage = np.mean([Q[0] - V[0][:, None] for V, Q in evaluations], axis=0)
+            else:
+                V, Q = evaluations[int(violation.argmax())]
+                advantage = -(Q[1] - V[1][:, None])
+            scale = np.abs(advantage).max()
+            if scale == 0:
+                break
+            logits = np.log(np.maximum(policy, 1e-300)) + self.step_size * advantage / scale
+            policy = np.exp(logits - logits.max(axis=1, keepdims=True))
+            policy /= policy.sum(axis=1, keepdims=True)
+        if best is None:
+            raise NoFeasiblePolicyError(xi, worst_margin, f"{self.iterations} exact natural-gradient steps")
+        return self._checked(tasks, xi, best[1])
+
+    def _checked(self, tasks: tuple[Task, ...], xi: float, probabilities: np.ndarray) -> SimultaneouslyFeasibleResult:
+        policy = TabularPolicy(probabilities)
+        values = [evaluate(self.family, task, policy) for task in tasks]
+        result = SimultaneouslyFeasibleResult(
+            policy=policy, tasks=tasks, reward=tuple(v[0] for v in values), cost=tuple(v[1] for v in values), xi=xi,
+            info={"oracle": "exact_worst_case_npg"},
+        )
+        if not np.all(result.margins >= xi):
+            raise NoFeasiblePolicyError(xi, float(result.margins.min()), "the exact re-check failed")
+        return result
+
+
+class LearnedSimultaneouslyFeasibleOracle:
+    """``O_s`` with any learner oracle: train against the worst task of ``U`` with the limit tightened by ``xi``,
+    evaluate the policy on every task (exact or Monte Carlo, per the oracle's family), and repeat on the new worst
+    task until the policy is xi-feasible everywhere or ``max_rounds`` is reached."""
+
+    def __init__(self, family: TaskFamily, learner: LearnerOracle, max_rounds: int = 5, **evaluate_kwargs):
+        self.family = family
+        self.learner = learner
+        self.max_rounds = check_count("max_rounds", max_rounds, minimum=1)
+        self.evaluate_kwargs = evaluate_kwargs
+
+    def __call__(self, tasks: Sequence[Task], xi: float, seed: int = 0, env=None) -> SimultaneouslyFeasibleResult:
+        tasks = tuple(tasks)
+        if not tasks:
+            raise ValueError("O_s needs at least one task")
+        # Start from the task with the tightest limit; then always from the task the last policy violated most.
+        target = min(range(len(tasks)), key=lambda i: tasks[i].cost_limit)
+        worst_margin = -np.inf
+        for round_index in range(self.max_rounds):
+            answer: OracleResult = self.learner(tasks[target], seed=seed + round_index,
+                                                cost_limit=tasks[target].cost_limit - xi)
+            values = [evaluate(self.family, task, answer.policy, env, seed=seed, **self.evaluate_kwargs)
+                      for task in tasks]
+            result = SimultaneouslyFeasibleResult(
+                policy=answer.policy, tasks=tasks, reward=tuple(v[0] for v in values),
+                cost=tuple(v[1] for v in values), xi=xi,
+                info={"oracle": "learned_worst_case", "rounds": round_index + 1, **answer.info},
+            )
+            margins = result.margins
+            worst_margin = max(worst_margin, float(margins.min()))
+            if np.all(margins >= xi):
+                return result
+            target = int(margins.argmin())
+        raise NoFeasiblePolicyError(xi, worst_margin, f"{self.max_rounds} rounds of the learner oracle")

@@ -1,0 +1,168 @@
+"""The oracle protocol: exact LP oracle, SB3 and OmniSafe learner oracles, O_c and O_s, policy files."""
+
+import dataclasses
+import importlib.util
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from cmdp_envs.families.gridworld import GridWorldFamily
+from cmdp_envs.meta.oracles import (
+    DistanceCheck,
+    ExactLPOracle,
+    ExactSimultaneouslyFeasibleOracle,
+    LearnedSimultaneouslyFeasibleOracle,
+    NoFeasiblePolicyError,
+    ValueEstimate,
+    evaluate,
+)
+from cmdp_envs.meta.oracles.protocol import monte_carlo_values
+from cmdp_envs.meta.policies import TabularPolicy, gaussian_argmax_probabilities
+from cmdp_envs.tabular import evaluate_policy, solve_cmdp
+
+from conftest import Z
+
+
+def test_exact_oracle_answers_with_the_lp_optimum(paper_family):
+    task = paper_family.task(noise=0.3)
+    answer = ExactLPOracle(paper_family)(task)
+    solution = solve_cmdp(paper_family.tabular(task))
+    assert answer.reward.exact and answer.reward.value == solution.reward_value
+    assert answer.feasible and answer.cost.value <= task.cost_limit
+    tighter = ExactLPOracle(paper_family)(task, cost_limit=1.2)
+    assert tighter.cost.value <= 1.2 and tighter.reward.value < answer.reward.value
+    with pytest.raises(TypeError, match="tabular family"):
+        ExactLPOracle(object())
+
+
+def test_distance_check(paper_family):
+    check = DistanceCheck(paper_family)
+    a, b = paper_family.task(noise=0.30), paper_family.task(noise=0.31)
+    assert check(a, b, eps=0.0075 + 1e-12) and not check(a, b, eps=0.007)
+    by_noise = DistanceCheck(paper_family, distance=lambda x, y: abs(x.noise - y.noise))
+    assert by_noise(a, b, eps=0.0100001) and not by_noise(a, b, eps=0.0099)
+    with pytest.raises(ValueError, match="eps"):
+        check(a, b, eps=-1.0)
+
+
+def test_exact_simultaneously_feasible_oracle(paper_family):
+    tasks = paper_family.sample(12, seed=0)
+    result = ExactSimultaneouslyFeasibleOracle(paper_family, iterations=600)(tasks, xi=0.1)
+    # Checked exactly, task by task, independently of the oracle's own bookkeeping.
+    for task in tasks:
+        reward_value, cost_value = evaluate_policy(paper_family.tabular(task), result.policy.probabilities)
+        assert cost_value <= task.cost_limit - 0.1
+    assert np.all(result.margins >= 0.1)
+    # Close to the best such policy: the LP policy of the noisiest task with the same margin is a lower bound.
+    noisiest = max(tasks, key=lambda t: t.noise)
+    lp = ExactLPOracle(paper_family)(noisiest, cost_limit=noisiest.cost_limit - 0.1)
+    lp_mean = np.mean([evaluate(paper_family, t, lp.policy)[0].value for t in tasks])
+    assert np.mean([r.value for r in result.reward]) >= lp_mean - 0.5
+
+
+def test_simultaneously_feasible_oracle_reports_an_impossible_margin(paper_family):
+    tasks = [paper_family.task(noise=0.42)]  # smallest achievable cost ~1.37: at most ~0.13 of margin exists
+    with pytest.raises(NoFeasiblePolicyError, match="margin xi = 0.5") as error:
+        ExactSimultaneouslyFeasibleOracle(paper_family, iterations=300)(tasks, xi=0.5)
+    assert error.value.worst_margin < 0.5
+
+
+def test_learned_simultaneously_feasible_oracle_moves_to_the_worst_task():
+    family = GridWorldFamily.varied()
+    tasks = [family.task(goal=(0, 6), noise=0.2, cost_limit=1.0), family.task(goal=(0, 6), noise=0.4, cost_limit=2.0)]
+    # The tightest limit is task 0, but task 1's noise makes task 0's optimum violate it: a second round is needed.
+    oracle = LearnedSimultaneouslyFeasibleOracle(family, ExactLPOracle(family), max_rounds=4)
+    result = oracle(tasks, xi=0.05)
+    assert np.all(result.margins >= 0.05)
+    assert result.info["rounds"] == 2
+    with pytest.raises(NoFeasiblePolicyError, match="1 rounds"):
+        LearnedSimultaneouslyFeasibleOracle(family, ExactLPOracle(family), max_rounds=1)(tasks, xi=0.05)
+
+
+def test_tabular_policy_files_round_trip_without_pickle(tmp_path, paper_family):
+    policy = ExactLPOracle(paper_family)(paper_family.default_task).policy
+    path = policy.save(tmp_path / "pi.npz")
+    loaded = TabularPolicy.load(path)
+    np.testing.assert_array_equal(loaded.probabilities, policy.probabilities)
+    np.savez(tmp_path / "object.npz", probabilities=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(ValueError, match="not a saved TabularPolicy"):
+        TabularPolicy.load(tmp_path / "object.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a saved TabularPolicy"):
+        TabularPolicy.load(tmp_path / "corrupt.npz")
+    with pytest.raises(ValueError, match="shape"):
+        TabularPolicy(np.ones(4))
+
+
+def test_tabular_policy_acts_on_indices_and_one_hot_vectors():
+    policy = TabularPolicy(np.array([[0.0, 1.0], [1.0, 0.0]]), seed=0)
+    assert policy.act(0) == 1 and policy.act(np.array([0.0, 1.0])) == 0
+    with pytest.raises(ValueError, match="outside"):
+        policy.act(2)
+
+
+def test_monte_carlo_values_cover_the_exact_values(paper_family):
+    env = gym.make("cmdp_envs/GridWorld-v0")
+    task = paper_family.task(noise=0.3)
+    policy = TabularPolicy(0.5 * solve_cmdp(paper_family.tabular(task)).policy + 0.125, seed=0)
+    reward, cost = monte_carlo_values(env, policy, task, gamma=0.9, n_episodes=600, horizon=150, confidence=0.9999)
+    exact_reward, exact_cost = evaluate(paper_family, task, policy)
+    assert abs(reward.value - exact_reward.value) <= reward.half_width
+    assert abs(cost.value - exact_cost.value) <= cost.half_width
+    assert not reward.exact and "CI" in str(reward) and "exact" in str(exact_reward)
+
+
+def test_gaussian_argmax_probabilities():
+    probabilities = gaussian_argmax_probabilities(np.array([[0.0, 0.0], [3.0, 0.0]]), np.array([1.0, 1.0]),
+                                                  n_samples=40_000, seed=0)
+    assert probabilities[0] == pytest.approx([0.5, 0.5], abs=Z * 0.5 / 200)
+    # P(x0 > x1) with x0 - x1 ~ N(3, 2): Phi(3 / sqrt 2)
+    assert probabilities[1, 0] == pytest.approx(0.98305, abs=Z * 0.5 / 200)
+    exact = gaussian_argmax_probabilities(np.array([[1.0, 0.0]]), np.array([0.0, 0.0]))
+    assert exact.tolist() == [[1.0, 0.0]]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                    reason="stable-baselines3 is in the 'sb3' extra")
+def test_sb3_oracle_returns_an_exactly_evaluated_policy(paper_family):
+    import torch
+
+    from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
+
+    torch.set_num_threads(1)
+    oracle = SB3LagrangianOracle("cmdp_envs/GridWorld-v0", total_timesteps=2048, n_envs=2, n_steps=256,
+                                 env_kwargs={"max_episode_steps": 50})
+    task = paper_family.task(noise=0.2)
+    answer = oracle(task, seed=0)
+    assert isinstance(answer.policy, TabularPolicy) and answer.reward.exact
+    assert (answer.reward.value, answer.cost.value) == pytest.approx(
+        evaluate_policy(paper_family.tabular(task), answer.policy.probabilities))
+    assert oracle(task, seed=0).policy.probabilities.tolist() == answer.policy.probabilities.tolist(), "seeded"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                    reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+@pytest.mark.parametrize("algo", ["PPOLag", "CPO"])
+def test_omnisafe_oracle_returns_an_exactly_evaluated_policy(algo, paper_family):
+    import torch
+
+    from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle
+
+    torch.set_num_threads(1)
+    task = paper_family.task(noise=0.25)
+    answer = OmniSafeOracle("cmdp_envs/GridWorld-v0", algo=algo, total_steps=2000, steps_per_epoch=1000)(task, seed=0)
+    assert isinstance(answer.policy, TabularPolicy) and answer.cost.exact
+    assert answer.info["cost_semantics"] == "discounted"
+    assert answer.cost.value == pytest.approx(
+        evaluate_policy(paper_family.tabular(task), answer.policy.probabilities)[1])
+
+
+def test_value_estimate_feasibility_uses_the_upper_confidence_bound(paper_family):
+    from cmdp_envs.meta.oracles import OracleResult
+
+    task = paper_family.default_task
+    policy = TabularPolicy(np.full((49, 4), 0.25))
+    assert OracleResult(task, policy, ValueEstimate(1.0), ValueEstimate(1.4, 0.05, 0.95)).feasible
+    assert not OracleResult(task, policy, ValueEstimate(1.0), ValueEstimate(1.4, 0.2, 0.95)).feasible
+    assert dataclasses.replace(ValueEstimate(1.0), half_width=0.1).exact is False

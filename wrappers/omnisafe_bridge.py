@@ -1,0 +1,344 @@
+"""Train OmniSafe's algorithms on any ``cmdp_envs`` id (lane B: Python 3.10, ``pip install "cmdp-envs[omnisafe]"``).
+
+One call makes every registered id, and any fixed-task variant of it, an OmniSafe environment::
+
+    import omnisafe
+    from cmdp_envs.wrappers.omnisafe_bridge import omnisafe_custom_cfgs, register_omnisafe_envs
+
+    register_omnisafe_envs()
+    cfgs = omnisafe_custom_cfgs("PPOLag", "cmdp_envs/GridWorld-v0", total_steps=20_000, seed=0)
+    omnisafe.Agent("PPOLag", "cmdp_envs/GridWorld-v0", custom_cfgs=cfgs).learn()
+
+What the bridge does, because OmniSafe's adapters require it:
+
+* **Tensors and Box spaces.** OmniSafe's adapter asserts Box observation and action spaces. Observations are
+  flattened with Gymnasium's ``flatten`` (a ``Discrete(n)`` state becomes its one-hot vector). A ``Discrete(n)``
+  action space becomes ``Box(-1, 1, (n,))`` and the env takes the **argmax** of the agent's action vector, so
+  OmniSafe's Gaussian actor induces a categorical policy: action ``a`` has the probability that coordinate ``a`` of
+  a Gaussian draw is the largest (the OmniSafe oracle of ``cmdp_envs.meta`` estimates it for exact evaluation).
+* **Episode ends.** The bridge resets finished episodes itself (for any ``num_envs``) and reports
+  ``info["final_observation"]`` batched as OmniSafe's on-policy adapter reads it; the time limit is the id's
+  ``max_episode_steps``.
+* **Seeding.** ``set_seed(s)`` makes the next reset of sub-env ``i`` use seed ``s + i``.
+* **The task.** OmniSafe accepts ``env_cfgs`` only for the algorithms whose YAML lists it (PPOLag). For every
+  algorithm, :func:`register_omnisafe_task` registers a new OmniSafe id bound to a fixed task and family keyword
+  arguments; pass that id to ``omnisafe.Agent``.
+* **Cost semantics.** OmniSafe constrains the *undiscounted* episode cost ``EpCost = sum_t c_t``; our tasks constrain
+  the *discounted* ``J_c = E[sum_t gamma^t c_t]``. With ``cost_semantics="discounted"`` (default) the bridge reports
+  the cost ``gamma^t c_t`` at step ``t`` of an episode, so OmniSafe's ``EpCost`` *is* the discounted episode cost and
+  its limit is ``task.cost_limit``. With ``"undiscounted"`` it reports ``c_t`` and the limit you give is a budget on
+  the plain episode sum. :func:`omnisafe_custom_cfgs` sets the algorithm's limit key and records the semantics in
+  the returned config's ``cmdp_envs`` entry; a run's semantics is that of its env id (:func:`bridge_settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from cmdp_envs.registration import registered_ids
+from cmdp_envs.task import Task
+
+__all__ = [
+    "register_omnisafe_envs",
+    "register_omnisafe_task",
+    "omnisafe_custom_cfgs",
+    "bridge_settings",
+    "BridgeSettings",
+    "cost_limit_keys",
+    "import_omnisafe",
+]
+
+COST_SEMANTICS = ("discounted", "undiscounted")
+
+
+def import_omnisafe() -> Any:
+    """Import OmniSafe, or explain which extra and Python version it needs."""
+    try:
+        import omnisafe
+    except ImportError as error:
+        raise ImportError(
+            "OmniSafe is not installed. It needs Python 3.10 (its safety-gymnasium dependency pins gymnasium 0.28.1 "
+            'and does not run on Python 3.11+): pip install "cmdp-envs[omnisafe]" on Python 3.10.'
+        ) from error
+    return omnisafe
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeSettings:
+    """What an OmniSafe id stands for: a Gymnasium id, the keyword arguments of ``gym.make``, an optional fixed task,
+    and how costs are reported."""
+
+    gym_id: str
+    make_kwargs: tuple[tuple[str, Any], ...] = ()
+    task: Task | None = None
+    cost_semantics: str = "discounted"
+
+    def __post_init__(self) -> None:
+        if self.cost_semantics not in COST_SEMANTICS:
+            raise ValueError(f"cost_semantics must be one of {COST_SEMANTICS}, got {self.cost_semantics!r}")
+
+
+_SETTINGS: dict[str, BridgeSettings] = {}
+_BRIDGE_CLASS: type | None = None
+
+
+def bridge_settings(omnisafe_id: str) -> BridgeSettings:
+    """The settings behind an OmniSafe id registered by this module."""
+    if omnisafe_id not in _SETTINGS:
+        raise KeyError(f"{omnisafe_id!r} is not registered with OmniSafe; call register_omnisafe_envs() first")
+    return _SETTINGS[omnisafe_id]
+
+
+def register_omnisafe_envs() -> list[str]:
+    """Register every ``cmdp_envs`` id with OmniSafe's environment registry (discounted cost semantics). Idempotent.
+    Returns the ids."""
+    bridge = _bridge_class()
+    for env_id in registered_ids():
+        _add(bridge, env_id, BridgeSettings(gym_id=env_id))
+    return registered_ids()
+
+
+def register_omnisafe_task(
+    gym_id: str,
+    task: Task | None = None,
+    *,
+    cost_semantics: str = "discounted",
+    name: str | None = None,
+    **make_kwargs: Any,
+) -> str:
+    """Register an OmniSafe id whose envs are ``gym.make(gym_id, **make_kwargs)`` fixed on ``task``.
+
+    This is how to fix the task, or the family's parameters, for algorithms that take no ``env_cfgs``.
+
+    :param gym_id: a registered Gymnasium id of this package.
+    :param task: the task every episode runs (default: the family's default task).
+    :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring).
+    :param name: the new id (default: derived from ``gym_id`` and the settings; stable across processes).
+    :returns: the OmniSafe id to pass to ``omnisafe.Agent``.
+    """
+    if gym_id not in gym.registry:
+        raise ValueError(f"unknown Gymnasium id {gym_id!r}")
+    env = gym.make(gym_id, **make_kwargs)
+    if task is not None:
+        env.unwrapped.family.check_task(task)  # fail here, not inside OmniSafe's constructor
+    env.close()
+    settings = BridgeSettings(
+        gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, cost_semantics=cost_semantics
+    )
+    if name is None:
+        digest = hashlib.sha256(repr((settings.make_kwargs, task, cost_semantics)).encode()).hexdigest()[:8]
+        stem, _, version = gym_id.rpartition("-")
+        name = f"{stem}-{cost_semantics}-{digest}-{version}"
+    _add(_bridge_class(), name, settings)
+    return name
+
+
+def _add(bridge: type, omnisafe_id: str, settings: BridgeSettings) -> None:
+    if omnisafe_id in _SETTINGS and _SETTINGS[omnisafe_id] != settings:
+        raise ValueError(f"{omnisafe_id!r} is already registered with other settings: {_SETTINGS[omnisafe_id]}")
+    _SETTINGS[omnisafe_id] = settings
+    # OmniSafe's registry keeps a reference to this very list, so appending registers the id.
+    if omnisafe_id not in bridge._support_envs:
+        bridge._support_envs.append(omnisafe_id)
+
+
+def cost_limit_keys(algo: str) -> list[tuple[str, str]]:
+    """The ``(section, key)`` pairs that hold the cost limit in an OmniSafe algorithm's default config:
+    ``("lagrange_cfgs", "cost_limit")`` for Lagrangian methods, ``("algo_cfgs", "cost_limit")`` for CPO-style
+    methods, ``("algo_cfgs", "safety_budget")`` for Saute and Simmer."""
+    import_omnisafe()
+    import os
+
+    from omnisafe.algorithms import ALGORITHM2TYPE
+    from omnisafe.utils.config import __file__ as config_file
+    from omnisafe.utils.tools import load_yaml
+
+    if algo not in ALGORITHM2TYPE:
+        raise ValueError(f"unknown OmniSafe algorithm {algo!r}; known: {sorted(ALGORITHM2TYPE)}")
+    path = os.path.join(os.path.dirname(config_file), "..", "configs", ALGORITHM2TYPE[algo], f"{algo}.yaml")
+    defaults = load_yaml(path)["defaults"]
+    return [
+        (section, key)
+        for section, values in defaults.items()
+        if isinstance(values, dict)
+        for key in ("cost_limit", "safety_budget")
+        if key in values
+    ]
+
+
+def omnisafe_custom_cfgs(
+    algo: str,
+    omnisafe_id: str,
+    *,
+    total_steps: int,
+    seed: int = 0,
+    steps_per_epoch: int = 1000,
+    cost_limit: float | None = None,
+    log_dir: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """OmniSafe ``custom_cfgs`` for training ``algo`` on a bridged id.
+
+    Sets the algorithm's cost limit key(s) (see :func:`cost_limit_keys`) to ``cost_limit`` or else the id's task's
+    limit, the discount to the family's ``gamma``, turns off reward, cost and observation normalisation (so the
+    trained actor reads raw observations and costs keep their meaning), and quiets logging. ``overrides`` are
+    merged section by section (e.g. ``algo_cfgs={"update_iters": 5}``).
+    """
+    settings = bridge_settings(omnisafe_id)
+    env = gym.make(settings.gym_id, **dict(settings.make_kwargs))
+    family = env.unwrapped.family
+    task = settings.task if settings.task is not None else env.unwrapped.task
+    env.close()
+    limit = float(task.cost_limit if cost_limit is None else cost_limit)
+    if not (math.isfinite(limit) and limit >= 0):
+        raise ValueError(f"cost_limit must be finite and >= 0, got {limit}")
+    keys = cost_limit_keys(algo)
+    if not keys:
+        raise ValueError(f"{algo} has no cost limit in its config: it is not a constrained algorithm")
+    cfgs: dict[str, Any] = {
+        "seed": seed,
+        "train_cfgs": {"total_steps": int(total_steps), "device": "cpu", "torch_threads": 1},
+        "algo_cfgs": {
+            "steps_per_epoch": int(steps_per_epoch),
+            "gamma": family.gamma,
+            "cost_gamma": family.gamma,
+            "obs_normalize": False,
+            "reward_normalize": False,
+            "cost_normalize": False,
+        },
+        "logger_cfgs": {"use_wandb": False, "use_tensorboard": False, "save_model_freq": 10**9},
+    }
+    if log_dir is not None:
+        cfgs["logger_cfgs"]["log_dir"] = str(log_dir)
+    for section, key in keys:
+        cfgs.setdefault(section, {})[key] = limit
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            cfgs.setdefault(section, {}).update(values)
+        else:
+            cfgs[section] = values
+    return cfgs
+
+
+def _bridge_class() -> type:
+    """The OmniSafe ``CMDP`` subclass, defined (and registered with OmniSafe) on first use."""
+    global _BRIDGE_CLASS
+    if _BRIDGE_CLASS is not None:
+        return _BRIDGE_CLASS
+    import_omnisafe()
+    import torch
+    from gymnasium.spaces.utils import flatten, flatten_space
+    from omnisafe.envs.core import CMDP, env_register
+
+    class CMDPEnvsOmniSafe(CMDP):
+        """A ``cmdp_envs`` id as an OmniSafe environment (see :mod:`cmdp_envs.wrappers.omnisafe_bridge`)."""
+
+        _support_envs: list[str] = []  # noqa: RUF012  (OmniSafe's registry holds this list)
+        need_auto_reset_wrapper = False  # the bridge resets itself, for any number of envs
+        need_time_limit_wrapper = False  # the gym.make time limit applies
+        metadata: dict[str, Any] = {}  # noqa: RUF012
+
+        def __init__(self, env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any):
+            super().__init__(env_id)
+            settings = bridge_settings(env_id)
+            # env_cfgs (PPOLag only) may override the registered task and semantics.
+            task = kwargs.pop("task", settings.task)
+            self.cost_semantics = kwargs.pop("cost_semantics", settings.cost_semantics)
+            if self.cost_semantics not in COST_SEMANTICS:
+                raise ValueError(f"cost_semantics must be one of {COST_SEMANTICS}, got {self.cost_semantics!r}")
+            make_kwargs = {**dict(settings.make_kwargs), **kwargs}
+            self._num_envs = int(num_envs)
+            self._device = torch.device(device)
+            self._envs = [gym.make(settings.gym_id, **make_kwargs) for _ in range(self._num_envs)]
+            base = self._envs[0].unwrapped
+            if isinstance(task, dict):
+                task = base.family.task(**task)
+            self.task = task if task is not None else base.task
+            self.gamma = base.family.gamma
+            self._gym_observation_space = self._envs[0].observation_space
+            self._gym_action_space = self._envs[0].action_space
+            self._observation_space = flatten_space(self._gym_observation_space)
+            self._discrete_actions = isinstance(self._gym_action_space, gym.spaces.Discrete)
+            if self._discrete_actions:
+                self._action_space = gym.spaces.Box(-1.0, 1.0, (int(self._gym_action_space.n),), dtype=np.float32)
+            else:
+                self._action_space = self._gym_action_space
+            self._time_limit = self._envs[0].spec.max_episode_steps
+            self._pending_seed: int | None = None
+            self._discount = np.ones(self._num_envs)
+            self._flatten = flatten
+
+        @property
+        def max_episode_steps(self) -> int | None:
+            return self._time_limit
+
+        def _tensor(self, values: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            tensor = torch.as_tensor(np.asarray(values), dtype=dtype, device=self._device)
+            return tensor[0] if self._num_envs == 1 else tensor
+
+        def _observation(self, observation: Any) -> np.ndarray:
+            return np.asarray(self._flatten(self._gym_observation_space, observation), dtype=np.float32)
+
+        def _gym_action(self, action: np.ndarray) -> Any:
+            return int(np.argmax(action)) if self._discrete_actions else action
+
+        def _reset_one(self, index: int, seed: int | None) -> np.ndarray:
+            observation, _ = self._envs[index].reset(seed=seed, options={"task": self.task})
+            self._discount[index] = 1.0
+            return self._observation(observation)
+
+        def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+            base_seed = seed if seed is not None else self._pending_seed
+            self._pending_seed = None
+            observations = [
+                self._reset_one(i, None if base_seed is None else base_seed + i) for i in range(self._num_envs)
+            ]
+            return self._tensor(observations), {}
+
+        def step(self, action: torch.Tensor):
+            actions = action.detach().cpu().numpy().reshape(self._num_envs, -1)
+            observations, rewards, costs, terminated, truncated, finals = [], [], [], [], [], []
+            for i, env in enumerate(self._envs):
+                observation, reward, term, trunc, info = env.step(self._gym_action(actions[i]))
+                cost = float(info["cost"])
+                if self.cost_semantics == "discounted":
+                    cost *= self._discount[i]
+                    self._discount[i] *= self.gamma
+                observation = self._observation(observation)
+                finals.append(observation)
+                if term or trunc:
+                    observation = self._reset_one(i, None)
+                observations.append(observation)
+                rewards.append(reward)
+                costs.append(cost)
+                terminated.append(term)
+                truncated.append(trunc)
+            info = {"final_observation": self._tensor(finals)}
+            return (
+                self._tensor(observations),
+                self._tensor(rewards),
+                self._tensor(costs),
+                self._tensor(terminated, torch.bool),
+                self._tensor(truncated, torch.bool),
+                info,
+            )
+
+        def set_seed(self, seed: int) -> None:
+            self._pending_seed = int(seed)
+
+        def render(self) -> Any:
+            return self._envs[0].render()
+
+        def close(self) -> None:
+            for env in self._envs:
+                env.close()
+
+    env_register(CMDPEnvsOmniSafe)
+    _BRIDGE_CLASS = CMDPEnvsOmniSafe
+    return CMDPEnvsOmniSafe
