@@ -1,4 +1,5 @@
-"""The ``cmdp-envs`` command line: list and describe the registered task families, solve a tabular task exactly."""
+"""The ``cmdp-envs`` command line: list and describe the registered task families, solve a tabular task exactly,
+compare constrained RL learners on a task."""
 
 from __future__ import annotations
 
@@ -137,6 +138,24 @@ def command_solve(args: argparse.Namespace) -> None:
             print(f"wrote {out / 'policy.png'}")
 
 
+def command_compare(args: argparse.Namespace) -> None:
+    from cmdp_envs.meta.compare import run_comparison
+
+    env = _make(args.env)
+    task = _parse_task(env, args.task) if args.task else None
+    algos = [name.strip() for name in args.algos.split(",") if name.strip()]
+    try:
+        summary = run_comparison(algos, args.env, steps=args.steps, seeds=args.seeds, out=args.out, task=task)
+    except (ValueError, ImportError) as error:
+        raise CLIError(str(error)) from None
+    print(f"{'algo':<14}{'seed':>5}{'J_r':>10}{'J_c':>9}{'limit':>7}  feasible  evaluation         seconds")
+    for run in summary["runs"]:
+        print(f"{run['algo']:<14}{run['seed']:>5}{run['final_return']:>10.3f}{run['final_cost']:>9.3f}"
+              f"{run['cost_limit']:>7g}  {'yes' if run['feasible'] else 'NO ':<8}  {run['evaluation']:<17}"
+              f"{run['wall_seconds']:>8.1f}")
+    print(f"wrote {Path(args.out) / 'summary.json'}, return.png, cost.png")
+
+
 def _short(task: Task) -> str:
     """The task parameters that differ from the family default's, for a plot title."""
     fields = task.as_dict()
@@ -163,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="task parameters, e.g. --task noise=0.3 (default: the family's default task)")
     solve.add_argument("--out", help="directory for solution.json and policy.png")
     solve.set_defaults(run=command_solve)
+    compare = commands.add_parser(
+        "compare",
+        help="train constrained RL learners on one task through one protocol",
+        description="Train OmniSafe algorithms (Python 3.10, 'omnisafe' extra) and the SB3 Lagrangian learners "
+        "SB3-PPOLag, SB3-TRPOLag ('sb3' extra) on one task with seeds 0..S-1; evaluate each final policy (exactly on "
+        "tabular families); write DIR/summary.json and learning-curve PNGs.",
+    )
+    compare.add_argument("--algos", required=True, help="comma-separated, e.g. PPOLag,TRPOLag,CPO,SB3-PPOLag")
+    compare.add_argument("--env", required=True, help="a registered id, e.g. cmdp_envs/GridWorld-v0")
+    compare.add_argument("--steps", type=int, required=True, help="environment steps per run")
+    compare.add_argument("--seeds", type=int, default=1, help="number of seeds (0..S-1)")
+    compare.add_argument("--out", required=True, help="output directory")
+    compare.add_argument("--task", nargs="+", metavar="KEY=VALUE", help="task parameters (default: default task)")
+    compare.set_defaults(run=command_compare)
     return parser
 
 

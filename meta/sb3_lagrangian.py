@@ -55,7 +55,7 @@ class DualAscentCallback(_base_callback()):  # type: ignore[misc]
     After each rollout, ``lambda <- max(0, lambda + multiplier_lr * (mean episode cost - cost_limit))`` and the new
     value is sent to every sub-env with ``env_method("set_multiplier", lambda)``. Rollouts in which no episode ended
     leave ``lambda`` unchanged. Logged under ``lagrangian/``: ``multiplier``, ``episode_cost``, ``cost_limit`` and
-    ``constraint_satisfied``; ``history`` keeps one row per update.
+    ``constraint_satisfied``; ``history`` keeps one row per update (with the mean undiscounted ``episode_return``).
 
     :param cost_limit: ``d``.
     :param multiplier_lr: dual step size.
@@ -83,6 +83,7 @@ class DualAscentCallback(_base_callback()):  # type: ignore[misc]
         self.multiplier = float(initial_multiplier)
         self.history: list[dict[str, float]] = []
         self._episode_costs: list[float] = []
+        self._episode_returns: list[float] = []
 
     def _on_training_start(self) -> None:
         self.training_env.env_method("set_multiplier", self.multiplier)
@@ -98,19 +99,23 @@ class DualAscentCallback(_base_callback()):  # type: ignore[misc]
                     "(RecordEpisodeCost with gamma, outside Monitor)"
                 )
             self._episode_costs.append(float(episode[self.cost_key]))
+            self._episode_returns.append(float(episode["r"]))
         return True
 
     def _on_rollout_end(self) -> None:
         if not self._episode_costs:
             return
         episode_cost = float(np.mean(self._episode_costs))
+        episode_return = float(np.mean(self._episode_returns))
         self._episode_costs.clear()
+        self._episode_returns.clear()
         self.multiplier = max(0.0, self.multiplier + self.multiplier_lr * (episode_cost - self.cost_limit))
         self.training_env.env_method("set_multiplier", self.multiplier)
         row = {
             "timesteps": float(self.num_timesteps),
             "multiplier": self.multiplier,
             "episode_cost": episode_cost,
+            "episode_return": episode_return,
             "cost_limit": self.cost_limit,
             "constraint_satisfied": float(episode_cost <= self.cost_limit),
         }

@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-NEEDS = {"lagrangian_ppo.py": ("stable_baselines3", "sb3")}
-ARGS = {"lagrangian_ppo.py": ["2048"]}
+NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe")}
+ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"]}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -31,7 +31,15 @@ def test_example_runs(script, tmp_path):
 def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
-            "lagrangian_ppo.py"} <= names
+            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py"} <= names
+
+
+@pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                    reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+def test_bridge_overhead_benchmark_runs(tmp_path):
+    result = run(ROOT / "benchmarks" / "omnisafe_bridge_overhead.py", ["--steps", "2000", "--repeats", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout
 
 
 def test_throughput_benchmark_runs(tmp_path):

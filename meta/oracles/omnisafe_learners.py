@@ -3,8 +3,10 @@ task through the bridge (:mod:`cmdp_envs.wrappers.omnisafe_bridge`)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,7 +43,8 @@ class OmniSafeOracle:
     """``O_l`` by OmniSafe: ``algo`` (e.g. "PPOLag", "TRPOLag", "CPO", "FOCOPS") trained ``total_steps`` on a task,
     with the bridge's discounted cost semantics so the algorithm's limit is the task's ``J_c`` limit.
 
-    On tabular families the learned categorical policy is estimated with ``n_probability_samples`` Gaussian draws
+    ``info["curve"]`` holds the learning curve read from OmniSafe's log (per epoch: steps, mean undiscounted episode
+    return, mean discounted episode cost). On tabular families the learned categorical policy is estimated with ``n_probability_samples`` Gaussian draws
     per state and evaluated exactly; elsewhere by Monte Carlo rollouts with a ``confidence`` interval.
     ``cfgs_overrides`` are passed to :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
     """
@@ -71,6 +74,7 @@ class OmniSafeOracle:
             )
             agent = omnisafe.Agent(self.algo, omnisafe_id, custom_cfgs=cfgs)
             agent.learn()
+            curve = _read_curve(Path(log_dir))
         actor = agent.agent._actor_critic.actor
         env = gym.make(self.env_id)
         if hasattr(self.family, "tabular"):
@@ -83,4 +87,14 @@ class OmniSafeOracle:
                                 confidence=self.confidence, seed=seed)
         return OracleResult(task=task, policy=policy, reward=reward, cost=cost,
                             info={"oracle": f"omnisafe_{self.algo}", "total_steps": self.total_steps,
-                                  "cost_semantics": "discounted"})
+                                  "cost_semantics": "discounted", "curve": curve})
+
+
+def _read_curve(log_dir: Path) -> list[dict[str, float]]:
+    """Per epoch: environment steps, mean undiscounted episode return, mean episode cost (discounted under the
+    bridge's default semantics), from OmniSafe's ``progress.csv``."""
+    (progress,) = log_dir.glob("**/progress.csv")
+    with progress.open() as file:
+        rows = list(csv.DictReader(file))
+    return [{"steps": float(row["TotalEnvSteps"]), "return": float(row["Metrics/EpRet"]),
+             "cost": float(row["Metrics/EpCost"])} for row in rows]

@@ -30,7 +30,8 @@ class SB3Policy:
 class SB3LagrangianOracle:
     """``O_l`` by SB3: train ``algo`` ("PPO" or "TRPO") with dual ascent on ``task`` for ``total_timesteps``.
 
-    On tabular families the learned policy is read out exactly (:func:`tabular_policy_from_sb3`) and evaluated
+    ``info["curve"]`` holds the learning curve: per rollout, the mean undiscounted episode return and the mean
+    discounted episode cost. On tabular families the learned policy is read out exactly (:func:`tabular_policy_from_sb3`) and evaluated
     exactly; elsewhere it is evaluated by ``n_eval_episodes`` rollouts with a ``confidence`` interval.
 
     :param env_id: a registered id of this package.
@@ -75,4 +76,6 @@ class SB3LagrangianOracle:
                                 confidence=self.confidence, seed=seed)
         return OracleResult(task=task, policy=policy, reward=reward, cost=cost,
                             info={"oracle": f"sb3_{self.algo.lower()}_lagrangian", "multiplier": callback.multiplier,
-                                  "total_timesteps": self.total_timesteps})
+                                  "total_timesteps": self.total_timesteps, "curve": [
+                                      {"steps": row["timesteps"], "return": row["episode_return"],
+                                       "cost": row["episode_cost"]} for row in callback.history]})

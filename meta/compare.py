@@ -1,0 +1,112 @@
+"""One protocol for constrained RL learners on one task: OmniSafe's algorithms (lane B) and our SB3 Lagrangian
+learners (both lanes) train on the same task with the same seeds and are evaluated the same way (exactly on tabular
+families, by Monte Carlo with a 95% interval otherwise). Backs ``cmdp-envs compare``.
+
+Names: an OmniSafe algorithm by its own name (``PPOLag``, ``TRPOLag``, ``CPO``, ``FOCOPS``, ...); our learners as
+``SB3-PPOLag`` and ``SB3-TRPOLag``. Learning curves are the mean undiscounted episode return and the mean discounted
+episode cost (OmniSafe runs use the bridge's discounted cost semantics), against the task's cost limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from tqdm.auto import tqdm
+
+from cmdp_envs.io import save_figure, write_json
+from cmdp_envs.task import Task, check_count
+
+__all__ = ["SB3_LEARNERS", "make_oracle", "run_comparison"]
+
+#: Our SB3 Lagrangian learners, by the name ``compare`` uses, with the SB3 algorithm behind each.
+SB3_LEARNERS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO"}
+
+
+def make_oracle(algo: str, env_id: str, steps: int) -> Any:
+    """The learner oracle that trains ``algo`` for ``steps`` environment steps."""
+    if algo in SB3_LEARNERS:
+        from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
+
+        return SB3LagrangianOracle(env_id, algo=SB3_LEARNERS[algo], total_timesteps=steps, n_steps=256)
+    from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle
+    from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys
+
+    cost_limit_keys(algo)  # a clear error for an unknown name, before any training
+    return OmniSafeOracle(env_id, algo=algo, total_steps=steps, steps_per_epoch=max(steps // 10, 200))
+
+
+def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, out: str | Path,
+                   task: Task | None = None) -> dict[str, Any]:
+    """Train every algorithm with seeds ``0..seeds-1`` on ``task`` (default: the env's default task), write
+    ``out/summary.json`` and learning-curve PNGs, and return the summary."""
+    check_count("steps", steps, minimum=1)
+    check_count("seeds", seeds, minimum=1)
+    if not algos:
+        raise ValueError("name at least one algorithm")
+    env = gym.make(env_id)
+    family = env.unwrapped.family
+    task = task if task is not None else env.unwrapped.task
+    family.check_task(task)
+    oracles = {algo: make_oracle(algo, env_id, steps) for algo in algos}
+    runs = []
+    with tqdm(total=len(algos) * seeds, desc="training runs") as progress:
+        for algo, oracle in oracles.items():
+            for seed in range(seeds):
+                start = time.perf_counter()
+                answer = oracle(task, seed=seed)
+                runs.append({
+                    "algo": algo,
+                    "seed": seed,
+                    "final_return": answer.reward.value,
+                    "final_return_half_width": answer.reward.half_width,
+                    "final_cost": answer.cost.value,
+                    "final_cost_half_width": answer.cost.half_width,
+                    "evaluation": "exact" if answer.cost.exact else f"monte carlo, {answer.cost.confidence:.0%} CI",
+                    "cost_limit": task.cost_limit,
+                    "feasible": bool(answer.feasible),
+                    "wall_seconds": round(time.perf_counter() - start, 3),
+                    "curve": answer.info.get("curve", []),
+                })
+                progress.update()
+    summary = {
+        "env_id": env_id,
+        "task": task.as_dict(),
+        "steps": steps,
+        "seeds": seeds,
+        "values": "final_return and final_cost are the discounted values J_r, J_c of the final policy "
+                  f"(gamma = {family.gamma}); feasible means J_c <= cost_limit (upper CI bound when estimated)",
+        "curves": "per update: mean undiscounted episode return, mean discounted episode cost",
+        "runs": runs,
+    }
+    out = Path(out)
+    write_json(out / "summary.json", summary)
+    _plot_curves(runs, task.cost_limit, out)
+    return summary
+
+
+def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, ylabel, filename in (("return", "episode return", "return.png"),
+                                  ("cost", "discounted episode cost", "cost.png")):
+        figure, ax = plt.subplots(figsize=(6, 4))
+        colours = {algo: f"C{i}" for i, algo in enumerate(dict.fromkeys(run["algo"] for run in runs))}
+        for run in runs:
+            curve = run["curve"]
+            label = run["algo"] if run["seed"] == 0 else None
+            ax.plot([p["steps"] for p in curve], [p[key] for p in curve], color=colours[run["algo"]], alpha=0.8,
+                    label=label)
+        if key == "cost":
+            ax.axhline(cost_limit, color="black", linestyle="--", label=f"cost limit {cost_limit:g}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        save_figure(figure, out / filename)
+        plt.close(figure)

@@ -1,0 +1,153 @@
+"""Executors for independent work (one oracle call per covering task, one inner loop per meta-batch task): in this
+process, on local processes (default) or on a Ray cluster (``ray`` extra).
+
+Every executor returns results in the order of its inputs, and work items carry their own seeds
+(:func:`spawn_seeds`), so the same seeds give the same results whichever executor runs them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cmdp_envs.task import Task, check_count
+
+__all__ = [
+    "Executor",
+    "SerialExecutor",
+    "LocalExecutor",
+    "RayExecutor",
+    "make_executor",
+    "spawn_seeds",
+    "call_oracle_on_tasks",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """``executor.map(fn, items)``: ``[fn(item) for item in items]``, possibly in parallel, in input order."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]: ...
+
+
+def spawn_seeds(seed: int, n: int) -> list[int]:
+    """``n`` independent int seeds derived from ``seed`` (numpy ``SeedSequence.spawn``): item ``i`` gets the same
+    seed however the items are split among workers."""
+    check_count("seed", seed)
+    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(check_count("n", n))]
+
+
+class SerialExecutor:
+    """Runs everything in this process, one item after another (the reference the parallel executors must match)."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
+        return [fn(item) for item in tqdm(items, desc=description or None, disable=not description)]
+
+
+def _single_threaded_worker() -> None:
+    # Runs before the worker imports torch or numpy's BLAS: one thread per process, since the processes already
+    # use the cores.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+
+class LocalExecutor:
+    """Runs items on ``max_workers`` local processes (default: the number of CPUs).
+
+    Processes start with ``"spawn"`` by default: forking a process that has loaded torch can deadlock. Functions and
+    items must be picklable (families, tasks and the package's oracles are).
+    """
+
+    def __init__(self, max_workers: int | None = None, start_method: str = "spawn"):
+        self.max_workers = check_count("max_workers", max_workers, minimum=1) if max_workers else os.cpu_count() or 1
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"start_method must be one of {multiprocessing.get_all_start_methods()}, "
+                             f"got {start_method!r}")
+        self.start_method = start_method
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
+        items = list(items)
+        if not items:
+            return []
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(self.max_workers, len(items)),
+            mp_context=multiprocessing.get_context(self.start_method),
+            initializer=_single_threaded_worker,
+        ) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc=description or None,
+                          disable=not description):
+                pass
+            return [future.result() for future in futures]
+
+
+class RayExecutor:
+    """Runs items as Ray tasks: on the cluster at ``address``, or on a local Ray started with ``num_cpus``.
+
+    Needs the ``ray`` extra (``pip install "cmdp-envs[ray]"``). Each task asks for ``num_cpus_per_task`` CPUs.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, num_cpus_per_task: float = 1.0):
+        try:
+            import ray
+        except ImportError as error:
+            raise ImportError('Ray is not installed: pip install "cmdp-envs[ray]"') from error
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+        self.num_cpus_per_task = num_cpus_per_task
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
+        # Ray remotes must be plain functions; fn (often a callable object) travels once through the object store.
+        remote = self._ray.remote(num_cpus=self.num_cpus_per_task)(_apply)
+        fn_ref = self._ray.put(fn)
+        refs = [remote.remote(fn_ref, item) for item in items]
+        pending = list(refs)
+        with tqdm(total=len(refs), desc=description or None, disable=not description) as progress:
+            while pending:
+                done, pending = self._ray.wait(pending, num_returns=1)
+                progress.update(len(done))
+        return self._ray.get(refs)
+
+    def shutdown(self) -> None:
+        self._ray.shutdown()
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
+def make_executor(kind: str = "local", **kwargs: Any) -> Executor:
+    """``"serial"``, ``"local"`` (processes) or ``"ray"``, with that executor's keyword arguments."""
+    executors = {"serial": SerialExecutor, "local": LocalExecutor, "ray": RayExecutor}
+    if kind not in executors:
+        raise ValueError(f"executor must be one of {sorted(executors)}, got {kind!r}")
+    return executors[kind](**kwargs)
+
+
+class _OracleCall:
+    """A picklable ``(task, seed) -> oracle(task, seed=seed)``."""
+
+    def __init__(self, oracle: Callable[..., Any]):
+        self.oracle = oracle
+
+    def __call__(self, task_and_seed: tuple[Task, int]) -> Any:
+        task, seed = task_and_seed
+        return self.oracle(task, seed=seed)
+
+
+def call_oracle_on_tasks(executor: Executor, oracle: Callable[..., Any], tasks: Sequence[Task], seed: int = 0,
+                         description: str = "oracle calls") -> list[Any]:
+    """``oracle(task_i, seed=seed_i)`` for every task through ``executor``, with ``seed_i`` from
+    :func:`spawn_seeds`; results in task order."""
+    seeds = spawn_seeds(seed, len(tasks))
+    return executor.map(_OracleCall(oracle), list(zip(tasks, seeds)), description=description)

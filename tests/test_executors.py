@@ -1,0 +1,74 @@
+"""Executors: the same seeds give the same results in this process, on local processes and on Ray."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from cmdp_envs.meta.executors import (
+    LocalExecutor,
+    SerialExecutor,
+    call_oracle_on_tasks,
+    make_executor,
+    spawn_seeds,
+)
+from cmdp_envs.meta.oracles import ExactLPOracle
+
+
+def test_spawned_seeds_are_stable_and_distinct():
+    assert spawn_seeds(0, 5) == spawn_seeds(0, 5)
+    assert spawn_seeds(0, 5)[:3] == spawn_seeds(0, 3)
+    assert len(set(spawn_seeds(0, 100))) == 100
+    with pytest.raises(ValueError, match="seed"):
+        spawn_seeds(-1, 2)
+
+
+def _summary(results):
+    return [(r.task, r.reward.value, r.cost.value, r.policy.probabilities.tobytes()) for r in results]
+
+
+def test_local_processes_match_serial_for_oracle_calls(paper_family):
+    tasks = paper_family.sample(4, seed=0)
+    oracle = ExactLPOracle(paper_family)
+    serial = call_oracle_on_tasks(SerialExecutor(), oracle, tasks, seed=1)
+    local = call_oracle_on_tasks(LocalExecutor(max_workers=2), oracle, tasks, seed=1)
+    assert _summary(local) == _summary(serial)
+    assert [r.task for r in local] == tasks, "results come back in task order"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                    reason="stable-baselines3 is in the 'sb3' extra")
+def test_learned_oracles_are_reproducible_across_executors(paper_family):
+    from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
+
+    oracle = SB3LagrangianOracle("cmdp_envs/GridWorld-v0", total_timesteps=512, n_envs=1, n_steps=256,
+                                 env_kwargs={"max_episode_steps": 20})
+    tasks = paper_family.sample(2, seed=3)
+    serial = call_oracle_on_tasks(SerialExecutor(), oracle, tasks, seed=7)
+    local = call_oracle_on_tasks(LocalExecutor(max_workers=2), oracle, tasks, seed=7)
+    for a, b in zip(serial, local):
+        np.testing.assert_allclose(a.policy.probabilities, b.policy.probabilities, rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is in the 'ray' extra")
+def test_ray_matches_serial(paper_family):
+    from cmdp_envs.meta.executors import RayExecutor
+
+    executor = RayExecutor(num_cpus=2)
+    try:
+        tasks = paper_family.sample(3, seed=0)
+        oracle = ExactLPOracle(paper_family)
+        assert _summary(call_oracle_on_tasks(executor, oracle, tasks, seed=1)) == _summary(
+            call_oracle_on_tasks(SerialExecutor(), oracle, tasks, seed=1))
+    finally:
+        executor.shutdown()
+
+
+def test_make_executor_and_bad_input():
+    assert isinstance(make_executor("serial"), SerialExecutor)
+    assert make_executor("local", max_workers=1).max_workers == 1
+    with pytest.raises(ValueError, match="executor must be one of"):
+        make_executor("threads")
+    with pytest.raises(ValueError, match="start_method"):
+        LocalExecutor(start_method="teleport")
+    assert LocalExecutor(max_workers=2).map(abs, []) == []
