@@ -1,3 +1,10 @@
-"""The meta layer: learners as oracles and constrained meta-RL algorithms (added issue by issue)."""
+"""The meta layer.
 
-__all__: list[str] = []
+* :mod:`cmdp_envs.meta.oracles`: learners as oracles (exact LP, SB3, OmniSafe), ``O_c`` and ``O_s``;
+* :mod:`cmdp_envs.meta.policies`: tabular and network policies as plain, pickle-free values;
+* :mod:`cmdp_envs.meta.sb3_lagrangian`: PPO/TRPO-Lagrangian for SB3 (``sb3`` extra);
+* :mod:`cmdp_envs.meta.executors`: serial, local-process and Ray executors;
+* :mod:`cmdp_envs.meta.compare`: one protocol for constrained RL learners (``cmdp-envs compare``).
+
+Modules that need an optional dependency import it when they are imported, not here.
+"""

@@ -52,13 +52,30 @@ def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, ou
     task = task if task is not None else env.unwrapped.task
     family.check_task(task)
     oracles = {algo: make_oracle(algo, env_id, steps) for algo in algos}
-    runs = []
+    out = Path(out)
+    summary = {
+        "env_id": env_id,
+        "task": task.as_dict(),
+        "steps": steps,
+        "seeds": seeds,
+        "values": "final_return and final_cost are the discounted values J_r, J_c of the final policy "
+                  f"(gamma = {family.gamma}); feasible means J_c <= cost_limit (upper CI bound when estimated)",
+        "curves": "per update: mean undiscounted episode return, mean discounted episode cost",
+        "runs": [],
+    }
+    # summary.json is rewritten after every run, so an interrupted comparison resumes where it stopped when it is
+    # started again with the same settings.
+    done = _finished_runs(out / "summary.json", summary)
     with tqdm(total=len(algos) * seeds, desc="training runs") as progress:
         for algo, oracle in oracles.items():
             for seed in range(seeds):
+                if (algo, seed) in done:
+                    summary["runs"].append(done[algo, seed])
+                    progress.update()
+                    continue
                 start = time.perf_counter()
                 answer = oracle(task, seed=seed)
-                runs.append({
+                summary["runs"].append({
                     "algo": algo,
                     "seed": seed,
                     "final_return": answer.reward.value,
@@ -69,23 +86,30 @@ def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, ou
                     "cost_limit": task.cost_limit,
                     "feasible": bool(answer.feasible),
                     "wall_seconds": round(time.perf_counter() - start, 3),
+                    "cost_semantics": answer.info.get("cost_semantics"),
                     "curve": answer.info.get("curve", []),
                 })
+                write_json(out / "summary.json", summary)
                 progress.update()
-    summary = {
-        "env_id": env_id,
-        "task": task.as_dict(),
-        "steps": steps,
-        "seeds": seeds,
-        "values": "final_return and final_cost are the discounted values J_r, J_c of the final policy "
-                  f"(gamma = {family.gamma}); feasible means J_c <= cost_limit (upper CI bound when estimated)",
-        "curves": "per update: mean undiscounted episode return, mean discounted episode cost",
-        "runs": runs,
-    }
-    out = Path(out)
     write_json(out / "summary.json", summary)
-    _plot_curves(runs, task.cost_limit, out)
+    _plot_curves(summary["runs"], task.cost_limit, out)
     return summary
+
+
+def _finished_runs(path: Path, summary: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs already in ``path`` from a comparison with the same env, task and budget (none if it differs)."""
+    import json
+
+    if not path.exists():
+        return {}
+    try:
+        previous = json.loads(path.read_text())
+        if any(previous.get(key) != summary[key] for key in ("env_id", "task", "steps")):
+            return {}
+        return {(run["algo"], run["seed"]): run for run in previous["runs"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} exists but is not a comparison summary ({error}); move it or pick another --out") \
+            from None
 
 
 def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path) -> None:

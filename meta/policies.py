@@ -1,8 +1,14 @@
-"""Policies as plain values: tabular action probabilities, read exactly out of SB3 and OmniSafe models, saved as
-npz and loaded without unpickling."""
+"""Policies as plain values that save to ``.npz`` and load without unpickling anything:
+
+* :class:`TabularPolicy`: action probabilities per state, read exactly out of SB3 and OmniSafe models trained on
+  tabular families;
+* :class:`MLPPolicy`: the actor network of an SB3 or OmniSafe model as numpy arrays (weights, biases, activations,
+  and the log standard deviation of Gaussian actors), for any family.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -13,7 +19,13 @@ import numpy as np
 from cmdp_envs.io import atomic_write
 from cmdp_envs.task import SeedLike, as_generator
 
-__all__ = ["TabularPolicy", "gaussian_argmax_probabilities", "tabular_policy_from_sb3", "tabular_policy_from_omnisafe"]
+__all__ = [
+    "TabularPolicy",
+    "MLPPolicy",
+    "gaussian_argmax_probabilities",
+    "tabular_policy_from_sb3",
+    "tabular_policy_from_omnisafe",
+]
 
 
 class TabularPolicy:
@@ -114,3 +126,165 @@ def tabular_policy_from_omnisafe(actor: Any, n_states: int, n_samples: int = 20_
         distribution = actor(torch.as_tensor(_one_hot_states(n_states)))
         mean, std = distribution.mean.cpu().numpy(), distribution.stddev.cpu().numpy()
     return TabularPolicy(gaussian_argmax_probabilities(mean, std, n_samples=n_samples, seed=seed))
+
+
+_ACTIVATIONS = {
+    "identity": lambda x: x,
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0.0),
+}
+_OUTPUTS = ("categorical", "gaussian", "gaussian_argmax")
+
+
+def _torch_layers(modules: list[Any]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Weights, biases and per-layer activations of a chain of ``Linear`` and activation modules."""
+    import torch.nn as nn
+
+    names = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Identity: "identity"}
+    weights, biases, activations = [], [], []
+    for module in modules:
+        if isinstance(module, nn.Sequential):
+            sub = _torch_layers(list(module))
+            weights += sub[0]
+            biases += sub[1]
+            activations += sub[2]
+        elif isinstance(module, nn.Linear):
+            weights.append(module.weight.detach().cpu().numpy().astype(np.float64))
+            biases.append(module.bias.detach().cpu().numpy().astype(np.float64))
+            activations.append("identity")
+        elif type(module) in names:
+            if not weights:
+                raise ValueError("an activation before the first Linear layer is not supported")
+            activations[-1] = names[type(module)]
+        else:
+            raise ValueError(f"unsupported layer {module!r}: MLPPolicy handles Linear, Tanh, ReLU and Identity")
+    return weights, biases, activations
+
+
+class MLPPolicy:
+    """A multilayer-perceptron actor in numpy.
+
+    The observation is flattened as Gymnasium flattens it (a ``Discrete(n)`` index becomes its one-hot vector), passed
+    through the layers, and read as
+
+    * ``"categorical"``: logits of a discrete action (SB3 on ``Discrete`` action spaces);
+    * ``"gaussian"``: the mean of a Gaussian with standard deviation ``exp(log_std)`` (continuous actions);
+    * ``"gaussian_argmax"``: a Gaussian whose draw's argmax is the discrete action (OmniSafe through the bridge).
+    """
+
+    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], activations: list[str], output: str,
+                 observation_size: int, discrete_observation: bool, log_std: np.ndarray | None = None,
+                 seed: SeedLike = None):
+        if output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        if not (len(weights) == len(biases) == len(activations) >= 1):
+            raise ValueError("need as many weights, biases and activations, at least one of each")
+        unknown = set(activations) - set(_ACTIVATIONS)
+        if unknown:
+            raise ValueError(f"unknown activation(s) {sorted(unknown)}; known: {sorted(_ACTIVATIONS)}")
+        size = int(observation_size)
+        for index, (weight, bias) in enumerate(zip(weights, biases)):
+            if weight.ndim != 2 or weight.shape[1] != size or bias.shape != (weight.shape[0],):
+                raise ValueError(f"layer {index}: weight {weight.shape} and bias {bias.shape} do not chain from {size}")
+            size = weight.shape[0]
+        if output != "categorical" and (log_std is None or np.shape(log_std) != (size,)):
+            raise ValueError(f"a Gaussian output needs log_std of shape ({size},)")
+        self.weights = [np.asarray(w, dtype=np.float64) for w in weights]
+        self.biases = [np.asarray(b, dtype=np.float64) for b in biases]
+        self.activations = list(activations)
+        self.output = output
+        self.observation_size = int(observation_size)
+        self.discrete_observation = bool(discrete_observation)
+        self.log_std = None if log_std is None else np.asarray(log_std, dtype=np.float64)
+        self._rng = as_generator(seed)
+
+    @classmethod
+    def from_sb3(cls, model: Any, seed: SeedLike = None) -> MLPPolicy:
+        """The actor of an SB3 ``MlpPolicy`` model (PPO, TRPO, A2C) on a flat observation space."""
+        import gymnasium as gym
+
+        policy = model.policy
+        weights, biases, activations = _torch_layers([policy.mlp_extractor.policy_net, policy.action_net])
+        discrete_actions = isinstance(policy.action_space, gym.spaces.Discrete)
+        log_std = None if discrete_actions else policy.log_std.detach().cpu().numpy()
+        return cls(weights, biases, activations, "categorical" if discrete_actions else "gaussian",
+                   observation_size=gym.spaces.flatdim(policy.observation_space),
+                   discrete_observation=isinstance(policy.observation_space, gym.spaces.Discrete),
+                   log_std=log_std, seed=seed)
+
+    @classmethod
+    def from_omnisafe(cls, actor: Any, observation_space: Any, discrete_actions: bool,
+                      seed: SeedLike = None) -> MLPPolicy:
+        """An OmniSafe Gaussian actor trained through the bridge on an env with ``observation_space`` (the
+        Gymnasium space before flattening); ``discrete_actions`` when the env's actions are ``Discrete``."""
+        import gymnasium as gym
+
+        weights, biases, activations = _torch_layers([actor.mean])
+        return cls(weights, biases, activations, "gaussian_argmax" if discrete_actions else "gaussian",
+                   observation_size=gym.spaces.flatdim(observation_space),
+                   discrete_observation=isinstance(observation_space, gym.spaces.Discrete),
+                   log_std=actor.log_std.detach().cpu().numpy(), seed=seed)
+
+    def _features(self, observation: Any) -> np.ndarray:
+        if self.discrete_observation:
+            state = int(np.asarray(observation))
+            if not 0 <= state < self.observation_size:
+                raise ValueError(f"state {state} is outside [0, {self.observation_size - 1}]")
+            features = np.zeros(self.observation_size)
+            features[state] = 1.0
+            return features
+        features = np.asarray(observation, dtype=np.float64).ravel()
+        if features.shape != (self.observation_size,):
+            raise ValueError(f"observation has {features.size} entries, the policy takes {self.observation_size}")
+        return features
+
+    def forward(self, observation: Any) -> np.ndarray:
+        """The network's output: logits (categorical) or the Gaussian mean."""
+        x = self._features(observation)
+        for weight, bias, activation in zip(self.weights, self.biases, self.activations):
+            x = _ACTIVATIONS[activation](weight @ x + bias)
+        return x
+
+    def action_probabilities(self, observation: Any, n_samples: int = 20_000) -> np.ndarray:
+        """Probabilities of the discrete actions (exact for categorical outputs, estimated for Gaussian argmax)."""
+        output = self.forward(observation)
+        if self.output == "categorical":
+            z = np.exp(output - output.max())
+            return z / z.sum()
+        if self.output == "gaussian_argmax":
+            return gaussian_argmax_probabilities(output[None], np.exp(self.log_std)[None], n_samples, self._rng)[0]
+        raise ValueError("a continuous Gaussian policy has no action probabilities")
+
+    def act(self, observation: Any, deterministic: bool = False) -> Any:
+        output = self.forward(observation)
+        if self.output == "categorical":
+            if deterministic:
+                return int(np.argmax(output))
+            probabilities = self.action_probabilities(observation)
+            return int(min(np.searchsorted(np.cumsum(probabilities), self._rng.random(), side="right"),
+                           len(probabilities) - 1))
+        action = output if deterministic else output + np.exp(self.log_std) * self._rng.standard_normal(output.shape)
+        return int(np.argmax(action)) if self.output == "gaussian_argmax" else action
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the network to an ``.npz`` file (arrays and a JSON header), atomically."""
+        header = {"output": self.output, "activations": self.activations, "observation_size": self.observation_size,
+                  "discrete_observation": self.discrete_observation, "layers": len(self.weights)}
+        arrays = {f"weight_{i}": w for i, w in enumerate(self.weights)}
+        arrays.update({f"bias_{i}": b for i, b in enumerate(self.biases)})
+        if self.log_std is not None:
+            arrays["log_std"] = self.log_std
+        return atomic_write(path, lambda file: np.savez(file, header=np.array(json.dumps(header)), **arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, seed: SeedLike = None) -> MLPPolicy:
+        """Read a policy written by :meth:`save`; never unpickles (``allow_pickle=False``)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                layers = range(int(header["layers"]))
+                return cls([data[f"weight_{i}"] for i in layers], [data[f"bias_{i}"] for i in layers],
+                           header["activations"], header["output"], header["observation_size"],
+                           header["discrete_observation"], data["log_std"] if "log_std" in data else None, seed=seed)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a saved MLPPolicy: {error}") from error

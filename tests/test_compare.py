@@ -27,6 +27,7 @@ def check_summary(out, algos, seeds):
         assert run["cost_limit"] == 1.5 and run["evaluation"] == "exact"
         assert run["feasible"] == (run["final_cost"] <= 1.5)
         assert run["wall_seconds"] > 0 and run["curve"], "every run has a learning curve"
+        assert run["cost_semantics"] == "discounted"
         assert {"steps", "return", "cost"} <= set(run["curve"][0])
     for png in ("return.png", "cost.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -44,6 +45,23 @@ def test_compare_sb3_learners(tmp_path, capsys):
     assert main([*argv[:-1], str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert [r["final_cost"] for r in again["runs"]] == [r["final_cost"] for r in summary["runs"]]
+
+
+@pytest.mark.skipif(not HAS_SB3, reason="stable-baselines3 is in the 'sb3' extra")
+def test_compare_resumes_an_interrupted_run(tmp_path):
+    argv = ["compare", "--algos", "SB3-PPOLag", "--env", "cmdp_envs/GridWorld-v0", "--steps", "1024",
+            "--seeds", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    full = json.loads((tmp_path / "summary.json").read_text())
+    # Pretend the run stopped after seed 0, with a marker that survives only if seed 0 is not retrained.
+    partial = dict(full, runs=[dict(full["runs"][0], wall_seconds=-1.0)])
+    (tmp_path / "summary.json").write_text(json.dumps(partial))
+    assert main(argv) == 0
+    resumed = json.loads((tmp_path / "summary.json").read_text())
+    assert resumed["runs"][0]["wall_seconds"] == -1.0, "seed 0 was kept, not retrained"
+    assert resumed["runs"][1]["final_cost"] == full["runs"][1]["final_cost"], "seed 1 was trained again, identically"
+    (tmp_path / "summary.json").write_text("{not json")
+    assert main(argv) == 2
 
 
 @pytest.mark.skipif(not HAS_OMNISAFE, reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")

@@ -166,3 +166,79 @@ def test_value_estimate_feasibility_uses_the_upper_confidence_bound(paper_family
     assert OracleResult(task, policy, ValueEstimate(1.0), ValueEstimate(1.4, 0.05, 0.95)).feasible
     assert not OracleResult(task, policy, ValueEstimate(1.0), ValueEstimate(1.4, 0.2, 0.95)).feasible
     assert dataclasses.replace(ValueEstimate(1.0), half_width=0.1).exact is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                    reason="stable-baselines3 is in the 'sb3' extra")
+@pytest.mark.parametrize("observation_type", ["discrete", "onehot"])
+def test_mlp_policy_reproduces_an_sb3_actor_and_round_trips(observation_type, tmp_path):
+    import torch
+    from stable_baselines3 import PPO
+
+    from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_sb3
+
+    env = gym.make("cmdp_envs/GridWorld-v0", observation_type=observation_type)
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0, device="cpu")
+    model.learn(128)
+    policy = MLPPolicy.from_sb3(model, seed=0)
+    exact = tabular_policy_from_sb3(model, 49, one_hot=observation_type == "onehot").probabilities
+    observations = np.eye(49, dtype=np.float32) if observation_type == "onehot" else range(49)
+    ours = np.array([policy.action_probabilities(o) for o in observations])
+    np.testing.assert_allclose(ours, exact, atol=1e-6)
+    loaded = MLPPolicy.load(policy.save(tmp_path / "actor.npz"))
+    np.testing.assert_array_equal([loaded.forward(o) for o in observations], [policy.forward(o) for o in observations])
+    (tmp_path / "bad.npz").write_bytes(b"nonsense")
+    with pytest.raises(ValueError, match="not a saved MLPPolicy"):
+        MLPPolicy.load(tmp_path / "bad.npz")
+    del torch
+
+
+@pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                    reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+def test_mlp_policy_reproduces_an_omnisafe_actor(tmp_path):
+    import torch
+    from omnisafe.models.actor.gaussian_learning_actor import GaussianLearningActor
+
+    from cmdp_envs.meta.policies import MLPPolicy
+
+    actor = GaussianLearningActor(gym.spaces.Box(0, 1, (49,)), gym.spaces.Box(-1, 1, (4,)), [16, 16], "tanh")
+    policy = MLPPolicy.from_omnisafe(actor, gym.spaces.Discrete(49), discrete_actions=True, seed=0)
+    with torch.no_grad():
+        means = actor(torch.eye(49)).mean.numpy()
+    np.testing.assert_allclose([policy.forward(s) for s in range(49)], means, atol=1e-5)
+    assert policy.act(3, deterministic=True) == int(np.argmax(means[3]))
+    loaded = MLPPolicy.load(policy.save(tmp_path / "actor.npz"))
+    assert loaded.output == "gaussian_argmax" and np.array_equal(loaded.log_std, policy.log_std)
+
+
+def test_mlp_policy_validates_its_shapes():
+    from cmdp_envs.meta.policies import MLPPolicy
+
+    with pytest.raises(ValueError, match="do not chain"):
+        MLPPolicy([np.zeros((4, 3))], [np.zeros(4)], ["tanh"], "categorical", observation_size=5,
+                  discrete_observation=False)
+    with pytest.raises(ValueError, match="log_std"):
+        MLPPolicy([np.zeros((4, 5))], [np.zeros(4)], ["tanh"], "gaussian", observation_size=5,
+                  discrete_observation=False)
+    policy = MLPPolicy([np.zeros((2, 5))], [np.zeros(2)], ["identity"], "categorical", 5, False, seed=0)
+    assert policy.action_probabilities(np.ones(5)).tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match="5"):
+        policy.act(np.ones(3))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                    reason="stable-baselines3 is in the 'sb3' extra")
+def test_monte_carlo_path_of_a_network_policy_covers_its_exact_values(paper_family):
+    """The path non-tabular families take: an MLPPolicy rolled out through the env, with a confidence interval."""
+    from stable_baselines3 import PPO
+
+    from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_sb3
+
+    env = gym.make("cmdp_envs/GridWorld-v0", observation_type="onehot")
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=1, device="cpu")
+    task = paper_family.default_task
+    reward, cost = evaluate(paper_family, task, MLPPolicy.from_sb3(model, seed=0), env, n_episodes=400,
+                            horizon=120, confidence=0.9999)
+    exact_reward, exact_cost = evaluate(paper_family, task, tabular_policy_from_sb3(model, 49))
+    assert not cost.exact and abs(cost.value - exact_cost.value) <= cost.half_width
+    assert abs(reward.value - exact_reward.value) <= reward.half_width

@@ -4,39 +4,18 @@ task through the bridge (:mod:`cmdp_envs.wrappers.omnisafe_bridge`)."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from cmdp_envs.meta.oracles.protocol import OracleResult, evaluate
-from cmdp_envs.meta.policies import tabular_policy_from_omnisafe
+from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_omnisafe
 from cmdp_envs.task import Task
 from cmdp_envs.wrappers.omnisafe_bridge import import_omnisafe, omnisafe_custom_cfgs, register_omnisafe_task
 
-__all__ = ["OmniSafeOracle", "OmniSafePolicy"]
-
-
-@dataclasses.dataclass
-class OmniSafePolicy:
-    """An OmniSafe actor acting in a Gymnasium env of this package: flattens the observation and maps the actor's
-    vector to a discrete action by argmax, as the bridge does."""
-
-    actor: Any
-    observation_space: gym.Space
-    discrete_actions: bool
-
-    def act(self, observation: Any) -> Any:
-        import torch
-        from gymnasium.spaces.utils import flatten
-
-        flat = torch.as_tensor(np.asarray(flatten(self.observation_space, observation), dtype=np.float32))
-        with torch.no_grad():
-            action = self.actor.predict(flat, deterministic=False).numpy()
-        return int(np.argmax(action)) if self.discrete_actions else action
+__all__ = ["OmniSafeOracle"]
 
 
 class OmniSafeOracle:
@@ -82,7 +61,8 @@ class OmniSafeOracle:
                 actor, self.family.tabular(task).n_states, n_samples=self.n_probability_samples, seed=seed
             )
         else:
-            policy = OmniSafePolicy(actor, env.observation_space, isinstance(env.action_space, gym.spaces.Discrete))
+            policy = MLPPolicy.from_omnisafe(actor, env.observation_space,
+                                             isinstance(env.action_space, gym.spaces.Discrete), seed=seed)
         reward, cost = evaluate(self.family, task, policy, env, n_episodes=self.n_eval_episodes,
                                 confidence=self.confidence, seed=seed)
         return OracleResult(task=task, policy=policy, reward=reward, cost=cost,

@@ -3,28 +3,16 @@ task, evaluated exactly on tabular families and by Monte Carlo otherwise."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import gymnasium as gym
 
 from cmdp_envs.meta.oracles.protocol import OracleResult, evaluate
-from cmdp_envs.meta.policies import tabular_policy_from_sb3
+from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_sb3
 from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
 from cmdp_envs.task import Task
 
-__all__ = ["SB3LagrangianOracle", "SB3Policy"]
-
-
-@dataclasses.dataclass
-class SB3Policy:
-    """An SB3 model as a :class:`~cmdp_envs.meta.oracles.protocol.Policy` (stochastic actions)."""
-
-    model: Any
-
-    def act(self, observation: Any) -> Any:
-        action, _ = self.model.predict(observation, deterministic=False)
-        return action.item() if getattr(action, "ndim", 1) == 0 else action
+__all__ = ["SB3LagrangianOracle"]
 
 
 class SB3LagrangianOracle:
@@ -32,7 +20,7 @@ class SB3LagrangianOracle:
 
     ``info["curve"]`` holds the learning curve: per rollout, the mean undiscounted episode return and the mean
     discounted episode cost. On tabular families the learned policy is read out exactly (:func:`tabular_policy_from_sb3`) and evaluated
-    exactly; elsewhere it is evaluated by ``n_eval_episodes`` rollouts with a ``confidence`` interval.
+    exactly; elsewhere it becomes an :class:`~cmdp_envs.meta.policies.MLPPolicy` evaluated by ``n_eval_episodes`` rollouts with a ``confidence`` interval.
 
     :param env_id: a registered id of this package.
     :param env_kwargs: ``gym.make`` keyword arguments (tabular families get one-hot observations by default).
@@ -70,12 +58,13 @@ class SB3LagrangianOracle:
             )
             env = None
         else:
-            policy = SB3Policy(model)
+            policy = MLPPolicy.from_sb3(model, seed=seed)
             env = gym.make(self.env_id, **self.env_kwargs)
         reward, cost = evaluate(self.family, task, policy, env, n_episodes=self.n_eval_episodes,
                                 confidence=self.confidence, seed=seed)
         return OracleResult(task=task, policy=policy, reward=reward, cost=cost,
                             info={"oracle": f"sb3_{self.algo.lower()}_lagrangian", "multiplier": callback.multiplier,
-                                  "total_timesteps": self.total_timesteps, "curve": [
+                                  "total_timesteps": self.total_timesteps, "cost_semantics": "discounted",
+                                  "curve": [
                                       {"steps": row["timesteps"], "return": row["episode_return"],
                                        "cost": row["episode_cost"]} for row in callback.history]})
