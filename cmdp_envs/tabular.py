@@ -28,6 +28,7 @@ __all__ = [
     "cmdp_distance",
     "EpisodeBatch",
     "EpisodeSampler",
+    "Trajectories",
     "sample_episodes",
     "check_policy",
     "cumulative_distribution",
@@ -275,6 +276,18 @@ class EpisodeBatch:
     policy_index: np.ndarray
 
 
+@dataclasses.dataclass(frozen=True)
+class Trajectories:
+    """Per-step records of :meth:`EpisodeSampler.sample_trajectories`, each of shape ``(n_episodes, horizon)``
+    (``policy_index`` of shape ``(n_episodes,)``): ``rewards[e, t] = r(states[e, t], actions[e, t])``."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    costs: np.ndarray
+    policy_index: np.ndarray
+
+
 class EpisodeSampler:
     """Samples many episodes of tabular policies, or of episode-level mixtures of them, in one numpy computation.
 
@@ -313,6 +326,33 @@ class EpisodeSampler:
         self._cost = cmdp.c
         self._mu_cumulative = cumulative_distribution(cmdp.mu)
 
+    def _mixture_members(self, n: int, rng: np.random.Generator,
+                         weights: Sequence[float] | np.ndarray | None) -> np.ndarray:
+        if weights is None:
+            weights = np.full(self.n_policies, 1.0 / self.n_policies)
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (self.n_policies,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(
+                f"weights must be {self.n_policies} non-negative numbers summing to 1, got {weights.tolist()}"
+            )
+        if self.n_policies == 1:
+            return np.zeros(n, dtype=np.intp)
+        member = np.searchsorted(np.cumsum(weights), rng.random(n) * weights.sum(), side="right")
+        return np.minimum(member, self.n_policies - 1)
+
+    def _steps(self, member: np.ndarray, rng: np.random.Generator):
+        """Yield ``(state, action)`` arrays, one pair per time step, for episodes running the given members."""
+        n = len(member)
+        state = np.searchsorted(self._mu_cumulative, rng.random(n), side="right")
+        row_offset = member * self.cmdp.n_states
+        cumulative, actions, next_states = self._cumulative, self._action, self._next_state
+        for _ in range(self.horizon):
+            row = row_offset + state
+            outcome = (rng.random(n)[:, None] >= cumulative[row]).sum(axis=1)
+            action = actions[row, outcome]
+            yield state, action
+            state = next_states[row, outcome]
+
     def sample(
         self,
         n_episodes: int,
@@ -330,35 +370,29 @@ class EpisodeSampler:
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
         rng = as_generator(seed)
-        if weights is None:
-            weights = np.full(self.n_policies, 1.0 / self.n_policies)
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != (self.n_policies,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
-            raise ValueError(
-                f"weights must be {self.n_policies} non-negative numbers summing to 1, got {weights.tolist()}"
-            )
-        if self.n_policies == 1:
-            member = np.zeros(n, dtype=np.intp)
-        else:
-            member = np.searchsorted(np.cumsum(weights), rng.random(n) * weights.sum(), side="right")
-            member = np.minimum(member, self.n_policies - 1)
-        S = self.cmdp.n_states
-        state = np.searchsorted(self._mu_cumulative, rng.random(n), side="right")
-        row_offset = member * S
+        member = self._mixture_members(n, rng, weights)
         reward_return = np.zeros(n)
         cost_return = np.zeros(n)
         discount = 1.0
-        cumulative, actions, next_states = self._cumulative, self._action, self._next_state
-        for _ in range(self.horizon):
-            row = row_offset + state
-            u = rng.random(n)
-            outcome = (u[:, None] >= cumulative[row]).sum(axis=1)
-            action = actions[row, outcome]
+        for state, action in self._steps(member, rng):
             reward_return += discount * self._reward[state, action]
             cost_return += discount * self._cost[state, action]
-            state = next_states[row, outcome]
             discount *= gamma
         return EpisodeBatch(reward_return=reward_return, cost_return=cost_return, policy_index=member)
+
+    def sample_trajectories(self, n_episodes: int, seed: SeedLike = None,
+                            weights: Sequence[float] | np.ndarray | None = None) -> Trajectories:
+        """Like :meth:`sample`, but keep every step: states and actions of shape ``(n_episodes, horizon)``."""
+        n = check_count("n_episodes", n_episodes)
+        rng = as_generator(seed)
+        member = self._mixture_members(n, rng, weights)
+        states = np.empty((n, self.horizon), dtype=np.intp)
+        actions = np.empty((n, self.horizon), dtype=np.intp)
+        for t, (state, action) in enumerate(self._steps(member, rng)):
+            states[:, t] = state
+            actions[:, t] = action
+        return Trajectories(states=states, actions=actions, rewards=self._reward[states, actions],
+                            costs=self._cost[states, actions], policy_index=member)
 
 
 def sample_episodes(

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe")}
-ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"]}
+ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"]}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -31,7 +31,7 @@ def test_example_runs(script, tmp_path):
 def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
-            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py"} <= names
+            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
