@@ -44,6 +44,13 @@ __all__ = [
     "adapt",
     "anytime_safety_evaluation",
     "plot_anytime_safety",
+    "MetaTrainingResult",
+    "meta_train",
+    "NeuralAdaptationConfig",
+    "NeuralAdaptationStep",
+    "make_policy_network",
+    "network_to_mlp_policy",
+    "neural_adaptation_step",
 ]
 
 
@@ -287,3 +294,282 @@ def plot_anytime_safety(result: dict, path: str) -> None:
     ax_cost.legend()
     save_figure(figure, path)
     plt.close(figure)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainingResult:
+    """The meta-policy ``pi_phi`` and, per iteration, the mean post-adaptation reward over the training tasks and the
+    largest constraint violation ``max_tau (J_c(pi_phi) - d - delta_c)`` of the meta-policy itself."""
+
+    policy: np.ndarray
+    objective: float
+    history: list[dict[str, float]]
+
+
+def meta_train(cmdps: list[TabularCMDP], config: SafeAdaptationConfig, initial_policy: np.ndarray | None = None,
+               iterations: int = 200, learning_rate: float = 0.05) -> MetaTrainingResult:
+    """Xu & Zhu's meta-objective on a tabular family, with exact gradients:
+
+        max_phi  mean_tau J_r,tau(A(pi_phi, tau))   s.t.  J_c,tau(pi_phi) <= d_tau + delta_c  for every training tau,
+
+    where ``A`` is one exact adaptation step. ``pi_phi = softmax(theta)``; gradients flow through the exact
+    advantages and the closed form (the multiplier ``u`` of each task is held fixed while differentiating: at the
+    dual solution its own effect vanishes, as the envelope theorem says). Each iteration takes an Adam step on the
+    objective when ``pi_phi`` meets every constraint, and otherwise a step that lowers the cost of the most violated
+    task; the best feasible iterate is returned. Needs torch (it comes with the ``sb3`` extra).
+
+    :param initial_policy: where to start (e.g. the ``pi_s`` every method shares); default uniform.
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError('meta_train needs torch: pip install "cmdp-envs[sb3]"') from error
+    check_count("iterations", iterations, minimum=1)
+    if not cmdps:
+        raise ValueError("meta_train needs at least one training task")
+    exact = dataclasses.replace(config, advantages="exact")
+    S, A = cmdps[0].n_states, cmdps[0].n_actions
+    start = np.full((S, A), 1.0 / A) if initial_policy is None else check_policy(cmdps[0], initial_policy)
+    theta = torch.tensor(np.log(np.maximum(start, 1e-8)), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([theta], lr=learning_rate)
+    models = [{name: torch.tensor(getattr(m, name), dtype=torch.float64) for name in ("P", "r", "c", "mu")}
+              for m in cmdps]
+    eye = torch.eye(S, dtype=torch.float64)
+
+    def values(model: dict, policy: torch.Tensor, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """State values of ``reward`` under ``policy`` and the discounted occupancy from ``mu``."""
+        P_pi = torch.einsum("sa,sat->st", policy, model["P"])
+        system = eye - cmdps[0].gamma * P_pi
+        V = torch.linalg.solve(system, (policy * reward).sum(dim=1))
+        occupancy = torch.linalg.solve(system.T, model["mu"])
+        return V, occupancy
+
+    best: tuple[float, np.ndarray] | None = None
+    history = []
+    for _ in range(iterations):
+        policy = torch.softmax(theta, dim=1)
+        objective_terms, violations = [], []
+        for cmdp, model in zip(cmdps, models):
+            V_r, occupancy = values(model, policy, model["r"])
+            V_c, _ = values(model, policy, model["c"])
+            Q_r = model["r"] + cmdp.gamma * model["P"] @ V_r
+            Q_c = model["c"] + cmdp.gamma * model["P"] @ V_c
+            cost_value = model["mu"] @ V_c
+            estimate = AdvantageEstimate(
+                reward_advantage=(Q_r - V_r[:, None]).detach().numpy(),
+                cost_advantage=(Q_c - V_c[:, None]).detach().numpy(),
+                visitation=((1 - cmdp.gamma) * occupancy).detach().numpy(),
+                cost_value=float(cost_value.detach()),
+            )
+            u, _ = dual_multiplier(policy.detach().numpy(), estimate, cmdp.cost_limit, cmdp.gamma, exact)
+            eta = exact.reward_kl + (1 - cmdp.gamma) * u * exact.cost_kl
+            adapted = torch.softmax(torch.log(policy) + ((Q_r - V_r[:, None]) - u * (Q_c - V_c[:, None])) / eta, dim=1)
+            adapted_value, _ = values(model, adapted, model["r"])
+            objective_terms.append(model["mu"] @ adapted_value)
+            violations.append(cost_value - cmdp.cost_limit - exact.cost_slack)
+        objective = torch.stack(objective_terms).mean()
+        worst = torch.stack(violations).max()
+        objective_value, worst_value = float(objective.detach()), float(worst.detach())
+        history.append({"objective": objective_value, "max_violation": worst_value})
+        if worst_value <= 0 and (best is None or objective_value > best[0]):
+            best = (objective_value, policy.detach().numpy().copy())
+        optimizer.zero_grad()
+        (-objective if worst_value <= 0 else worst).backward()
+        optimizer.step()
+    if best is None:
+        raise RuntimeError(f"no meta-policy met every training constraint in {iterations} iterations; the smallest "
+                           f"largest violation was {min(h['max_violation'] for h in history):.6g}")
+    return MetaTrainingResult(policy=best[1], objective=best[0], history=history)
+
+
+# Neural form ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralAdaptationConfig(SafeAdaptationConfig):
+    """:class:`SafeAdaptationConfig` plus the policy-update settings of the neural step.
+
+    :param inner_steps: gradient steps on the policy per dual iteration (warm-started from the previous iteration).
+    :param learning_rate: Adam step size of those gradient steps.
+    :param baseline_steps: Adam steps fitting the state-value baseline of the advantages.
+    """
+
+    advantages: Literal["exact", "sampled"] = "sampled"
+    inner_steps: int = 10
+    learning_rate: float = 0.01
+    baseline_steps: int = 300
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.advantages != "sampled":
+            raise ValueError("the neural step estimates advantages from samples: advantages must be 'sampled'")
+        check_count("inner_steps", self.inner_steps, minimum=1)
+        check_count("baseline_steps", self.baseline_steps)
+
+
+def make_policy_network(observation_size: int, action_space: object, hidden: tuple[int, ...] = (64, 64),
+                        seed: int = 0) -> object:
+    """A torch MLP policy: categorical logits for a ``Discrete`` action space, a Gaussian mean with a
+    state-independent log standard deviation for a ``Box`` one. ``policy.distribution(observations)`` gives the
+    torch distribution over a batch of flat observations."""
+    import gymnasium as gym
+    import torch
+
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    out = int(action_space.n) if discrete else int(np.prod(action_space.shape))
+    sizes = (observation_size, *hidden)
+
+    class PolicyNetwork(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[torch.nn.Module] = []
+            for a, b in zip(sizes[:-1], sizes[1:]):
+                layers += [torch.nn.Linear(a, b), torch.nn.Tanh()]
+            self.body = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], out))
+            self.discrete = discrete
+            self.log_std = None if discrete else torch.nn.Parameter(torch.full((out,), -0.5))
+
+        def distribution(self, observations: torch.Tensor) -> torch.distributions.Distribution:
+            output = self.body(observations)
+            if self.discrete:
+                return torch.distributions.Categorical(logits=output)
+            return torch.distributions.Independent(torch.distributions.Normal(output, self.log_std.exp()), 1)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return PolicyNetwork().double()
+
+
+def network_to_mlp_policy(network: object, observation_size: int, discrete_observation: bool,
+                          seed: int = 0) -> object:
+    """The network as a pickle-free :class:`~cmdp_envs.meta.policies.MLPPolicy` (save, load, act without torch)."""
+    from cmdp_envs.meta.policies import MLPPolicy, _torch_layers
+
+    weights, biases, activations = _torch_layers([network.body])
+    log_std = None if network.discrete else network.log_std.detach().numpy()
+    return MLPPolicy(weights, biases, activations, "categorical" if network.discrete else "gaussian",
+                     observation_size, discrete_observation, log_std=log_std, seed=seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralAdaptationStep:
+    """The adapted network, the multiplier ``u`` and the sample estimates of the step."""
+
+    network: object
+    multiplier: float
+    cost_value_estimate: float
+    linearised_cost_estimate: float
+    kl_estimate: float
+
+
+def _fit_value_baseline(observations: object, targets: object, config: NeuralAdaptationConfig, seed: int) -> object:
+    """Reward and cost state values regressed on the sampled returns-to-go (an MLP, full-batch Adam): the baseline
+    that turns returns into advantages. Returns the fitted values at the sampled observations."""
+    import torch
+
+    hidden = 64
+    with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's torch generator alone
+        torch.manual_seed(seed)
+        value = torch.nn.Sequential(torch.nn.Linear(observations.shape[1], hidden), torch.nn.Tanh(),
+                                    torch.nn.Linear(hidden, 2)).double()
+    scale = targets.abs().max().clamp(min=1.0)  # regress on a unit scale; costs and rewards can be ~100
+    optimizer = torch.optim.Adam(value.parameters(), lr=0.01)
+    for _ in range(config.baseline_steps):
+        loss = ((value(observations) - targets / scale) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return value(observations) * scale
+
+
+def neural_adaptation_step(network: object, env: object, config: NeuralAdaptationConfig, seed: int = 0,
+                           gamma: float | None = None, cost_limit: float | None = None) -> NeuralAdaptationStep:
+    """One safe adaptation step for a neural policy, from ``config.n_episodes`` rollouts of ``config.horizon`` steps
+    in ``env`` (a Gymnasium env reporting ``info["cost"]``; for a ``cmdp_envs`` env its current task is the one
+    adapted to, and ``gamma`` and ``cost_limit`` default to its family's and task's).
+
+    Advantages are discounted returns-to-go minus a fitted state-value baseline; the visitation weights are
+    ``(1 - gamma) gamma^t``. For the current ``u`` the policy takes ``inner_steps`` Adam steps on
+    ``-E[ratio (A_r - u A_c)] / eta + KL(pi || pi_phi)`` (``ratio = pi / pi_phi``), whose exact minimiser is the
+    closed form; then ``u <- max(0, u + dual_step * g)`` with ``g`` the importance-sampled linearised constraint
+    minus ``d + delta_c``. The returned network is a new object; ``network`` is left unchanged.
+    """
+    import copy
+
+    import gymnasium as gym
+    import torch
+    from gymnasium.spaces.utils import flatten
+
+    base = env.unwrapped
+    gamma = base.family.gamma if gamma is None else float(gamma)
+    cost_limit = base.task.cost_limit if cost_limit is None else float(cost_limit)
+    rng = np.random.default_rng(seed)  # action draws: reproducible without touching torch's global generator
+    observations, actions, rewards, costs = [], [], [], []
+    for episode in range(config.n_episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        for _ in range(config.horizon):
+            flat = np.asarray(flatten(env.observation_space, observation), dtype=np.float64)
+            with torch.no_grad():
+                distribution = network.distribution(torch.as_tensor(flat)[None])
+            if network.discrete:
+                probabilities = distribution.probs[0].numpy()
+                action = np.int64(min(np.searchsorted(np.cumsum(probabilities), rng.random(), side="right"),
+                                      len(probabilities) - 1))
+            else:
+                normal = distribution.base_dist
+                action = (normal.loc[0] + normal.scale[0] * torch.as_tensor(rng.standard_normal(normal.loc.shape[1]))
+                          ).numpy()
+            observation, reward, terminated, truncated, info = env.step(
+                int(action) if isinstance(env.action_space, gym.spaces.Discrete) else action)
+            observations.append(flat)
+            actions.append(action)
+            rewards.append(float(reward))
+            costs.append(float(info["cost"]))
+            if terminated or truncated:
+                break
+        # Pad short episodes so every episode spans the horizon (rewards and costs 0 after the end).
+        missing = config.horizon - (len(rewards) - episode * config.horizon)
+        observations += [observations[-1]] * missing
+        actions += [actions[-1]] * missing
+        rewards += [0.0] * missing
+        costs += [0.0] * missing
+    shape = (config.n_episodes, config.horizon)
+    obs = torch.as_tensor(np.array(observations))
+    acts = torch.as_tensor(np.array(actions))
+    reward_to_go = _returns_to_go(np.array(rewards).reshape(shape), gamma)
+    cost_to_go = _returns_to_go(np.array(costs).reshape(shape), gamma)
+    targets = torch.as_tensor(np.stack([reward_to_go.ravel(), cost_to_go.ravel()], axis=1))
+    baseline = _fit_value_baseline(obs, targets, config, seed)
+    reward_advantage, cost_advantage = (targets - baseline).T
+    weights = torch.as_tensor(np.tile((1 - gamma) * gamma ** np.arange(config.horizon), config.n_episodes)
+                              / config.n_episodes)
+    cost_value = float(cost_to_go[:, 0].mean())
+    with torch.no_grad():
+        old = network.distribution(obs)
+        old_log_prob = old.log_prob(acts)
+
+    new_network = copy.deepcopy(network)
+    optimizer = torch.optim.Adam(new_network.parameters(), lr=config.learning_rate)
+
+    def surrogate() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        distribution = new_network.distribution(obs)
+        ratio = torch.exp(distribution.log_prob(acts) - old_log_prob)
+        kl = torch.distributions.kl_divergence(distribution, old)
+        return ratio, kl, (weights * kl).sum()
+
+    u = 0.0
+    for _ in range(config.dual_iterations):
+        eta = config.reward_kl + (1 - gamma) * u * config.cost_kl
+        for _ in range(config.inner_steps):
+            ratio, _, kl = surrogate()
+            loss = -(weights * ratio * (reward_advantage - u * cost_advantage)).sum() / eta + kl
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            ratio, _, kl = surrogate()
+            linearised = cost_value + float((weights * ratio * cost_advantage).sum()) / (1 - gamma) \
+                + config.cost_kl * float(kl)
+        u = max(0.0, u + config.dual_step * (linearised - cost_limit - config.cost_slack))
+    return NeuralAdaptationStep(new_network, u, cost_value, linearised, float(kl))

@@ -149,3 +149,99 @@ def test_bad_configuration_raises():
         SafeAdaptationConfig(n_episodes=0)
     with pytest.raises(ValueError, match="shape"):
         adaptation_step(two_state_cmdp(1.0), np.ones((3, 2)) / 2, SafeAdaptationConfig(advantages="exact"))
+
+
+torch = pytest.importorskip("torch", reason="torch comes with the 'sb3' extra")
+
+
+def test_meta_training_improves_the_post_adaptation_reward_and_stays_feasible(paper_family, pi_s):
+    from cmdp_envs.meta.safe_adaptation import meta_train
+
+    cmdps = [paper_family.tabular(task) for task in paper_family.sample(8, seed=1)]
+    config = SafeAdaptationConfig(advantages="exact")
+
+    def post_adaptation_reward(policy):
+        return np.mean([adapt(cmdp, policy, 1, config).reward_values[1] for cmdp in cmdps])
+
+    result = meta_train(cmdps, config, initial_policy=pi_s.policy.probabilities, iterations=40)
+    # The objective is recomputed independently, through adapt() in numpy.
+    assert result.objective == pytest.approx(post_adaptation_reward(result.policy), abs=1e-8)
+    assert result.objective > post_adaptation_reward(pi_s.policy.probabilities) + 0.05
+    for cmdp in cmdps:
+        assert adapt(cmdp, result.policy, 0, config).cost_values[0] <= cmdp.cost_limit
+    assert len(result.history) == 40 and result.history[0]["max_violation"] <= 0
+
+
+def test_meta_training_reports_when_no_iterate_is_feasible(paper_family):
+    from cmdp_envs.meta.safe_adaptation import meta_train
+
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    uniform = np.full((49, 4), 0.25)  # infeasible: it wanders into the unsafe walls
+    with pytest.raises(RuntimeError, match="no meta-policy met every training constraint in 1 iterations"):
+        meta_train([cmdp], SafeAdaptationConfig(advantages="exact"), initial_policy=uniform, iterations=1)
+
+
+def distilled_network(policy, action_space):
+    from cmdp_envs.meta.safe_adaptation import make_policy_network
+
+    torch.set_num_threads(1)
+    network = make_policy_network(49, action_space, seed=0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    states, target = torch.eye(49, dtype=torch.float64), torch.tensor(policy)
+    for _ in range(500):
+        loss = -(target * network.distribution(states).logits.log_softmax(-1)).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return network
+
+
+def test_neural_step_on_the_gridworld(paper_family, pi_s, tmp_path):
+    import gymnasium as gym
+
+    from cmdp_envs.meta.policies import MLPPolicy
+    from cmdp_envs.meta.safe_adaptation import NeuralAdaptationConfig, network_to_mlp_policy, neural_adaptation_step
+    from cmdp_envs.tabular import evaluate_policy
+
+    env = gym.make("cmdp_envs/GridWorld-v0", observation_type="onehot")
+    task = paper_family.task(noise=0.3)
+    env.unwrapped.set_task(task)
+    cmdp = paper_family.tabular(task)
+    states = torch.eye(49, dtype=torch.float64)
+    network = distilled_network(pi_s.policy.probabilities, env.action_space)
+    start_reward, _ = evaluate_policy(cmdp, network.distribution(states).probs.detach().numpy())
+    config = NeuralAdaptationConfig(reward_kl=2.0, cost_kl=2.0, n_episodes=200, horizon=60, dual_iterations=10)
+    rewards = []
+    for k in range(3):
+        step = neural_adaptation_step(network, env, config, seed=100 * k)
+        assert step.network is not network
+        network = step.network
+        reward_value, cost_value = evaluate_policy(cmdp, network.distribution(states).probs.detach().numpy())
+        assert cost_value <= task.cost_limit, f"step {k}: exact J_c = {cost_value}"
+        rewards.append(reward_value)
+    # Sampled advantages make single steps noisy; over the sequence the reward rises above the start.
+    assert max(rewards) > start_reward + 0.05 and rewards[-1] > start_reward, (start_reward, rewards)
+    # The adapted network saves pickle-free and acts identically after loading.
+    policy = network_to_mlp_policy(network, 49, discrete_observation=False)
+    loaded = MLPPolicy.load(policy.save(tmp_path / "adapted.npz"))
+    np.testing.assert_allclose([loaded.action_probabilities(s) for s in np.eye(49)],
+                               network.distribution(states).probs.detach().numpy(), atol=1e-9)
+
+
+def test_neural_step_is_deterministic_and_handles_continuous_actions():
+    import gymnasium as gym
+
+    from cmdp_envs.meta.safe_adaptation import NeuralAdaptationConfig, make_policy_network, neural_adaptation_step
+    from cmdp_envs.wrappers import CostFunction
+
+    torch.set_num_threads(1)
+    env = CostFunction(gym.make("Pendulum-v1"), lambda obs, action, next_obs, info: float(abs(action[0]) > 1.0))
+    network = make_policy_network(3, env.action_space, seed=0)
+    config = NeuralAdaptationConfig(n_episodes=8, horizon=20, dual_iterations=3, inner_steps=2, baseline_steps=20)
+    first = neural_adaptation_step(network, env, config, seed=0, gamma=0.9, cost_limit=0.5)
+    second = neural_adaptation_step(network, env, config, seed=0, gamma=0.9, cost_limit=0.5)
+    for a, b in zip(first.network.parameters(), second.network.parameters()):
+        assert torch.equal(a, b)
+    assert first.multiplier >= 0 and first.kl_estimate >= 0
+    with pytest.raises(ValueError, match="sampled"):
+        NeuralAdaptationConfig(advantages="exact")
