@@ -24,6 +24,8 @@ settings = {
     # The gridworld baseline setting of Ni & Kamgarpour's comparison, with sampled and with exact advantages.
     "baseline_sampled": SafeAdaptationConfig(advantages="sampled", n_episodes=1000, horizon=100),
     "baseline_exact": SafeAdaptationConfig(advantages="exact"),
+    # The same with the multiplier solved exactly (bisection) instead of 30 dual-descent steps.
+    "bisection_exact": SafeAdaptationConfig(advantages="exact", dual_method="bisection"),
     # A conservative KL weight in the constraint (the theory scales lambda_c with A_c_max / (1 - gamma)^2).
     "conservative_exact": SafeAdaptationConfig(advantages="exact", cost_kl=1000.0, dual_step=0.05,
                                                dual_iterations=300),

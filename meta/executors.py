@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -53,10 +54,12 @@ class SerialExecutor:
 
 
 def _single_threaded_worker() -> None:
-    # Runs before the worker imports torch or numpy's BLAS: one thread per process, since the processes already
-    # use the cores.
+    # One thread per process, since the processes already use the cores. The variables reach libraries imported
+    # from now on; a spawned worker has already re-imported the parent's __main__, which may have loaded torch.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 class LocalExecutor:
@@ -92,7 +95,9 @@ class LocalExecutor:
 class RayExecutor:
     """Runs items as Ray tasks: on the cluster at ``address``, or on a local Ray started with ``num_cpus``.
 
-    Needs the ``ray`` extra (``pip install "cmdp-envs[ray]"``). Each task asks for ``num_cpus_per_task`` CPUs.
+    Needs the ``ray`` extra (``pip install "cmdp-envs[ray]"``). Each task asks for ``num_cpus_per_task`` CPUs. A Ray
+    session that was already running is used as it is and left running; one this executor started is shut down by
+    :meth:`shutdown` or at the end of a ``with RayExecutor(...) as executor:`` block.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, num_cpus_per_task: float = 1.0):
@@ -100,11 +105,20 @@ class RayExecutor:
             import ray
         except ImportError as error:
             raise ImportError('Ray is not installed: pip install "cmdp-envs[ray]"') from error
+        if address is not None and num_cpus is not None:
+            raise ValueError("num_cpus sizes a local Ray; a cluster at an address has its own resources")
         self._ray = ray
-        if not ray.is_initialized():
+        self._started = not ray.is_initialized()
+        if self._started:
             ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
         self.num_cpus_per_task = num_cpus_per_task
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
         # Ray remotes must be plain functions; fn (often a callable object) travels once through the object store.
@@ -119,7 +133,10 @@ class RayExecutor:
         return self._ray.get(refs)
 
     def shutdown(self) -> None:
-        self._ray.shutdown()
+        """Stop the Ray session if this executor started it."""
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._started = False
 
 
 def _apply(fn: Callable[[T], R], item: T) -> R:

@@ -174,7 +174,7 @@ class MLPPolicy:
 
     def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], activations: list[str], output: str,
                  observation_size: int, discrete_observation: bool, log_std: np.ndarray | None = None,
-                 seed: SeedLike = None):
+                 action_bounds: tuple[np.ndarray, np.ndarray] | None = None, seed: SeedLike = None):
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
         if not (len(weights) == len(biases) == len(activations) >= 1):
@@ -196,6 +196,13 @@ class MLPPolicy:
         self.observation_size = int(observation_size)
         self.discrete_observation = bool(discrete_observation)
         self.log_std = None if log_std is None else np.asarray(log_std, dtype=np.float64)
+        if action_bounds is not None:
+            low, high = (np.asarray(bound, dtype=np.float64) for bound in action_bounds)
+            if output != "gaussian" or low.shape != (size,) or high.shape != (size,) or np.any(low >= high):
+                raise ValueError(f"action_bounds must be (low, high) of shape ({size},) with low < high, for a "
+                                 "Gaussian output")
+            action_bounds = (low, high)
+        self.action_bounds = action_bounds
         self._rng = as_generator(seed)
 
     @classmethod
@@ -214,16 +221,18 @@ class MLPPolicy:
 
     @classmethod
     def from_omnisafe(cls, actor: Any, observation_space: Any, discrete_actions: bool,
-                      seed: SeedLike = None) -> MLPPolicy:
+                      action_bounds: tuple[np.ndarray, np.ndarray] | None = None, seed: SeedLike = None) -> MLPPolicy:
         """An OmniSafe Gaussian actor trained through the bridge on an env with ``observation_space`` (the
-        Gymnasium space before flattening); ``discrete_actions`` when the env's actions are ``Discrete``."""
+        Gymnasium space before flattening); ``discrete_actions`` when the env's actions are ``Discrete``. For a
+        ``Box`` action space pass its ``(low, high)``: OmniSafe's agent acts in ``[-1, 1]`` and its ``ActionScale``
+        wrapper maps that onto the bounds, which :meth:`act` then does too."""
         import gymnasium as gym
 
         weights, biases, activations = _torch_layers([actor.mean])
         return cls(weights, biases, activations, "gaussian_argmax" if discrete_actions else "gaussian",
                    observation_size=gym.spaces.flatdim(observation_space),
                    discrete_observation=isinstance(observation_space, gym.spaces.Discrete),
-                   log_std=actor.log_std.detach().cpu().numpy(), seed=seed)
+                   log_std=actor.log_std.detach().cpu().numpy(), action_bounds=action_bounds, seed=seed)
 
     def _features(self, observation: Any) -> np.ndarray:
         if self.discrete_observation:
@@ -264,7 +273,12 @@ class MLPPolicy:
             return int(min(np.searchsorted(np.cumsum(probabilities), self._rng.random(), side="right"),
                            len(probabilities) - 1))
         action = output if deterministic else output + np.exp(self.log_std) * self._rng.standard_normal(output.shape)
-        return int(np.argmax(action)) if self.output == "gaussian_argmax" else action
+        if self.output == "gaussian_argmax":
+            return int(np.argmax(action))
+        if self.action_bounds is not None:
+            low, high = self.action_bounds
+            action = low + (action + 1.0) * (high - low) / 2.0
+        return action
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the network to an ``.npz`` file (arrays and a JSON header), atomically."""
@@ -274,6 +288,8 @@ class MLPPolicy:
         arrays.update({f"bias_{i}": b for i, b in enumerate(self.biases)})
         if self.log_std is not None:
             arrays["log_std"] = self.log_std
+        if self.action_bounds is not None:
+            arrays["action_low"], arrays["action_high"] = self.action_bounds
         return atomic_write(path, lambda file: np.savez(file, header=np.array(json.dumps(header)), **arrays))
 
     @classmethod
@@ -285,6 +301,7 @@ class MLPPolicy:
                 layers = range(int(header["layers"]))
                 return cls([data[f"weight_{i}"] for i in layers], [data[f"bias_{i}"] for i in layers],
                            header["activations"], header["output"], header["observation_size"],
-                           header["discrete_observation"], data["log_std"] if "log_std" in data else None, seed=seed)
+                           header["discrete_observation"], data["log_std"] if "log_std" in data else None,
+                           (data["action_low"], data["action_high"]) if "action_low" in data else None, seed=seed)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a saved MLPPolicy: {error}") from error

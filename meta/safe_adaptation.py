@@ -45,6 +45,7 @@ __all__ = [
     "anytime_safety_evaluation",
     "plot_anytime_safety",
     "MetaTrainingResult",
+    "meta_objective",
     "meta_train",
     "NeuralAdaptationConfig",
     "NeuralAdaptationStep",
@@ -60,7 +61,13 @@ class SafeAdaptationConfig:
 
     :param reward_kl: ``lambda``, the weight of the KL term in the objective.
     :param cost_kl: ``lambda_c``, the weight of the KL term in the constraint.
-    :param cost_slack: ``delta_c``, the slack of the linearised constraint (0 keeps the safety guarantee).
+    :param cost_slack: ``delta_c``, the slack of the linearised constraint. With ``delta_c = 0`` Xu & Zhu's safety
+        guarantee needs ``lambda_c >= 2 gamma alpha A_c_max / (1 - gamma)^2``; the default ``lambda_c = 0.2`` is far
+        below that on the gridworld, and its adapted policies can break the limit (README, safe adaptation).
+    :param dual_method: ``"descent"`` (default, the baseline setting): ``dual_iterations`` projected dual-descent steps
+        of size ``dual_step`` from ``u = 0``, returning the last iterate, which can oscillate around the multiplier;
+        ``"bisection"``: the root of the (decreasing) linearised-constraint violation ``g(u)`` to machine precision,
+        on its feasible side.
     :param dual_step: step size of the projected dual descent on ``u``.
     :param dual_iterations: number of dual steps (from ``u = 0``).
     :param advantages: ``"exact"`` or ``"sampled"`` (Monte Carlo).
@@ -71,6 +78,7 @@ class SafeAdaptationConfig:
     reward_kl: float = 0.2
     cost_kl: float = 0.2
     cost_slack: float = 0.0
+    dual_method: Literal["descent", "bisection"] = "descent"
     dual_step: float = 1.0
     dual_iterations: int = 30
     advantages: Literal["exact", "sampled"] = "sampled"
@@ -80,6 +88,8 @@ class SafeAdaptationConfig:
     def __post_init__(self) -> None:
         if not (self.reward_kl > 0 and self.cost_kl >= 0 and self.cost_slack >= 0 and self.dual_step > 0):
             raise ValueError(f"need reward_kl > 0, cost_kl >= 0, cost_slack >= 0, dual_step > 0; got {self}")
+        if self.dual_method not in ("descent", "bisection"):
+            raise ValueError(f"dual_method must be 'descent' or 'bisection', got {self.dual_method!r}")
         if self.advantages not in ("exact", "sampled"):
             raise ValueError(f"advantages must be 'exact' or 'sampled', got {self.advantages!r}")
         check_count("dual_iterations", self.dual_iterations)
@@ -167,15 +177,40 @@ def linearised_cost(new_policy: np.ndarray, policy: np.ndarray, estimate: Advant
 
 def dual_multiplier(policy: np.ndarray, estimate: AdvantageEstimate, cost_limit: float, gamma: float,
                     config: SafeAdaptationConfig) -> tuple[float, list[float]]:
-    """The multiplier ``u`` after ``dual_iterations`` projected dual-descent steps from ``u = 0``, and the path."""
+    """The multiplier ``u`` by ``config.dual_method``, and the path of ``u`` values tried."""
+
+    def violation(u: float) -> float:
+        new_policy = closed_form_policy(policy, estimate, u, gamma, config)
+        return linearised_cost(new_policy, policy, estimate, gamma, config.cost_kl) - cost_limit - config.cost_slack
+
+    if config.dual_method == "bisection":
+        return _bisect(violation)
     u, path = 0.0, [0.0]
     for _ in range(config.dual_iterations):
-        new_policy = closed_form_policy(policy, estimate, u, gamma, config)
-        violation = linearised_cost(new_policy, policy, estimate, gamma, config.cost_kl) - cost_limit - config.cost_slack
-        u = max(0.0, u + config.dual_step * violation)
+        u = max(0.0, u + config.dual_step * violation(u))
         path.append(u)
     return u, path
 
+
+def _bisect(violation, largest: float = 1e8) -> tuple[float, list[float]]:
+    """The smallest ``u >= 0`` with ``violation(u) <= 0`` (``violation`` decreases in ``u``), to relative precision
+    ``1e-12``; ``largest`` if even that violates (the linearised constraint cannot be met)."""
+    if violation(0.0) <= 0:
+        return 0.0, [0.0]
+    low, high, path = 0.0, 1.0, [0.0]
+    while violation(high) > 0:
+        path.append(high)
+        if high >= largest:
+            return high, path
+        low, high = high, 2 * high
+    while high - low > 1e-12 * high:
+        middle = (low + high) / 2
+        path.append(middle)
+        if violation(middle) > 0:
+            low = middle
+        else:
+            high = middle
+    return high, path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,17 +341,72 @@ class MetaTrainingResult:
     history: list[dict[str, float]]
 
 
+def meta_objective(theta: object, cmdps: list[TabularCMDP], config: SafeAdaptationConfig) -> tuple[object, object]:
+    """Xu & Zhu's meta-objective at ``pi_phi = softmax(theta)`` as differentiable torch scalars: the mean reward value
+    after one exact adaptation step over ``cmdps``, and the largest violation ``J_c(pi_phi) - d - delta_c``.
+
+    Each task's multiplier ``u*`` is the root of the linearised constraint (bisection); where it binds, ``u*`` moves
+    with ``theta``, and its gradient enters by implicit differentiation, ``du*/dtheta = -(dg/dtheta) / (dg/du)``, so
+    the gradient of the objective is exact.
+    """
+    import torch
+
+    policy = torch.softmax(theta, dim=1)
+    log_policy = torch.log_softmax(theta, dim=1)
+    objective_terms, violations = [], []
+    for cmdp in cmdps:
+        P, r, c, mu = (torch.tensor(getattr(cmdp, name), dtype=torch.float64) for name in ("P", "r", "c", "mu"))
+        system = torch.eye(cmdp.n_states, dtype=torch.float64) - cmdp.gamma * torch.einsum("sa,sat->st", policy, P)
+        V_r = torch.linalg.solve(system, (policy * r).sum(dim=1))
+        V_c = torch.linalg.solve(system, (policy * c).sum(dim=1))
+        occupancy = torch.linalg.solve(system.T, mu)
+        A_r = r + cmdp.gamma * P @ V_r - V_r[:, None]
+        A_c = c + cmdp.gamma * P @ V_c - V_c[:, None]
+        cost_value = mu @ V_c
+        tensors = (log_policy, A_r, A_c, occupancy, cost_value)
+        detached = tuple(t.detach() for t in tensors)
+
+        def adapted_and_violation(u, log_pi, adv_r, adv_c, occ, j_c):
+            eta = config.reward_kl + (1 - cmdp.gamma) * u * config.cost_kl
+            log_adapted = torch.log_softmax(log_pi + (adv_r - u * adv_c) / eta, dim=1)
+            adapted = log_adapted.exp()
+            kl = (adapted * (log_adapted - log_pi)).sum(dim=1)
+            linearised = j_c + occupancy_weighted(occ, (adapted * adv_c).sum(dim=1)) \
+                + config.cost_kl * (1 - cmdp.gamma) * occupancy_weighted(occ, kl)
+            return adapted, linearised - cmdp.cost_limit - config.cost_slack
+
+        def occupancy_weighted(occ, per_state):
+            return (occ * per_state).sum()
+
+        with torch.no_grad():
+            u_star, _ = _bisect(lambda u: float(adapted_and_violation(u, *detached)[1]))
+        if u_star > 0:
+            with torch.enable_grad():  # dg/du is needed even when the caller evaluates without gradients
+                u_variable = torch.tensor(u_star, dtype=torch.float64, requires_grad=True)
+                (dg_du,) = torch.autograd.grad(adapted_and_violation(u_variable, *detached)[1], u_variable)
+            _, g_theta = adapted_and_violation(u_star, *tensors)
+            # Value u*, gradient -(dg/dtheta) / (dg/du): the implicit function theorem at g(theta, u*) = 0.
+            u = u_star - (g_theta - g_theta.detach()) / dg_du
+        else:
+            u = torch.tensor(0.0, dtype=torch.float64)
+        adapted, _ = adapted_and_violation(u, *tensors)
+        adapted_system = torch.eye(cmdp.n_states, dtype=torch.float64) - cmdp.gamma * torch.einsum(
+            "sa,sat->st", adapted, P)
+        objective_terms.append(mu @ torch.linalg.solve(adapted_system, (adapted * r).sum(dim=1)))
+        violations.append(cost_value - cmdp.cost_limit - config.cost_slack)
+    return torch.stack(objective_terms).mean(), torch.stack(violations).max()
+
+
 def meta_train(cmdps: list[TabularCMDP], config: SafeAdaptationConfig, initial_policy: np.ndarray | None = None,
                iterations: int = 200, learning_rate: float = 0.05) -> MetaTrainingResult:
-    """Xu & Zhu's meta-objective on a tabular family, with exact gradients:
+    """Xu & Zhu's meta-training on a tabular family, with exact gradients (:func:`meta_objective`):
 
         max_phi  mean_tau J_r,tau(A(pi_phi, tau))   s.t.  J_c,tau(pi_phi) <= d_tau + delta_c  for every training tau,
 
-    where ``A`` is one exact adaptation step. ``pi_phi = softmax(theta)``; gradients flow through the exact
-    advantages and the closed form (the multiplier ``u`` of each task is held fixed while differentiating: at the
-    dual solution its own effect vanishes, as the envelope theorem says). Each iteration takes an Adam step on the
-    objective when ``pi_phi`` meets every constraint, and otherwise a step that lowers the cost of the most violated
-    task; the best feasible iterate is returned. Needs torch (it comes with the ``sb3`` extra).
+    where ``A`` is one adaptation step with exact advantages and the exact multiplier. ``pi_phi = softmax(theta)``.
+    Each iteration takes an Adam step on the objective when ``pi_phi`` meets every constraint, and otherwise a step
+    that lowers the cost of the most violated task; the best feasible iterate is returned. Needs torch (it comes with
+    the ``sb3`` extra).
 
     :param initial_policy: where to start (e.g. the ``pi_s`` every method shares); default uniform.
     """
@@ -327,52 +417,18 @@ def meta_train(cmdps: list[TabularCMDP], config: SafeAdaptationConfig, initial_p
     check_count("iterations", iterations, minimum=1)
     if not cmdps:
         raise ValueError("meta_train needs at least one training task")
-    exact = dataclasses.replace(config, advantages="exact")
     S, A = cmdps[0].n_states, cmdps[0].n_actions
     start = np.full((S, A), 1.0 / A) if initial_policy is None else check_policy(cmdps[0], initial_policy)
     theta = torch.tensor(np.log(np.maximum(start, 1e-8)), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([theta], lr=learning_rate)
-    models = [{name: torch.tensor(getattr(m, name), dtype=torch.float64) for name in ("P", "r", "c", "mu")}
-              for m in cmdps]
-    eye = torch.eye(S, dtype=torch.float64)
-
-    def values(model: dict, policy: torch.Tensor, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """State values of ``reward`` under ``policy`` and the discounted occupancy from ``mu``."""
-        P_pi = torch.einsum("sa,sat->st", policy, model["P"])
-        system = eye - cmdps[0].gamma * P_pi
-        V = torch.linalg.solve(system, (policy * reward).sum(dim=1))
-        occupancy = torch.linalg.solve(system.T, model["mu"])
-        return V, occupancy
-
     best: tuple[float, np.ndarray] | None = None
     history = []
     for _ in range(iterations):
-        policy = torch.softmax(theta, dim=1)
-        objective_terms, violations = [], []
-        for cmdp, model in zip(cmdps, models):
-            V_r, occupancy = values(model, policy, model["r"])
-            V_c, _ = values(model, policy, model["c"])
-            Q_r = model["r"] + cmdp.gamma * model["P"] @ V_r
-            Q_c = model["c"] + cmdp.gamma * model["P"] @ V_c
-            cost_value = model["mu"] @ V_c
-            estimate = AdvantageEstimate(
-                reward_advantage=(Q_r - V_r[:, None]).detach().numpy(),
-                cost_advantage=(Q_c - V_c[:, None]).detach().numpy(),
-                visitation=((1 - cmdp.gamma) * occupancy).detach().numpy(),
-                cost_value=float(cost_value.detach()),
-            )
-            u, _ = dual_multiplier(policy.detach().numpy(), estimate, cmdp.cost_limit, cmdp.gamma, exact)
-            eta = exact.reward_kl + (1 - cmdp.gamma) * u * exact.cost_kl
-            adapted = torch.softmax(torch.log(policy) + ((Q_r - V_r[:, None]) - u * (Q_c - V_c[:, None])) / eta, dim=1)
-            adapted_value, _ = values(model, adapted, model["r"])
-            objective_terms.append(model["mu"] @ adapted_value)
-            violations.append(cost_value - cmdp.cost_limit - exact.cost_slack)
-        objective = torch.stack(objective_terms).mean()
-        worst = torch.stack(violations).max()
+        objective, worst = meta_objective(theta, cmdps, config)
         objective_value, worst_value = float(objective.detach()), float(worst.detach())
         history.append({"objective": objective_value, "max_violation": worst_value})
         if worst_value <= 0 and (best is None or objective_value > best[0]):
-            best = (objective_value, policy.detach().numpy().copy())
+            best = (objective_value, torch.softmax(theta, dim=1).detach().numpy().copy())
         optimizer.zero_grad()
         (-objective if worst_value <= 0 else worst).backward()
         optimizer.step()
@@ -462,7 +518,8 @@ class NeuralAdaptationStep:
     kl_estimate: float
 
 
-def _fit_value_baseline(observations: object, targets: object, config: NeuralAdaptationConfig, seed: int) -> object:
+def _fit_value_baseline(observations: object, targets: object, mask: object, config: NeuralAdaptationConfig,
+                        seed: int) -> object:
     """Reward and cost state values regressed on the sampled returns-to-go (an MLP, full-batch Adam): the baseline
     that turns returns into advantages. Returns the fitted values at the sampled observations."""
     import torch
@@ -475,7 +532,7 @@ def _fit_value_baseline(observations: object, targets: object, config: NeuralAda
     scale = targets.abs().max().clamp(min=1.0)  # regress on a unit scale; costs and rewards can be ~100
     optimizer = torch.optim.Adam(value.parameters(), lr=0.01)
     for _ in range(config.baseline_steps):
-        loss = ((value(observations) - targets / scale) ** 2).mean()
+        loss = (mask[:, None] * (value(observations) - targets / scale) ** 2).sum() / mask.sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -489,8 +546,9 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
     in ``env`` (a Gymnasium env reporting ``info["cost"]``; for a ``cmdp_envs`` env its current task is the one
     adapted to, and ``gamma`` and ``cost_limit`` default to its family's and task's).
 
-    Advantages are discounted returns-to-go minus a fitted state-value baseline; the visitation weights are
-    ``(1 - gamma) gamma^t``. For the current ``u`` the policy takes ``inner_steps`` Adam steps on
+    Advantages are discounted returns-to-go (to the end of the sampled horizon or episode) minus a fitted
+    state-value baseline; the visitation weights are ``(1 - gamma) gamma^t``; padding after an episode's end is masked
+    out. The env's task is pinned for the rollouts (``reset(options={"task": ...})``). For the current ``u`` the policy takes ``inner_steps`` Adam steps on
     ``-E[ratio (A_r - u A_c)] / eta + KL(pi || pi_phi)`` (``ratio = pi / pi_phi``), whose exact minimiser is the
     closed form; then ``u <- max(0, u + dual_step * g)`` with ``g`` the importance-sampled linearised constraint
     minus ``d + delta_c``. The returned network is a new object; ``network`` is left unchanged.
@@ -505,9 +563,11 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
     gamma = base.family.gamma if gamma is None else float(gamma)
     cost_limit = base.task.cost_limit if cost_limit is None else float(cost_limit)
     rng = np.random.default_rng(seed)  # action draws: reproducible without touching torch's global generator
-    observations, actions, rewards, costs = [], [], [], []
+    # Pin the task in force, so that a TaskSampling wrapper cannot swap it between episodes.
+    reset_options = {"task": base.task} if hasattr(base, "set_task") else None
+    observations, actions, rewards, costs, valid = [], [], [], [], []
     for episode in range(config.n_episodes):
-        observation, _ = env.reset(seed=seed + episode)
+        observation, _ = env.reset(seed=seed + episode, options=reset_options)
         for _ in range(config.horizon):
             flat = np.asarray(flatten(env.observation_space, observation), dtype=np.float64)
             with torch.no_grad():
@@ -526,24 +586,27 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
             actions.append(action)
             rewards.append(float(reward))
             costs.append(float(info["cost"]))
+            valid.append(1.0)
             if terminated or truncated:
                 break
-        # Pad short episodes so every episode spans the horizon (rewards and costs 0 after the end).
+        # Pad short episodes to the horizon so arrays are rectangular; the padding is masked out of every estimate.
         missing = config.horizon - (len(rewards) - episode * config.horizon)
         observations += [observations[-1]] * missing
         actions += [actions[-1]] * missing
         rewards += [0.0] * missing
         costs += [0.0] * missing
+        valid += [0.0] * missing
     shape = (config.n_episodes, config.horizon)
     obs = torch.as_tensor(np.array(observations))
     acts = torch.as_tensor(np.array(actions))
     reward_to_go = _returns_to_go(np.array(rewards).reshape(shape), gamma)
     cost_to_go = _returns_to_go(np.array(costs).reshape(shape), gamma)
+    mask = torch.as_tensor(np.array(valid))
     targets = torch.as_tensor(np.stack([reward_to_go.ravel(), cost_to_go.ravel()], axis=1))
-    baseline = _fit_value_baseline(obs, targets, config, seed)
+    baseline = _fit_value_baseline(obs, targets, mask, config, seed)
     reward_advantage, cost_advantage = (targets - baseline).T
-    weights = torch.as_tensor(np.tile((1 - gamma) * gamma ** np.arange(config.horizon), config.n_episodes)
-                              / config.n_episodes)
+    weights = mask * torch.as_tensor(np.tile((1 - gamma) * gamma ** np.arange(config.horizon), config.n_episodes)
+                                     / config.n_episodes)
     cost_value = float(cost_to_go[:, 0].mean())
     with torch.no_grad():
         old = network.distribution(obs)
@@ -559,7 +622,7 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
         return ratio, kl, (weights * kl).sum()
 
     u = 0.0
-    for _ in range(config.dual_iterations):
+    for iteration in range(max(config.dual_iterations, 1)):
         eta = config.reward_kl + (1 - gamma) * u * config.cost_kl
         for _ in range(config.inner_steps):
             ratio, _, kl = surrogate()
@@ -571,5 +634,6 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
             ratio, _, kl = surrogate()
             linearised = cost_value + float((weights * ratio * cost_advantage).sum()) / (1 - gamma) \
                 + config.cost_kl * float(kl)
-        u = max(0.0, u + config.dual_step * (linearised - cost_limit - config.cost_slack))
+        if iteration < config.dual_iterations - 1:  # the returned u is the one the returned network was fitted under
+            u = max(0.0, u + config.dual_step * (linearised - cost_limit - config.cost_slack))
     return NeuralAdaptationStep(new_network, u, cost_value, linearised, float(kl))

@@ -54,14 +54,19 @@ def test_learned_oracles_are_reproducible_across_executors(paper_family):
 def test_ray_matches_serial(paper_family):
     from cmdp_envs.meta.executors import RayExecutor
 
-    executor = RayExecutor(num_cpus=2)
-    try:
+    import ray
+
+    with RayExecutor(num_cpus=2) as executor:
         tasks = paper_family.sample(3, seed=0)
         oracle = ExactLPOracle(paper_family)
         assert _summary(call_oracle_on_tasks(executor, oracle, tasks, seed=1)) == _summary(
             call_oracle_on_tasks(SerialExecutor(), oracle, tasks, seed=1))
-    finally:
-        executor.shutdown()
+        # A second executor joins the running session and does not own it.
+        RayExecutor().shutdown()
+        assert ray.is_initialized()
+    assert not ray.is_initialized(), "the executor that started Ray stops it"
+    with pytest.raises(ValueError, match="num_cpus"):
+        RayExecutor(address="127.0.0.1:6379", num_cpus=2)
 
 
 def test_make_executor_and_bad_input():

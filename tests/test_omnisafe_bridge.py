@@ -70,8 +70,9 @@ def test_spaces_tensors_and_seeding():
     assert terminated.dtype == torch.bool and "final_observation" in info
 
 
-def test_discounted_semantics_make_episode_cost_the_discounted_cost():
-    """The bridge's per-step costs sum to RecordEpisodeCost's discounted cost over the same episode."""
+def test_cost_semantics():
+    """Discounted: step costs stay raw (for the critic) and info["original_cost"], which OmniSafe sums into EpCost,
+    adds up to RecordEpisodeCost's discounted cost. Undiscounted: no original_cost, EpCost is the plain sum."""
     bridge = make_bridge("cmdp_envs/GridWorld-v0")
     plain = make_bridge(register_omnisafe_task("cmdp_envs/GridWorld-v0", cost_semantics="undiscounted"))
     reference = RecordEpisodeCost(gym.make("cmdp_envs/GridWorld-v0"), gamma=0.9)
@@ -80,14 +81,18 @@ def test_discounted_semantics_make_episode_cost_the_discounted_cost():
         env.set_seed(11)
         env.reset()
     reference.reset(seed=11)
-    totals = np.zeros(2)
+    totals = np.zeros(3)
     for _ in range(200):
         a = int(rng.integers(4))
         vector = torch.nn.functional.one_hot(torch.tensor(a), 4).float()
-        totals += [bridge.step(vector)[2].item(), plain.step(vector)[2].item()]
+        *_, info_discounted = step = bridge.step(vector)
+        *_, info_plain = plain_step = plain.step(vector)
+        assert step[2].item() == plain_step[2].item(), "the step cost is the raw cost under both semantics"
+        assert "original_cost" not in info_plain
+        totals += [info_discounted["original_cost"].item(), step[2].item(), plain_step[2].item()]
         *_, info = reference.step(a)
     assert totals[0] == pytest.approx(info["episode"]["c_discounted"])
-    assert totals[1] == pytest.approx(info["episode"]["c"])
+    assert totals[1] == totals[2] == pytest.approx(info["episode"]["c"])
 
 
 def test_vectorised_bridge_resets_finished_episodes():
@@ -136,8 +141,8 @@ def test_omnisafe_trains_and_the_result_is_evaluated_exactly(algo, tmp_path, pap
             discount = 1.0
             for t in range(horizon):
                 action = actor.predict(observation, deterministic=False)
-                observation, reward, cost, *_ = env.step(action)
-                returns[episode] += [discount * reward.item(), cost.item()]  # cost is already discounted
+                observation, reward, cost, *_, info = env.step(action)
+                returns[episode] += [discount * reward.item(), info["original_cost"].item()]  # gamma^t c_t
                 discount *= 0.9
             observation, _ = env.reset()
     mean, stderr = returns.mean(axis=0), returns.std(axis=0, ddof=1) / np.sqrt(n_episodes)

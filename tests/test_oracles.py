@@ -242,3 +242,17 @@ def test_monte_carlo_path_of_a_network_policy_covers_its_exact_values(paper_fami
     exact_reward, exact_cost = evaluate(paper_family, task, tabular_policy_from_sb3(model, 49))
     assert not cost.exact and abs(cost.value - exact_cost.value) <= cost.half_width
     assert abs(reward.value - exact_reward.value) <= reward.half_width
+
+
+def test_mlp_policy_maps_gaussian_actions_onto_the_bounds(tmp_path):
+    from cmdp_envs.meta.policies import MLPPolicy
+
+    bounds = (np.array([0.0, -2.0]), np.array([4.0, 2.0]))
+    policy = MLPPolicy([np.zeros((2, 3))], [np.array([1.0, -1.0])], ["identity"], "gaussian", 3, False,
+                       log_std=np.zeros(2), action_bounds=bounds)
+    # Agent units [-1, 1] -> [low, high], as OmniSafe's ActionScale does: +1 -> high, -1 -> low.
+    np.testing.assert_allclose(policy.act(np.zeros(3), deterministic=True), [4.0, -2.0])
+    loaded = MLPPolicy.load(policy.save(tmp_path / "p.npz"))
+    np.testing.assert_allclose(loaded.act(np.zeros(3), deterministic=True), [4.0, -2.0])
+    with pytest.raises(ValueError, match="action_bounds"):
+        MLPPolicy([np.zeros((2, 3))], [np.zeros(2)], ["identity"], "categorical", 3, False, action_bounds=bounds)

@@ -23,12 +23,14 @@ What the bridge does, because OmniSafe's adapters require it:
 * **The task.** OmniSafe accepts ``env_cfgs`` only for the algorithms whose YAML lists it (PPOLag). For every
   algorithm, :func:`register_omnisafe_task` registers a new OmniSafe id bound to a fixed task and family keyword
   arguments; pass that id to ``omnisafe.Agent``.
-* **Cost semantics.** OmniSafe constrains the *undiscounted* episode cost ``EpCost = sum_t c_t``; our tasks constrain
-  the *discounted* ``J_c = E[sum_t gamma^t c_t]``. With ``cost_semantics="discounted"`` (default) the bridge reports
-  the cost ``gamma^t c_t`` at step ``t`` of an episode, so OmniSafe's ``EpCost`` *is* the discounted episode cost and
-  its limit is ``task.cost_limit``. With ``"undiscounted"`` it reports ``c_t`` and the limit you give is a budget on
-  the plain episode sum. :func:`omnisafe_custom_cfgs` sets the algorithm's limit key and records the semantics in
-  the returned config's ``cmdp_envs`` entry; a run's semantics is that of its env id (:func:`bridge_settings`).
+* **Cost semantics.** OmniSafe's on-policy algorithms compare the episode cost ``EpCost`` with their limit;
+  ``EpCost`` sums ``info["original_cost"]`` when an env reports it, else the step costs. Our tasks constrain the
+  *discounted* ``J_c = E[sum_t gamma^t c_t]``. With ``cost_semantics="discounted"`` (default) every step reports the
+  raw cost ``c_t`` (so the cost critic learns the usual discounted cost-to-go) and ``info["original_cost"] =
+  gamma^t c_t``, so ``EpCost`` *is* the discounted episode cost and its limit is ``task.cost_limit``. With
+  ``"undiscounted"`` ``EpCost`` is the plain sum ``sum_t c_t`` and the limit is a budget on that sum. Saute and
+  Simmer track their budget on the step costs themselves, i.e. undiscounted, whatever the semantics. A run's
+  semantics is that of its env id (:func:`bridge_settings`); the oracles record it in their results.
 """
 
 from __future__ import annotations
@@ -187,7 +189,8 @@ def omnisafe_custom_cfgs(
 
     Sets the algorithm's cost limit key(s) (see :func:`cost_limit_keys`) to ``cost_limit`` or else the id's task's
     limit, the discount to the family's ``gamma``, turns off reward, cost and observation normalisation (so the
-    trained actor reads raw observations and costs keep their meaning), and quiets logging. ``overrides`` are
+    trained actor reads raw observations, and ``EpCost`` keeps the meaning the bridge's semantics give it: cost
+    normalisation would overwrite ``info["original_cost"]``), and quiets logging. ``overrides`` are
     merged section by section (e.g. ``algo_cfgs={"update_iters": 5}``).
     """
     settings = bridge_settings(omnisafe_id)
@@ -206,7 +209,7 @@ def omnisafe_custom_cfgs(
         "train_cfgs": {"total_steps": int(total_steps), "device": "cpu", "torch_threads": 1},
         "algo_cfgs": {
             "steps_per_epoch": int(steps_per_epoch),
-            "gamma": family.gamma,
+            "gamma": family.gamma,  # on-policy algorithms discount both critics with it
             "cost_gamma": family.gamma,
             "obs_normalize": False,
             "reward_normalize": False,
@@ -303,13 +306,12 @@ def _bridge_class() -> type:
 
         def step(self, action: torch.Tensor):
             actions = action.detach().cpu().numpy().reshape(self._num_envs, -1)
-            observations, rewards, costs, terminated, truncated, finals = [], [], [], [], [], []
+            observations, rewards, costs, discounted_costs, terminated, truncated, finals = [], [], [], [], [], [], []
             for i, env in enumerate(self._envs):
                 observation, reward, term, trunc, info = env.step(self._gym_action(actions[i]))
                 cost = float(info["cost"])
-                if self.cost_semantics == "discounted":
-                    cost *= self._discount[i]
-                    self._discount[i] *= self.gamma
+                discounted_costs.append(cost * self._discount[i])
+                self._discount[i] *= self.gamma
                 observation = self._observation(observation)
                 finals.append(observation)
                 if term or trunc:
@@ -320,6 +322,8 @@ def _bridge_class() -> type:
                 terminated.append(term)
                 truncated.append(trunc)
             info = {"final_observation": self._tensor(finals)}
+            if self.cost_semantics == "discounted":
+                info["original_cost"] = self._tensor(discounted_costs)
             return (
                 self._tensor(observations),
                 self._tensor(rewards),

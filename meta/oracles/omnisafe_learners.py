@@ -61,8 +61,9 @@ class OmniSafeOracle:
                 actor, self.family.tabular(task).n_states, n_samples=self.n_probability_samples, seed=seed
             )
         else:
-            policy = MLPPolicy.from_omnisafe(actor, env.observation_space,
-                                             isinstance(env.action_space, gym.spaces.Discrete), seed=seed)
+            discrete = isinstance(env.action_space, gym.spaces.Discrete)
+            bounds = None if discrete else (env.action_space.low, env.action_space.high)
+            policy = MLPPolicy.from_omnisafe(actor, env.observation_space, discrete, action_bounds=bounds, seed=seed)
         reward, cost = evaluate(self.family, task, policy, env, n_episodes=self.n_eval_episodes,
                                 confidence=self.confidence, seed=seed)
         return OracleResult(task=task, policy=policy, reward=reward, cost=cost,
