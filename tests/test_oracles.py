@@ -44,6 +44,11 @@ def test_distance_check(paper_family):
     assert by_noise(a, b, eps=0.0100001) and not by_noise(a, b, eps=0.0099)
     with pytest.raises(ValueError, match="eps"):
         check(a, b, eps=-1.0)
+    assert DistanceCheck(paper_family, parameter="noise")(a, b, eps=0.0100001)
+    exact = check.matrix([a, b], eps=0.0075 + 1e-12)
+    assert exact.tolist() == [[True, True], [True, True]]
+    with pytest.raises(ValueError, match="unknown task parameter"):
+        DistanceCheck(paper_family, parameter="friction")
 
 
 def test_exact_simultaneously_feasible_oracle(paper_family):

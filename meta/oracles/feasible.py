@@ -36,17 +36,36 @@ class DistanceCheck:
     """``O_c(M1, M2, eps)``: ``distance(M1, M2) <= eps``.
 
     By default the family's own :meth:`~cmdp_envs.task.TaskFamily.distance` (exact CMDP distance for tabular
-    families). Pass ``distance`` to use another, e.g. ``lambda a, b: abs(a.noise - b.noise)``, the noise-level
-    comparison of the paper's gridworld experiments.
+    families). ``parameter="noise"`` compares one numeric task parameter instead, ``|M1.noise - M2.noise|``, as the
+    paper's gridworld experiments do; ``distance`` takes any other function of two tasks.
     """
 
-    def __init__(self, family: TaskFamily, distance: Callable[[Task, Task], float] | None = None):
+    def __init__(self, family: TaskFamily, distance: Callable[[Task, Task], float] | None = None,
+                 parameter: str | None = None):
+        if distance is not None and parameter is not None:
+            raise ValueError("pass distance or parameter, not both")
+        if parameter is not None and parameter not in family.parameters:
+            raise ValueError(f"unknown task parameter {parameter!r}; this family has {list(family.parameters)}")
+        self.parameter = parameter
+        if parameter is not None:
+            distance = lambda a, b: abs(getattr(a, parameter) - getattr(b, parameter))  # noqa: E731
         self.distance = distance if distance is not None else family.distance
 
     def __call__(self, task_1: Task, task_2: Task, eps: float) -> bool:
         if not eps >= 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         return self.distance(task_1, task_2) <= eps
+
+    def matrix(self, tasks: Sequence[Task], eps: float) -> np.ndarray:
+        """``A[i, j] = O_c(M_i, M_j, eps)`` for all pairs; vectorised for a parameter distance (the covering
+        training phase builds this for thousands of tasks)."""
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        if self.parameter is not None:
+            values = np.array([float(getattr(task, self.parameter)) for task in tasks])
+            return np.abs(values[:, None] - values[None, :]) <= eps
+        return np.array([[self.distance(a, b) <= eps for b in tasks] for a in tasks], dtype=bool).reshape(
+            len(tasks), len(tasks))
 
 
 class NoFeasiblePolicyError(RuntimeError):

@@ -1,0 +1,99 @@
+"""Algorithm 1 (covering training phase) with exact oracles on the gridworld."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cmdp_envs.meta.covering import (
+    CoveringResult,
+    coverage_error,
+    greedy_cover,
+    initial_sample_size,
+    train,
+)
+from cmdp_envs.meta.executors import LocalExecutor
+from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
+from cmdp_envs.tabular import evaluate_policy, solve_cmdp
+
+
+def noise_check(family):
+    # The paper's O_c for this family: compare noise levels (Appendix H.1).
+    return DistanceCheck(family, parameter="noise")
+
+
+def test_sample_size_and_coverage_error_formulas():
+    assert initial_sample_size(0.1) == math.ceil(math.log(0.1) ** 2 / 0.01) == 531
+    assert coverage_error(5, 100, 0.1) == pytest.approx(math.sqrt(5 * math.log(2000) / 95))
+    assert coverage_error(10, 10, 0.1) == math.inf
+    with pytest.raises(ValueError, match="delta"):
+        initial_sample_size(1.0)
+
+
+def test_greedy_cover_is_greedy_and_stops_at_the_uncovered_budget(paper_family):
+    tasks = [paper_family.task(noise=x) for x in (0.10, 0.11, 0.12, 0.30, 0.31, 0.45)]
+    check = noise_check(paper_family)
+    cover = greedy_cover(tasks, check, eps=0.011, max_uncovered=0)
+    assert cover[0] == 1, "0.11 covers three tasks, more than any other"
+    covered = {j for i in cover for j in range(len(tasks)) if check(tasks[i], tasks[j], 0.011)}
+    assert covered == set(range(len(tasks)))
+    assert len(greedy_cover(tasks, check, eps=0.011, max_uncovered=1)) == len(cover) - 1
+    lam = DistanceCheck(paper_family, distance=lambda a, b: abs(a.noise - b.noise))
+    np.testing.assert_array_equal(check.matrix(tasks, 0.011), lam.matrix(tasks, 0.011))
+    assert greedy_cover(tasks, lambda a, b, eps: check(a, b, eps), 0.011, 0) == cover, "no matrix: same cover"
+    with pytest.raises(ValueError, match="own ball"):
+        greedy_cover(tasks, lambda a, b, eps: False, 0.1, 0)
+
+
+@pytest.fixture(scope="module")
+def result(paper_family):
+    return train(
+        paper_family, ExactLPOracle(paper_family), noise_check(paper_family),
+        ExactSimultaneouslyFeasibleOracle(paper_family, iterations=300), delta=0.2, eps=0.02, xi=0.05, seed=0,
+    )
+
+
+def test_training_phase_with_exact_oracles(paper_family, result):
+    assert result.coverage_error <= 0.2
+    assert result.n_samples == initial_sample_size(0.2) * 2**result.doublings
+    assert 1 <= result.cover_size < result.n_samples
+    for entry in result.policy_values:
+        cmdp = paper_family.tabular(entry.task)
+        optimum = solve_cmdp(cmdp)
+        assert entry.reward_value == pytest.approx(optimum.reward_value)
+        assert entry.margin >= 0
+        safe_reward, safe_cost = evaluate_policy(cmdp, result.safe_policy.probabilities)
+        assert entry.safe_reward_value == pytest.approx(safe_reward)
+        assert entry.safe_margin == pytest.approx(cmdp.cost_limit - safe_cost)
+        assert entry.safe_margin >= 0.05, "pi_s keeps the margin xi on every member of the cover"
+    # Members of the cover are at least eps apart in noise, by construction of the greedy cover.
+    noises = sorted(entry.task.noise for entry in result.policy_values)
+    assert all(b - a > 0.02 for a, b in zip(noises, noises[1:]))
+
+
+def test_training_is_deterministic_and_executor_independent(paper_family, result):
+    again = train(
+        paper_family, ExactLPOracle(paper_family), noise_check(paper_family),
+        ExactSimultaneouslyFeasibleOracle(paper_family, iterations=300), delta=0.2, eps=0.02, xi=0.05, seed=0,
+        executor=LocalExecutor(max_workers=2),
+    )
+    assert [e.task for e in again.policy_values] == [e.task for e in result.policy_values]
+    np.testing.assert_array_equal(again.safe_policy.probabilities, result.safe_policy.probabilities)
+
+
+def test_result_saves_and_loads_without_pickle(paper_family, result, tmp_path):
+    result.save(tmp_path / "run")
+    loaded = CoveringResult.load(tmp_path / "run", paper_family)
+    assert [e.task for e in loaded.policy_values] == [e.task for e in result.policy_values]
+    assert loaded.cover_size == result.cover_size and loaded.config == result.config
+    np.testing.assert_array_equal(loaded.policy_values[0].policy.probabilities,
+                                  result.policy_values[0].policy.probabilities)
+    (tmp_path / "run" / "covering.json").write_text("{")
+    with pytest.raises(ValueError, match="saved covering result"):
+        CoveringResult.load(tmp_path / "run", paper_family)
+
+
+def test_training_reports_an_unreachable_coverage(paper_family):
+    with pytest.raises(RuntimeError, match="coverage error stayed above"):
+        train(paper_family, ExactLPOracle(paper_family), noise_check(paper_family),
+              ExactSimultaneouslyFeasibleOracle(paper_family), delta=0.3, eps=0.0, xi=0.0, max_doublings=1)
