@@ -9,6 +9,7 @@ episode cost (OmniSafe runs use the bridge's discounted cost semantics), against
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,8 +99,6 @@ def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, ou
 
 def _finished_runs(path: Path, summary: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """Runs already in ``path`` from a comparison with the same env, task and budget (none if it differs)."""
-    import json
-
     if not path.exists():
         return {}
     try:

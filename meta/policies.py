@@ -22,10 +22,16 @@ from cmdp_envs.task import SeedLike, as_generator
 __all__ = [
     "TabularPolicy",
     "MLPPolicy",
+    "sample_action",
     "gaussian_argmax_probabilities",
     "tabular_policy_from_sb3",
     "tabular_policy_from_omnisafe",
 ]
+
+
+def sample_action(probabilities: np.ndarray, rng: np.random.Generator) -> int:
+    """One draw from a categorical distribution (round-off past the last cumulative sum maps to the last action)."""
+    return int(min(np.searchsorted(np.cumsum(probabilities), rng.random(), side="right"), len(probabilities) - 1))
 
 
 class TabularPolicy:
@@ -65,9 +71,7 @@ class TabularPolicy:
         return self.probabilities[self._state(observation)]
 
     def act(self, observation: Any) -> int:
-        probabilities = self.action_probabilities(observation)
-        return int(min(np.searchsorted(np.cumsum(probabilities), self._rng.random(), side="right"),
-                       len(probabilities) - 1))
+        return sample_action(self.action_probabilities(observation), self._rng)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``probabilities`` to an ``.npz`` file, atomically."""
@@ -269,9 +273,7 @@ class MLPPolicy:
         if self.output == "categorical":
             if deterministic:
                 return int(np.argmax(output))
-            probabilities = self.action_probabilities(observation)
-            return int(min(np.searchsorted(np.cumsum(probabilities), self._rng.random(), side="right"),
-                           len(probabilities) - 1))
+            return sample_action(self.action_probabilities(observation), self._rng)
         action = output if deterministic else output + np.exp(self.log_std) * self._rng.standard_normal(output.shape)
         if self.output == "gaussian_argmax":
             return int(np.argmax(action))

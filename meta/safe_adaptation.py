@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from cmdp_envs.meta.policies import sample_action
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy, evaluate_policy, value_functions
 from cmdp_envs.task import check_count
 
@@ -371,12 +372,9 @@ def meta_objective(theta: object, cmdps: list[TabularCMDP], config: SafeAdaptati
             log_adapted = torch.log_softmax(log_pi + (adv_r - u * adv_c) / eta, dim=1)
             adapted = log_adapted.exp()
             kl = (adapted * (log_adapted - log_pi)).sum(dim=1)
-            linearised = j_c + occupancy_weighted(occ, (adapted * adv_c).sum(dim=1)) \
-                + config.cost_kl * (1 - cmdp.gamma) * occupancy_weighted(occ, kl)
+            linearised = j_c + (occ * (adapted * adv_c).sum(dim=1)).sum() \
+                + config.cost_kl * (1 - cmdp.gamma) * (occ * kl).sum()
             return adapted, linearised - cmdp.cost_limit - config.cost_slack
-
-        def occupancy_weighted(occ, per_state):
-            return (occ * per_state).sum()
 
         with torch.no_grad():
             u_star, _ = _bisect(lambda u: float(adapted_and_violation(u, *detached)[1]))
@@ -573,9 +571,7 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
             with torch.no_grad():
                 distribution = network.distribution(torch.as_tensor(flat)[None])
             if network.discrete:
-                probabilities = distribution.probs[0].numpy()
-                action = np.int64(min(np.searchsorted(np.cumsum(probabilities), rng.random(), side="right"),
-                                      len(probabilities) - 1))
+                action = np.int64(sample_action(distribution.probs[0].numpy(), rng))
             else:
                 normal = distribution.base_dist
                 action = (normal.loc[0] + normal.scale[0] * torch.as_tensor(rng.standard_normal(normal.loc.shape[1]))
