@@ -23,12 +23,21 @@ every policy of the sequence is feasible there. :func:`adapt` evaluates every po
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import numpy as np
 
+from cmdp_envs.meta.evaluation import TestRun
 from cmdp_envs.meta.policies import sample_action
-from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy, evaluate_policy, value_functions
+from cmdp_envs.tabular import (
+    EpisodeSampler,
+    TabularCMDP,
+    Trajectories,
+    check_policy,
+    evaluate_policy,
+    value_functions,
+)
 from cmdp_envs.task import check_count
 
 __all__ = [
@@ -36,6 +45,7 @@ __all__ = [
     "AdvantageEstimate",
     "exact_advantages",
     "sampled_advantages",
+    "trajectory_advantages",
     "closed_form_policy",
     "linearised_cost",
     "dual_multiplier",
@@ -44,6 +54,7 @@ __all__ = [
     "AdaptationRun",
     "adapt",
     "anytime_safety_evaluation",
+    "run_on_tabular",
     "plot_anytime_safety",
     "MetaTrainingResult",
     "meta_objective",
@@ -138,7 +149,12 @@ def sampled_advantages(cmdp: TabularCMDP, policy: np.ndarray, n_episodes: int, h
     discounted returns-to-go after visits of ``(s, a)`` and of ``s``; advantages of pairs never visited are 0 (the
     closed form then leaves those action probabilities at ``pi_phi``'s relative weights); ``nu`` is the discounted
     visit frequency; ``J_c`` the mean discounted episode cost."""
-    trajectories = EpisodeSampler(cmdp, policy, horizon).sample_trajectories(n_episodes, seed=seed)
+    return trajectory_advantages(cmdp, EpisodeSampler(cmdp, policy, horizon).sample_trajectories(n_episodes, seed=seed))
+
+
+def trajectory_advantages(cmdp: TabularCMDP, trajectories: Trajectories) -> AdvantageEstimate:
+    """The estimates of :func:`sampled_advantages` from trajectories already sampled."""
+    n_episodes, horizon = trajectories.states.shape
     S, A = cmdp.n_states, cmdp.n_actions
     states, actions = trajectories.states.ravel(), trajectories.actions.ravel()
     pairs = states * A + actions
@@ -633,3 +649,23 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
         if iteration < config.dual_iterations - 1:  # the returned u is the one the returned network was fitted under
             u = max(0.0, u + config.dual_step * (linearised - cost_limit - config.cost_slack))
     return NeuralAdaptationStep(new_network, u, cost_value, linearised, float(kl))
+
+
+def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: int, config: SafeAdaptationConfig,
+                   seed: int = 0) -> TestRun:
+    """Safe Meta-RL under the meta-test protocol: ``K = n_episodes`` episodes on ``cmdp``, adapting every
+    ``config.n_episodes`` episodes. The episodes of a step are the trajectories its advantages are sampled from,
+    so they execute the policy being adapted; every executed policy is evaluated exactly."""
+    if config.advantages != "sampled":
+        raise ValueError("the test-time protocol counts sampled episodes; use advantages='sampled'")
+    check_count("n_episodes", n_episodes, minimum=1)
+    run = TestRun.builder(cmdp.cost_limit)
+    policy = check_policy(cmdp, initial_policy)
+    n_steps = math.ceil(n_episodes / config.n_episodes)
+    for step in range(n_steps):
+        reward_value, cost_value = evaluate_policy(cmdp, policy)
+        run.add(min(config.n_episodes, n_episodes - step * config.n_episodes), reward_value, cost_value,
+                {"step": step})
+        if step + 1 < n_steps:
+            policy = adaptation_step(cmdp, policy, config, seed=seed + step).policy
+    return run.build()

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe")}
-ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"]}
+ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"], "safe_mixture.py": ["600"]}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -31,7 +31,7 @@ def test_example_runs(script, tmp_path):
 def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
-            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py"} <= names
+            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
@@ -46,3 +46,10 @@ def test_throughput_benchmark_runs(tmp_path):
     result = run(ROOT / "benchmarks" / "env_throughput.py", ["--repeats", "1", "--env-steps", "2000"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "FrozenLake-v1" in result.stdout and "ratio" in result.stdout
+
+
+def test_safe_mixture_benchmark_runs(tmp_path):
+    result = run(ROOT / "benchmarks" / "safe_mixture_throughput.py", ["--episodes", "3000", "--loop-episodes", "20"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout

@@ -104,14 +104,28 @@ class ExactSimultaneouslyFeasibleOracle:
 
     :param iterations: the most steps taken.
     :param step_size: the largest change of a log-probability per step.
+    :param reference_tasks: tasks on which ``pi_s`` must also be xi-feasible beyond those of ``U`` (values are still
+        reported for ``U`` only). Ni & Kamgarpour take ``pi_s`` feasible on the noisiest gridworld task, so that it
+        is safe on test tasks outside the cover too; pass that task here.
+    :param exploration: ``rho``: the returned policy is ``(1 - rho) pi + rho uniform`` in every state, optimised as
+        such, so each action keeps probability ``>= rho / A``. Test-time methods that adapt ``pi_s`` by policy
+        gradient or by Xu & Zhu's closed form cannot move mass onto actions of (numerically) zero probability, and
+        the natural-gradient iterates saturate; ``rho > 0`` keeps them able to learn.
     """
 
-    def __init__(self, family: TaskFamily, iterations: int = 2000, step_size: float = 0.5):
+    def __init__(self, family: TaskFamily, iterations: int = 2000, step_size: float = 0.5,
+                 reference_tasks: Sequence[Task] = (), exploration: float = 0.0):
         if not hasattr(family, "tabular"):
             raise TypeError(f"ExactSimultaneouslyFeasibleOracle needs a tabular family, got {family!r}")
         self.family = family
         self.iterations = check_count("iterations", iterations, minimum=1)
         self.step_size = float(step_size)
+        self.reference_tasks = tuple(reference_tasks)
+        if not 0 <= exploration < 1:
+            raise ValueError(f"exploration must be in [0, 1), got {exploration}")
+        self.exploration = float(exploration)
+        for task in self.reference_tasks:
+            family.check_task(task)
 
     def __call__(self, tasks: Sequence[Task], xi: float, initial_policy: np.ndarray | None = None
                  ) -> SimultaneouslyFeasibleResult:
@@ -120,22 +134,24 @@ class ExactSimultaneouslyFeasibleOracle:
             raise ValueError("O_s needs at least one task")
         if not xi >= 0:
             raise ValueError(f"xi must be >= 0, got {xi}")
-        cmdps = [self.family.tabular(task) for task in tasks]
-        limits = np.array([task.cost_limit - xi for task in tasks])
+        cmdps = [self.family.tabular(task) for task in tasks + self.reference_tasks]
+        asked = len(tasks)
+        limits = np.array([task.cost_limit - xi for task in tasks + self.reference_tasks])
         S, A = cmdps[0].n_states, cmdps[0].n_actions
         policy = np.full((S, A), 1.0 / A) if initial_policy is None else np.array(initial_policy, dtype=np.float64)
         best: tuple[float, np.ndarray] | None = None
         worst_margin = -np.inf
         for _ in range(self.iterations):
-            evaluations = [value_functions(cmdp, policy) for cmdp in cmdps]
+            executed = (1 - self.exploration) * policy + self.exploration / A
+            evaluations = [value_functions(cmdp, executed) for cmdp in cmdps]
             rewards = np.array([cmdp.mu @ V[0] for cmdp, (V, _) in zip(cmdps, evaluations)])
             costs = np.array([cmdp.mu @ V[1] for cmdp, (V, _) in zip(cmdps, evaluations)])
             violation = costs - limits
             worst_margin = max(worst_margin, float(-violation.max()))
             if violation.max() <= 0:
-                if best is None or rewards.mean() > best[0]:
-                    best = (float(rewards.mean()), policy.copy())
-                advantage = np.mean([Q[0] - V[0][:, None] for V, Q in evaluations], axis=0)
+                if best is None or rewards[:asked].mean() > best[0]:
+                    best = (float(rewards[:asked].mean()), executed)
+                advantage = np.mean([Q[0] - V[0][:, None] for V, Q in evaluations[:asked]], axis=0)
             else:
                 V, Q = evaluations[int(violation.argmax())]
                 advantage = -(Q[1] - V[1][:, None])
@@ -151,13 +167,18 @@ class ExactSimultaneouslyFeasibleOracle:
 
     def _checked(self, tasks: tuple[Task, ...], xi: float, probabilities: np.ndarray) -> SimultaneouslyFeasibleResult:
         policy = TabularPolicy(probabilities)
-        values = [evaluate(self.family, task, policy) for task in tasks]
+        checked = tasks + self.reference_tasks
+        values = [evaluate(self.family, task, policy) for task in checked]
         result = SimultaneouslyFeasibleResult(
-            policy=policy, tasks=tasks, reward=tuple(v[0] for v in values), cost=tuple(v[1] for v in values), xi=xi,
-            info={"oracle": "exact_worst_case_npg"},
+            policy=policy, tasks=checked, reward=tuple(v[0] for v in values), cost=tuple(v[1] for v in values), xi=xi,
+            info={"oracle": "exact_worst_case_npg",
+                  "reference_tasks": [task.as_dict() for task in self.reference_tasks]},
         )
         if not np.all(result.margins >= xi):
             raise NoFeasiblePolicyError(xi, float(result.margins.min()), "the exact re-check failed")
+        if self.reference_tasks:
+            result = dataclasses.replace(result, tasks=tasks, reward=result.reward[:len(tasks)],
+                                         cost=result.cost[:len(tasks)])
         return result
 
 

@@ -1,0 +1,143 @@
+"""The meta-test protocol: what every test-time method reports on a task, and how runs are summarised and plotted.
+
+A method runs ``K`` episodes on a test task; each episode executes one policy. A :class:`TestRun` keeps, for every
+stretch of consecutive episodes that ran the same policy, that policy's exact reward and cost values (on tabular
+families). From it: the test-time reward regret ``sum_k [J_r*(M_test) - J_r(pi_k)]_+`` as a curve over ``k``, the
+executed policies that break the limit (``J_c > d``), and the largest executed cost value. :func:`summarise` and
+:func:`plot_runs` aggregate the runs of one method over test tasks (mean, and the 10-90% band of the paper's
+Figure 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cmdp_envs.io import save_figure
+
+__all__ = ["TestRun", "TestRunBuilder", "summarise", "plot_runs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRun:
+    """Exact values of the policies a method executed on one test task.
+
+    Segment ``i`` covers episodes ``starts[i]`` to ``starts[i + 1] - 1`` (the last one to ``n_episodes - 1``), which
+    all ran a policy with values ``reward_values[i]``, ``cost_values[i]``; ``details[i]`` says which policy.
+    """
+
+    starts: np.ndarray
+    reward_values: np.ndarray
+    cost_values: np.ndarray
+    details: tuple[dict[str, Any], ...]
+    n_episodes: int
+    cost_limit: float
+
+    @staticmethod
+    def builder(cost_limit: float) -> TestRunBuilder:
+        return TestRunBuilder(cost_limit)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.starts, self.n_episodes))
+
+    def per_episode(self, values: np.ndarray) -> np.ndarray:
+        """A per-segment array expanded to one entry per episode."""
+        return np.repeat(values, self.lengths)
+
+    def regret(self, optimal_reward_value: float) -> np.ndarray:
+        """Cumulative reward regret after each episode, ``sum_{j <= k} [J_r* - J_r(pi_j)]_+``."""
+        return np.cumsum(self.per_episode(np.maximum(optimal_reward_value - self.reward_values, 0.0)))
+
+    @property
+    def violating_policies(self) -> int:
+        """Executed policies (one per segment) whose exact cost value exceeds the limit."""
+        return int((self.cost_values > self.cost_limit).sum())
+
+    @property
+    def violating_episodes(self) -> int:
+        return int(self.lengths[self.cost_values > self.cost_limit].sum())
+
+    @property
+    def max_cost_value(self) -> float:
+        return float(self.cost_values.max())
+
+
+class TestRunBuilder:
+    """Collects segments in episode order; consecutive segments with equal details merge."""
+
+    def __init__(self, cost_limit: float):
+        self.cost_limit = float(cost_limit)
+        self._segments: list[tuple[int, float, float, dict[str, Any]]] = []
+        self._episodes = 0
+
+    def add(self, n_episodes: int, reward_value: float, cost_value: float, detail: dict[str, Any]) -> None:
+        if n_episodes <= 0:
+            raise ValueError(f"a segment needs at least one episode, got {n_episodes}")
+        if not (self._segments and self._segments[-1][3] == detail):
+            self._segments.append((self._episodes, reward_value, cost_value, detail))
+        self._episodes += n_episodes
+
+    def build(self) -> TestRun:
+        if not self._segments:
+            raise ValueError("no episodes were recorded")
+        starts, rewards, costs, details = zip(*self._segments)
+        return TestRun(np.array(starts), np.array(rewards), np.array(costs), tuple(details), self._episodes,
+                       self.cost_limit)
+
+
+def summarise(runs: Sequence[TestRun], optimal_reward_values: Sequence[float], curve_points: int = 200
+              ) -> dict[str, Any]:
+    """One method over its test tasks, JSON-ready: ``final_regret_mean``, ``violating_policies`` (summed over
+    tasks), ``violating_episodes``, ``max_cost_value``, and the regret and cost-value curves (mean, 10% and 90%
+    quantiles over tasks) at ``curve_points`` episodes."""
+    regrets = np.stack([run.regret(opt) for run, opt in zip(runs, optimal_reward_values)])
+    costs = np.stack([run.per_episode(run.cost_values) for run in runs])
+    episodes = np.unique(np.linspace(0, regrets.shape[1] - 1, curve_points).astype(int))
+
+    def band(values: np.ndarray) -> dict[str, list[float]]:
+        picked = values[:, episodes]
+        return {"mean": picked.mean(axis=0).tolist(), "p10": np.quantile(picked, 0.1, axis=0).tolist(),
+                "p90": np.quantile(picked, 0.9, axis=0).tolist()}
+
+    return {
+        "final_regret_mean": float(regrets[:, -1].mean()),
+        "final_regret_per_task": regrets[:, -1].tolist(),
+        "violating_policies": sum(run.violating_policies for run in runs),
+        "violating_episodes": sum(run.violating_episodes for run in runs),
+        "max_cost_value": max(run.max_cost_value for run in runs),
+        "executed_policies": sum(len(run.starts) for run in runs),
+        "curve": {"episode": (episodes + 1).tolist(), "regret": band(regrets), "cost_value": band(costs)},
+    }
+
+
+def plot_runs(methods: dict[str, dict[str, Any]], cost_limit: float, path: str | os.PathLike,
+              title: str = "") -> None:
+    """Figure 2 of the paper: per method, the mean and 10-90% band of cumulative regret and of the executed
+    policies' cost value per episode, with the limit as a dashed line. ``methods`` maps a label to a
+    :func:`summarise` result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (regret_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, summary in methods.items():
+        curve = summary["curve"]
+        x = curve["episode"]
+        for ax, key in ((regret_ax, "regret"), (cost_ax, "cost_value")):
+            (line,) = ax.plot(x, curve[key]["mean"], label=label)
+            ax.fill_between(x, curve[key]["p10"], curve[key]["p90"], color=line.get_color(), alpha=0.2)
+    cost_ax.axhline(cost_limit, color="black", linestyle="--", label=f"limit d = {cost_limit:g}")
+    regret_ax.set(xlabel="episode k", ylabel="cumulative reward regret", title="Reward regret")
+    cost_ax.set(xlabel="episode k", ylabel="J_c of the executed policy", title="Constraint value")
+    regret_ax.legend(fontsize=8)
+    cost_ax.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    save_figure(figure, path)
+    plt.close(figure)

@@ -1,0 +1,121 @@
+"""LB-SGD: log-barrier stochastic gradient ascent for safe exploration, a test-time baseline without training-phase
+knowledge (Usmanova, As, Kamgarpour & Krause, JMLR 2024; its safe-RL analysis by Ni & Kamgarpour 2025; the
+gridworld baseline of Ni & Kamgarpour 2026, Figure 2).
+
+Restated for a tabular softmax policy ``pi_theta(a|s) ∝ exp(theta(s, a))`` started at ``pi_s``: maximise the barrier
+``B(theta) = J_r(theta) + eta log(d - J_c(theta))``. Each iteration runs ``n_episodes`` episodes of the current
+policy and estimates from them
+
+* the margin's lower confidence bound ``alpha = d - Ĵ_c - z se(Ĵ_c)``;
+* the policy gradients ``∇J(s, a) = nu(s) pi(a|s) A(s, a) / (1 - gamma)`` (softmax policy-gradient theorem, with the
+  Monte Carlo advantages of :func:`~cmdp_envs.meta.safe_adaptation.trajectory_advantages`);
+
+then steps along ``g = ∇J_r - eta ∇J_c / alpha`` with the safe step size of LB-SGD,
+
+``step = min(1 / M_B, alpha / (2 |<∇J_c, g>| + sqrt(alpha M) ||g||))``,
+
+``M_B = M + 2 eta M / alpha + 4 eta <∇J_c, g/||g||>^2 / alpha^2`` the barrier's local smoothness along ``g``. With
+``M`` a smoothness constant of ``J_r`` and ``J_c``, the second term keeps the first-order increase of ``J_c`` below
+``alpha / 2`` and its curvature term below ``alpha / 2``, so the new policy stays feasible (for exact gradients). The
+default ``M`` is the theory's: softmax values are ``8 R / (1 - gamma)^3``-smooth for per-step range ``R`` (Agarwal
+et al. 2021, Lemma D.4). With no margin left (``alpha <= 0``) the iteration steps down ``J_c`` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import scipy.stats
+
+from cmdp_envs.meta.evaluation import TestRun
+from cmdp_envs.meta.safe_adaptation import trajectory_advantages
+from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy, evaluate_policy
+from cmdp_envs.task import as_generator, check_count
+
+__all__ = ["LBSGDConfig", "lb_sgd_step", "run_on_tabular"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LBSGDConfig:
+    """:param barrier: ``eta``, the weight of the log barrier.
+    :param n_episodes: episodes per iteration (the gradient's sample).
+    :param horizon: steps per episode.
+    :param smoothness: ``M``; ``None`` takes the theory's ``8 R / (1 - gamma)^3``.
+    :param value_range: ``R``, the per-step range of rewards and costs (10 on the gridworld).
+    :param confidence: level of the margin's lower confidence bound.
+    """
+
+    barrier: float = 0.1
+    n_episodes: int = 100
+    horizon: int = 100
+    smoothness: float | None = None
+    value_range: float = 10.0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not (self.barrier > 0 and self.value_range > 0 and 0 < self.confidence < 1):
+            raise ValueError(f"need barrier > 0, value_range > 0, 0 < confidence < 1; got {self}")
+        if self.smoothness is not None and not self.smoothness > 0:
+            raise ValueError(f"smoothness must be > 0, got {self.smoothness}")
+        check_count("n_episodes", self.n_episodes, minimum=2)
+        check_count("horizon", self.horizon, minimum=1)
+
+    def smoothness_constant(self, gamma: float) -> float:
+        return self.smoothness if self.smoothness is not None else 8 * self.value_range / (1 - gamma) ** 3
+
+
+def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng: np.random.Generator
+                ) -> tuple[np.ndarray, float]:
+    """One iteration from ``theta = logits`` (``(S, A)``): the new logits and the step size taken."""
+    policy = _softmax(logits)
+    trajectories = EpisodeSampler(cmdp, policy, config.horizon).sample_trajectories(config.n_episodes, seed=rng)
+    estimate = trajectory_advantages(cmdp, trajectories)
+    discounted_costs = trajectories.costs @ cmdp.gamma ** np.arange(config.horizon)
+    z = scipy.stats.norm.ppf(config.confidence)
+    margin = cmdp.cost_limit - estimate.cost_value - z * discounted_costs.std(ddof=1) / math.sqrt(config.n_episodes)
+    scale = estimate.visitation[:, None] * policy / (1 - cmdp.gamma)
+    reward_gradient = scale * estimate.reward_advantage
+    cost_gradient = scale * estimate.cost_advantage
+    M = config.smoothness_constant(cmdp.gamma)
+    if margin <= 0:
+        direction = -cost_gradient
+        norm = np.linalg.norm(direction)
+        return (logits + direction / M, 1 / M) if norm > 0 else (logits, 0.0)
+    direction = reward_gradient - config.barrier * cost_gradient / margin
+    norm = np.linalg.norm(direction)
+    if norm == 0:
+        return logits, 0.0
+    slope = float((cost_gradient * direction).sum())
+    barrier_smoothness = (M + 2 * config.barrier * M / margin
+                          + 4 * config.barrier * (slope / norm) ** 2 / margin**2)
+    step = min(1 / barrier_smoothness, margin / (2 * abs(slope) + math.sqrt(margin * M) * norm))
+    return logits + step * direction, step
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    policy = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return policy / policy.sum(axis=1, keepdims=True)
+
+
+def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: int, config: LBSGDConfig,
+                   seed: object = None) -> TestRun:
+    """LB-SGD under the meta-test protocol: ``K = n_episodes`` episodes on ``cmdp`` from ``pi_s``
+    (``initial_policy``, which needs full support: a softmax policy has no zero probabilities), one iteration per
+    ``config.n_episodes`` episodes; every executed policy is evaluated exactly."""
+    initial_policy = check_policy(cmdp, initial_policy)
+    if np.any(initial_policy <= 0):
+        raise ValueError("LB-SGD's softmax policy needs an initial policy with full support (every probability > 0)")
+    check_count("n_episodes", n_episodes, minimum=1)
+    rng = as_generator(seed)
+    logits = np.log(initial_policy)
+    run = TestRun.builder(cmdp.cost_limit)
+    n_iterations = math.ceil(n_episodes / config.n_episodes)
+    for iteration in range(n_iterations):
+        reward_value, cost_value = evaluate_policy(cmdp, _softmax(logits))
+        run.add(min(config.n_episodes, n_episodes - iteration * config.n_episodes), reward_value, cost_value,
+                {"iteration": iteration})
+        if iteration + 1 < n_iterations:
+            logits, _ = lb_sgd_step(cmdp, logits, config, rng)
+    return run.build()

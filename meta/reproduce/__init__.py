@@ -1,0 +1,1 @@
+"""Reproductions of papers' experiments, one module per paper (``cmdp-envs reproduce <name>``)."""

@@ -1,0 +1,330 @@
+"""The testing phase of covering + safe mixture (Ni & Kamgarpour 2026, Algorithm 2), and PCE's (Algorithm 4).
+
+Read against the paper's pseudocode: candidates ``(pi_l, u_l, v_l, u_l_s, v_l_s)`` come from ``Û`` (Algorithm 1,
+:mod:`cmdp_envs.meta.covering`); the candidate with the highest ``u`` is verified by running the mixture
+``pi_l_m = alpha_l_m pi_l + (1 - alpha_l_m) pi_s`` (one draw per episode), starting from ``alpha_l_0 = 0`` (pure
+``pi_s``). After every episode the running means of the discounted return ``R_k`` and of the margin sample
+``d - C_k`` since ``k0`` are compared with the predicted ``u_l_m``, ``v_l_m`` (Eq. 3); a gap beyond the radius
+(Eq. 5) eliminates ``l``. Once enough episodes agree, ``alpha`` is raised (Eq. 6) up to ``m(l)`` times (Eq. 7).
+
+:class:`SafeMixture` is the algorithm as a step-by-step object (:meth:`~SafeMixture.propose` the next episode's
+policy, :meth:`~SafeMixture.observe` its return and cost), so it runs against any environment;
+:func:`run_on_tabular` drives it for ``K`` episodes on a tabular CMDP through the batched sampler, and
+:func:`run_on_env` through a Gymnasium env. ``mixture=False`` gives the unsafe PCE baseline (Algorithm 4: candidates
+run directly, only elimination).
+
+Two constant settings, and every result names the one it used (``constants.name``):
+
+* :class:`PaperConstants`: Eq. 5-7 with ``L = 1/(1-gamma) + 2 gamma/(1-gamma)^2``; the statistical terms are scaled by
+  the per-step range of rewards and costs (the paper assumes ``[0, 1]``). On the gridworld (range 10, ``gamma = 0.9``,
+  ``d = 1.5``) ``alpha_1`` needs ``v_l_s > 2 eps (L + 2)``, i.e. ``eps < 0.004``, and the first raise needs millions
+  of episodes, so the faithful setting executes ``pi_s`` throughout: safe, and exactly as conservative as the theory.
+* :class:`PracticalConstants`: the radii, raise schedule and weight recursion hand-tuned in the authors' gridworld
+  code (SPECS.md), with ``pi_s``'s samples pooled across candidates while ``m = 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cmdp_envs.meta.covering import CoveringResult, PolicyValue
+from cmdp_envs.meta.evaluation import TestRun
+from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
+from cmdp_envs.task import as_generator, check_count
+
+__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "run_on_tabular", "run_on_env"]
+
+
+def _lipschitz_constant(gamma: float) -> float:
+    """``L = 1/(1-gamma) + 2 gamma/(1-gamma)^2``: how far values move per unit of CMDP distance."""
+    return 1 / (1 - gamma) + 2 * gamma / (1 - gamma) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperConstants:
+    """Eq. 5-7 of the paper.
+
+    :param eps: accuracy of the cover (the ``eps`` of Algorithm 1).
+    :param delta: confidence level.
+    :param value_range: per-step range of rewards and costs; scales the statistical terms (10 on the gridworld).
+    """
+
+    eps: float = 0.01
+    delta: float = 0.1
+    value_range: float = 1.0
+    name = "paper"
+
+    def __post_init__(self) -> None:
+        if not (self.eps > 0 and 0 < self.delta < 1 and self.value_range > 0):
+            raise ValueError(f"need eps > 0, 0 < delta < 1, value_range > 0; got {self}")
+
+    def _log_term(self, n_episodes: int) -> float:
+        return math.log(4 * n_episodes / self.delta)
+
+    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool) -> tuple[float, float]:
+        """Eq. 5: ``beta_n = range sqrt(2 ln(4K/delta) / (n (1-gamma)^2)) + eps (L + 1)``, for reward and margin."""
+        beta = (self.value_range * math.sqrt(2 * self._log_term(n_episodes) / (n * (1 - gamma) ** 2))
+                + self.eps * (_lipschitz_constant(gamma) + 1))
+        return beta, beta
+
+    def episodes_before_raise(self, predicted_margin: float, n_episodes: int, gamma: float) -> float:
+        """Line 11: ``k - k0 - 1 >= range^2 32 ln(4K/delta) / ((1-gamma)^2 v_l_m^2)``; never if ``v_l_m <= 0``."""
+        if predicted_margin <= 0:
+            return math.inf
+        return self.value_range**2 * 32 * self._log_term(n_episodes) / ((1 - gamma) ** 2 * predicted_margin**2)
+
+    def weights(self, safe_margin: float, gamma: float) -> list[float]:
+        """``alpha_l_1, ..., alpha_l_{m(l)+1}`` of Eq. 6 up to the stop of Eq. 7 (empty when ``alpha_l_1 <= 0``)."""
+        L, eps, v = _lipschitz_constant(gamma), self.eps, safe_margin
+        first = (v - 2 * eps * (L + 2)) / (v - 2 * eps * (L + 2) + 2 / (1 - gamma))
+        if first <= 0:
+            return []
+        ratio = (2 * v + (4 * L + 9) * eps) / (3 * v)  # C_l
+        if ratio >= 1:  # Eq. 6 needs (4L + 9) eps < v_l_s; beyond alpha_1 the recursion does not converge
+            return [first]
+        last_raise = math.floor(math.log(eps) / math.log(ratio))  # m(l) = log_{C_l} eps
+        weights = [first]
+        for m in range(1, last_raise + 1):
+            weights.append((v - (4 * L + 9) * eps) * first
+                           / (v * first + (v - (4 * L + 9) * eps - v * first) * ratio**m))
+        return [min(max(w, 0.0), 1.0) for w in weights]
+
+
+@dataclasses.dataclass(frozen=True)
+class PracticalConstants:
+    """The setting of the authors' gridworld code (SPECS.md), tuned for per-step range 10 and ``gamma = 0.9``.
+
+    Elimination starts once ``n >= min_episodes``, with radii ``sqrt(reward_scale / n) + eps L_r`` and
+    ``sqrt(cost_scale / n) + eps L_c``; on ``pi_s``'s pooled samples (``m = 0``) the cost radius is
+    ``sqrt(pooled_cost_scale / n) + eps L_c``. ``alpha`` is raised once ``n - 2 >= min(max(raise_scale / v_l_m^2,
+    raise_min), raise_max)``, at most ``log_{2/3} eps`` times, by ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c
+    + 2)`` and ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
+    """
+
+    eps: float = 0.01
+    reward_lipschitz: float = 8.0
+    cost_lipschitz: float = 1.0
+    min_episodes: int = 1000
+    reward_scale: float = 4000.0
+    cost_scale: float = 300.0
+    pooled_cost_scale: float = 150.0
+    raise_scale: float = 100.0
+    raise_min: int = 1000
+    raise_max: int = 5200
+    name = "practical"
+
+    def __post_init__(self) -> None:
+        if not (self.eps > 0 and self.reward_lipschitz >= 0 and self.cost_lipschitz >= 0):
+            raise ValueError(f"need eps > 0 and non-negative Lipschitz constants; got {self}")
+        check_count("min_episodes", self.min_episodes, minimum=1)
+
+    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool) -> tuple[float, float]:
+        if n < self.min_episodes:
+            return math.inf, math.inf
+        cost_scale = self.pooled_cost_scale if pooled else self.cost_scale
+        return (math.sqrt(self.reward_scale / n) + self.eps * self.reward_lipschitz,
+                math.sqrt(cost_scale / n) + self.eps * self.cost_lipschitz)
+
+    def episodes_before_raise(self, predicted_margin: float, n_episodes: int, gamma: float) -> float:
+        needed = self.raise_scale / predicted_margin**2 if predicted_margin > 0 else math.inf
+        return min(max(needed, self.raise_min), self.raise_max)
+
+    def weights(self, safe_margin: float, gamma: float) -> list[float]:
+        m_s, eps, L_c = safe_margin, self.eps, self.cost_lipschitz
+        first = (m_s - 2 * eps * L_c) / (m_s - 2 * eps * L_c + 2)
+        if first <= 0:
+            return []
+        weights = [first]
+        for _ in range(math.floor(math.log(eps) / math.log(2 / 3))):
+            alpha = weights[-1]
+            weights.append(3 * m_s * alpha / ((alpha + 2) * m_s + (2 * L_c + 1) * eps))
+        return [min(max(w, 0.0), 1.0) for w in weights]
+
+
+Constants = PaperConstants | PracticalConstants
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """The policy of the next episode: ``alpha pi_l + (1 - alpha) pi_s``.
+
+    ``candidate`` indexes ``Û`` (``None`` once every candidate is eliminated: ``pi_s`` alone); ``predicted_reward`` and
+    ``predicted_margin`` are ``u_l_m`` and ``v_l_m`` of Eq. 3.
+    """
+
+    candidate: int | None
+    alpha: float
+    predicted_reward: float
+    predicted_margin: float
+
+
+class SafeMixture:
+    """Algorithm 2 as an object: ``propose()`` the next episode's mixture, ``observe(R_k, C_k)`` after it.
+
+    :param policy_values: ``Û``, from :attr:`CoveringResult.policy_values` (only the values are used here).
+    :param cost_limit: ``d`` of the test task (margins are ``d - C_k``).
+    :param gamma: discount of the family.
+    :param n_episodes: ``K``, the test budget (it enters the paper's radii).
+    :param constants: :class:`PaperConstants` or :class:`PracticalConstants`.
+    :param mixture: ``False`` gives unsafe PCE: run ``pi_l`` itself, eliminate only.
+    """
+
+    def __init__(self, policy_values: Sequence[PolicyValue], cost_limit: float, gamma: float, n_episodes: int,
+                 constants: Constants, mixture: bool = True):
+        if not policy_values:
+            raise ValueError("the policy-value set Û is empty")
+        self.U = tuple(policy_values)
+        self.cost_limit = float(cost_limit)
+        self.gamma = float(gamma)
+        self.n_episodes = check_count("n_episodes", n_episodes, minimum=1)
+        self.constants = constants
+        self.mixture = mixture
+        # Line 3: candidates in order of decreasing u (stable: ties keep the order of Û).
+        self._order = sorted(range(len(self.U)), key=lambda i: -self.U[i].reward_value)
+        self._position = 0
+        self.eliminated: list[int] = []
+        self.k = 0
+        self._pooled = mixture and isinstance(constants, PracticalConstants)
+        self._pool = np.zeros(3)  # episodes, sum R, sum margin of pi_s on the test task (pooled while m = 0)
+        self._start_phase()
+
+    # -- state -------------------------------------------------------------------------------------------------
+    @property
+    def candidate(self) -> int | None:
+        """``l``: the index in ``Û`` of the candidate under verification."""
+        return self._order[self._position] if self._position < len(self._order) else None
+
+    def _start_phase(self, m: int = 0) -> None:
+        """A new verification phase (``k0 = k + 1``) at mixture index ``m``."""
+        self.m = m
+        self._sums = np.zeros(3)  # episodes, sum R, sum margin since k0
+        l = self.candidate
+        self._weights = [] if l is None or not self.mixture else self.constants.weights(self.U[l].safe_margin,
+                                                                                         self.gamma)
+
+    @property
+    def alpha(self) -> float:
+        """``alpha_l_m``: 1 for PCE, 0 once ``Û`` is exhausted."""
+        if self.candidate is None:
+            return 0.0
+        if not self.mixture:
+            return 1.0
+        return 0.0 if self.m == 0 else self._weights[self.m - 1]
+
+    def propose(self) -> Proposal:
+        l, alpha = self.candidate, self.alpha
+        if l is None:
+            return Proposal(None, 0.0, math.nan, math.nan)
+        entry = self.U[l]
+        return Proposal(l, alpha,
+                        alpha * entry.reward_value + (1 - alpha) * entry.safe_reward_value,
+                        alpha * entry.margin + (1 - alpha) * entry.safe_margin)
+
+    def _uses_pool(self) -> bool:
+        return self._pooled and self.m == 0
+
+    def episodes_before_change(self) -> int:
+        """Episodes after which the proposal changes unless an elimination comes first (a block-size hint)."""
+        proposal = self.propose()
+        if proposal.candidate is None or self.m >= len(self._weights):
+            return self.n_episodes
+        needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
+        seen = self._pool[0] if self._uses_pool() else self._sums[0]
+        return int(max(1, min(self.n_episodes, math.ceil(needed + 2 - seen))))
+
+    # -- one episode ---------------------------------------------------------------------------------------------
+    def observe(self, reward_return: float, cost_return: float) -> None:
+        """Line 6-14: record ``R_k`` and ``C_k`` of the episode just run, then eliminate or raise ``alpha``."""
+        if not (math.isfinite(reward_return) and math.isfinite(cost_return)):
+            raise ValueError(f"returns must be finite, got R = {reward_return}, C = {cost_return}")
+        self.k += 1
+        proposal = self.propose()
+        if proposal.candidate is None:
+            return
+        sample = np.array([1.0, reward_return, self.cost_limit - cost_return])
+        self._sums += sample
+        if self._uses_pool():
+            self._pool += sample
+        n, reward_sum, margin_sum = self._pool if self._uses_pool() else self._sums
+        reward_radius, margin_radius = self.constants.radii(int(n), self.n_episodes, self.gamma,
+                                                            pooled=self._uses_pool())
+        if (abs(reward_sum / n - proposal.predicted_reward) > reward_radius
+                or abs(margin_sum / n - proposal.predicted_margin) > margin_radius):
+            self.eliminated.append(proposal.candidate)  # Line 8-10
+            self._position += 1
+            self._start_phase()
+            return
+        needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
+        if n - 2 >= needed and self.m < len(self._weights):  # Line 11-13 (m <= m(l): len(weights) = m(l) + 1)
+            self._start_phase(self.m + 1)
+
+
+def _exact_values(cmdp: TabularCMDP, result: CoveringResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack ``[pi_s, pi_1, ..., pi_n]`` and its exact reward and cost values on ``cmdp``."""
+    stack = np.stack([result.safe_policy.probabilities]
+                     + [entry.policy.probabilities for entry in result.policy_values])
+    reward_values, cost_values = evaluate_policy(cmdp, stack)
+    return stack, reward_values, cost_values
+
+
+def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: TabularCMDP, horizon: int,
+                   seed: Any = None, max_block: int = 4096) -> TestRun:
+    """Run ``algorithm`` for its ``K`` episodes on ``cmdp`` and return every executed policy's exact values.
+
+    While the proposal stays the same the executed policy is fixed, so a block of episodes is sampled in one batched
+    call and fed to ``observe`` in order; the block ends at the first change of proposal (the unused rest is
+    discarded, which leaves the episodes actually observed i.i.d. draws of the right policy).
+    """
+    check_count("horizon", horizon, minimum=1)
+    rng = as_generator(seed)
+    stack, reward_values, cost_values = _exact_values(cmdp, result)
+    sampler = EpisodeSampler(cmdp, stack, horizon)
+    run = TestRun.builder(cmdp.cost_limit)
+    while algorithm.k < algorithm.n_episodes:
+        proposal = algorithm.propose()
+        weights = np.zeros(len(stack))
+        weights[0] = 1 - proposal.alpha
+        if proposal.candidate is not None:
+            weights[1 + proposal.candidate] += proposal.alpha
+        block = min(algorithm.n_episodes - algorithm.k, algorithm.episodes_before_change(), max_block)
+        batch = sampler.sample(block, seed=rng, weights=weights)
+        used = 0
+        for reward_return, cost_return in zip(batch.reward_return, batch.cost_return):
+            algorithm.observe(float(reward_return), float(cost_return))
+            used += 1
+            if algorithm.propose() != proposal:
+                break
+        run.add(used, float(weights @ reward_values), float(weights @ cost_values),
+                {"candidate": proposal.candidate, "alpha": proposal.alpha})
+    return run.build()
+
+
+def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,
+               gamma: float, horizon: int, seed: int = 0) -> list[Proposal]:
+    """Run ``algorithm`` for its ``K`` episodes through a Gymnasium ``env`` set to ``task``: each episode draws
+    ``pi_l`` with probability ``alpha`` (else ``pi_s``) once, at its start, and runs it for at most ``horizon``
+    steps. ``policies[l]`` is ``pi_l`` (anything with ``act``). Returns the proposal of every episode."""
+    rng = np.random.default_rng(seed)
+    proposals = []
+    for episode in range(algorithm.n_episodes):
+        proposal = algorithm.propose()
+        policy = (policies[proposal.candidate]
+                  if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
+        observation, _ = env.reset(seed=seed + episode, options={"task": task})
+        reward_return = cost_return = 0.0
+        discount = 1.0
+        for _ in range(horizon):
+            observation, reward, terminated, truncated, info = env.step(policy.act(observation))
+            reward_return += discount * float(reward)
+            cost_return += discount * float(info["cost"])
+            discount *= gamma
+            if terminated or truncated:
+                break
+        algorithm.observe(reward_return, cost_return)
+        proposals.append(proposal)
+    return proposals

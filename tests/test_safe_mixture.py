@@ -1,0 +1,172 @@
+"""Algorithm 2 (safe mixture testing phase) and PCE: constants, the step-by-step object, and the drivers."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from cmdp_envs.meta.covering import CoveringResult, PolicyValue
+from cmdp_envs.meta.policies import TabularPolicy
+from cmdp_envs.meta.safe_mixture import (
+    PaperConstants,
+    PracticalConstants,
+    SafeMixture,
+    run_on_env,
+    run_on_tabular,
+)
+from cmdp_envs.tabular import evaluate_policy, solve_cmdp
+
+
+def entry(reward, margin, safe_reward, safe_margin, policy=None, task=None):
+    return PolicyValue(task=task, policy=policy, reward_value=reward, margin=margin,
+                       safe_reward_value=safe_reward, safe_margin=safe_margin)
+
+
+def test_paper_constants_follow_eq_5_to_7():
+    paper = PaperConstants(eps=1e-5, delta=0.1, value_range=1.0)
+    L = 1 / 0.1 + 2 * 0.9 / 0.01
+    assert L == pytest.approx(190)
+    beta, _ = paper.radii(100, 1000, 0.9, pooled=False)
+    assert beta == pytest.approx(math.sqrt(2 * math.log(4000 / 0.1) / (100 * 0.01)) + 1e-5 * (L + 1))
+    v = 1.0
+    weights = paper.weights(v, 0.9)
+    first = (v - 2e-5 * (L + 2)) / (v - 2e-5 * (L + 2) + 20)
+    ratio = (2 * v + (4 * L + 9) * 1e-5) / (3 * v)
+    assert weights[0] == pytest.approx(first)
+    assert len(weights) == math.floor(math.log(1e-5) / math.log(ratio)) + 1
+    # alpha rises to 1 - (4L + 9) eps / v_s, the fixed point of Eq. 6 (1 - O(eps)).
+    assert np.all(np.diff(weights) > 0) and weights[-1] == pytest.approx(1 - (4 * L + 9) * 1e-5 / v, abs=1e-3)
+    # The gridworld's margins are far below 2 eps (L + 2) at eps = 0.01: the faithful setting never mixes.
+    assert PaperConstants(eps=0.01, value_range=10).weights(0.6, 0.9) == []
+    assert paper.episodes_before_raise(0.0, 1000, 0.9) == math.inf
+
+
+def test_practical_constants_match_the_authors_schedule():
+    practical = PracticalConstants()
+    assert practical.radii(999, 40_000, 0.9, pooled=False) == (math.inf, math.inf)
+    reward_radius, cost_radius = practical.radii(1000, 40_000, 0.9, pooled=False)
+    assert reward_radius == pytest.approx(math.sqrt(4) + 0.08) and cost_radius == pytest.approx(math.sqrt(0.3) + 0.01)
+    assert practical.radii(1500, 40_000, 0.9, pooled=True)[1] == pytest.approx(math.sqrt(0.1) + 0.01)
+    assert practical.episodes_before_raise(0.5, 40_000, 0.9) == 1000
+    assert practical.episodes_before_raise(0.2, 40_000, 0.9) == pytest.approx(2500)
+    assert practical.episodes_before_raise(0.01, 40_000, 0.9) == 5200
+    m_s = 0.6
+    weights = practical.weights(m_s, 0.9)
+    assert weights[0] == pytest.approx((m_s - 0.02) / (m_s - 0.02 + 2))
+    assert weights[1] == pytest.approx(3 * m_s * weights[0] / ((weights[0] + 2) * m_s + 3 * 0.01))
+    assert len(weights) == 1 + math.floor(math.log(0.01) / math.log(2 / 3))
+
+
+def feed(algorithm, n, reward, margin):
+    for _ in range(n):
+        algorithm.observe(reward, algorithm.cost_limit - margin)
+
+
+def test_mixture_weight_rises_when_observations_agree_with_predictions():
+    U = [entry(50.0, 0.0, 45.0, 0.6), entry(52.0, 0.1, 44.0, 0.5)]
+    algorithm = SafeMixture(U, cost_limit=1.5, gamma=0.9, n_episodes=100_000, constants=PracticalConstants())
+    proposal = algorithm.propose()
+    assert (proposal.candidate, proposal.alpha) == (1, 0.0), "line 3: the highest u first, alpha_0 = 0"
+    assert (proposal.predicted_reward, proposal.predicted_margin) == (44.0, 0.5)
+    assert algorithm.episodes_before_change() == 1002
+    feed(algorithm, 1001, 44.0, 0.5)
+    assert algorithm.m == 0
+    feed(algorithm, 1, 44.0, 0.5)
+    proposal = algorithm.propose()
+    alpha = PracticalConstants().weights(0.5, 0.9)[0]
+    assert algorithm.m == 1 and proposal.alpha == pytest.approx(alpha)
+    assert proposal.predicted_margin == pytest.approx(alpha * 0.1 + (1 - alpha) * 0.5)
+
+
+def test_elimination_and_pooled_safe_policy_samples():
+    U = [entry(50.0, 0.0, 45.0, 0.6), entry(52.0, 0.1, 44.0, 0.5)]
+    algorithm = SafeMixture(U, cost_limit=1.5, gamma=0.9, n_episodes=100_000, constants=PracticalConstants())
+    feed(algorithm, 1002, 44.5, 0.55)  # pi_s, pooled: within both radii of candidate 1's prediction
+    assert algorithm.m == 1
+    feed(algorithm, 999, 20.0, 0.5)  # the mixture returns far less than predicted; no test before n = 1000
+    assert algorithm.candidate == 1
+    feed(algorithm, 1, 20.0, 0.5)
+    assert algorithm.eliminated == [1] and algorithm.candidate == 0 and algorithm.m == 0
+    # pi_s's 1002 pooled samples count for the next candidate: one more agreeing episode raises its alpha.
+    feed(algorithm, 1, 45.0, 0.6)
+    assert algorithm.m == 1
+    feed(algorithm, 1000, 0.0, -5.0)
+    assert algorithm.candidate is None and algorithm.eliminated == [1, 0]
+    assert algorithm.propose().alpha == 0.0, "with U exhausted, pi_s runs"
+
+
+def test_unsafe_pce_runs_candidates_directly():
+    U = [entry(50.0, 0.0, 45.0, 0.6)]
+    algorithm = SafeMixture(U, 1.5, 0.9, 10_000, PracticalConstants(), mixture=False)
+    assert algorithm.propose().alpha == 1.0 and algorithm.propose().predicted_reward == 50.0
+    feed(algorithm, 5000, 50.0, 0.0)
+    assert algorithm.propose().alpha == 1.0 and algorithm.m == 0
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        SafeMixture([], 1.5, 0.9, 10, PracticalConstants())
+    algorithm = SafeMixture([entry(1.0, 0.0, 1.0, 0.5)], 1.5, 0.9, 10, PracticalConstants())
+    with pytest.raises(ValueError, match="finite"):
+        algorithm.observe(math.nan, 0.0)
+    assert algorithm.k == 0
+    with pytest.raises(ValueError, match="eps"):
+        PaperConstants(eps=0.0)
+
+
+@pytest.fixture(scope="module")
+def small_covering(paper_family):
+    """A hand-built Û on the gridworld: LP policies of three noise levels and a full-support pi_s."""
+    tasks = [paper_family.task(noise=x) for x in (0.26, 0.30, 0.34)]
+    safe_cmdp = paper_family.tabular(paper_family.task(noise=0.4))
+    safe = 0.98 * solve_cmdp(safe_cmdp).policy + 0.005
+    entries = []
+    for task in tasks:
+        cmdp = paper_family.tabular(task)
+        policy = solve_cmdp(cmdp).policy
+        (u, c), (u_s, c_s) = evaluate_policy(cmdp, policy), evaluate_policy(cmdp, safe)
+        entries.append(PolicyValue(task, TabularPolicy(policy), u, 1.5 - c, u_s, 1.5 - c_s))
+    return CoveringResult(tuple(entries), TabularPolicy(safe), 3, 0, 0.0, {})
+
+
+def test_tabular_driver_reports_exact_values_of_every_executed_mixture(paper_family, small_covering):
+    cmdp = paper_family.tabular(paper_family.task(noise=0.30796535))
+    constants = PracticalConstants(min_episodes=200, raise_min=200, raise_max=400)
+
+    def run(seed):
+        algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 6000, constants)
+        return algorithm, run_on_tabular(algorithm, small_covering, cmdp, horizon=100, seed=seed)
+
+    algorithm, test_run = run(3)
+    assert algorithm.k == 6000 == test_run.lengths.sum()
+    assert len(test_run.starts) > 3, "alpha was raised several times"
+    safe_values = np.array(evaluate_policy(cmdp, small_covering.safe_policy.probabilities))
+    for detail, reward_value, cost_value in zip(test_run.details, test_run.reward_values, test_run.cost_values):
+        # An episode-level mixture: its values are the weighted values of its members.
+        alpha, values = detail["alpha"], (1 - detail["alpha"]) * safe_values
+        if detail["candidate"] is not None:
+            member = small_covering.policy_values[detail["candidate"]].policy.probabilities
+            values = values + alpha * np.array(evaluate_policy(cmdp, member))
+        assert (reward_value, cost_value) == pytest.approx(tuple(values))
+    _, again = run(3)
+    assert np.array_equal(again.starts, test_run.starts) and again.details == test_run.details
+
+
+def test_paper_constants_execute_only_the_safe_policy(paper_family, small_covering):
+    cmdp = paper_family.tabular(paper_family.task(noise=0.34453611))
+    algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 3000, PaperConstants(value_range=10))
+    test_run = run_on_tabular(algorithm, small_covering, cmdp, horizon=100, seed=0)
+    assert {detail["alpha"] for detail in test_run.details} == {0.0}
+    assert test_run.violating_policies == 0
+
+
+def test_env_driver_runs_through_gymnasium(paper_family, small_covering):
+    env = gym.make("cmdp_envs/GridWorld-v0")
+    task = paper_family.task(noise=0.3)
+    constants = PracticalConstants(min_episodes=20, raise_min=20, raise_max=20)
+    algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 60, constants)
+    proposals = run_on_env(algorithm, [entry.policy for entry in small_covering.policy_values],
+                           small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
+    assert len(proposals) == 60 and algorithm.k == 60
+    assert proposals[0].alpha == 0.0 and max(p.alpha for p in proposals) > 0
