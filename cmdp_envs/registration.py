@@ -40,6 +40,13 @@ SPECS: tuple[EnvSpec, ...] = (
         max_episode_steps=200,
         kwargs={"variant": "varied"},
     ),
+    EnvSpec(
+        name="PointNavigation-v0",
+        entry_point="cmdp_envs.families.point_navigation:PointNavigationEnv",
+        summary="A point robot on continuous state seeking a hidden goal past a circular hazard; tasks vary reward "
+        "(goal), constraint (hazard, cost limit) and dynamics (noise). No tabular model.",
+        max_episode_steps=50,
+    ),
 )
 
 
