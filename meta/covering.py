@@ -177,6 +177,12 @@ def train(
     members = [tasks[i] for i in cover]
     oracle_seed = int(seeds[-1].generate_state(1)[0])
     answers = call_oracle_on_tasks(executor, learner, members, seed=oracle_seed, description="O_l on the cover")
+    for task, answer in zip(members, answers):
+        # Algorithm 2's mixture weights rely on O_l's contract (relaxed eps-feasible policies); a learner short of
+        # budget breaks it, and the mixture would then raise its weight on an infeasible policy.
+        if answer.cost.value - answer.cost.half_width > task.cost_limit + eps:
+            raise RuntimeError(f"O_l returned a policy with J_c = {answer.cost} on {task}, above the relaxed "
+                               f"eps-feasible limit d + eps = {task.cost_limit + eps:g}; give the learner more budget")
     safe = feasible_oracle(members, xi)
     policy_values = tuple(
         PolicyValue(task=task, policy=answer.policy, reward_value=answer.reward.value,

@@ -34,10 +34,12 @@ import numpy as np
 
 from cmdp_envs.meta.covering import CoveringResult, PolicyValue
 from cmdp_envs.meta.evaluation import TestRun
+from cmdp_envs.meta.oracles.protocol import ValueEstimate, monte_carlo_values
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 
-__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "run_on_tabular", "run_on_env"]
+__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "run_on_tabular", "run_on_env",
+           "ExecutedMixture", "verify_on_env"]
 
 
 def _lipschitz_constant(gamma: float) -> float:
@@ -328,3 +330,54 @@ def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any
         algorithm.observe(reward_return, cost_return)
         proposals.append(proposal)
     return proposals
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutedMixture:
+    """One mixture a run executed, with Monte Carlo values whose intervals hold simultaneously for every mixture of
+    the run at the stated confidence."""
+
+    candidate: int | None
+    alpha: float
+    episodes: int
+    reward: ValueEstimate
+    cost: ValueEstimate
+    cost_limit: float
+
+    @property
+    def verified_feasible(self) -> bool:
+        """The upper end of the cost interval meets the limit."""
+        return self.cost.value + self.cost.half_width <= self.cost_limit
+
+
+def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,
+                  gamma: float, horizon: int, n_episodes: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> list[ExecutedMixture]:
+    """Monte Carlo safety check of every mixture in ``proposals`` (as returned by :func:`run_on_env`) on ``task``.
+
+    An episode-level mixture's values are the weighted values of its members, so each member that was executed
+    (``pi_s`` and every candidate with ``alpha > 0``) is rolled out ``n_episodes`` times, at confidence
+    ``1 - (1 - confidence) / members`` (Bonferroni); then all members' intervals, and so every mixture's, hold together
+    with probability at least ``confidence``.
+    """
+    executed: dict[tuple[int | None, float], int] = {}
+    for proposal in proposals:
+        key = (proposal.candidate if proposal.alpha > 0 else None, proposal.alpha)
+        executed[key] = executed.get(key, 0) + 1
+    members = sorted({candidate for candidate, _ in executed if candidate is not None})
+    member_confidence = 1 - (1 - confidence) / (len(members) + 1)
+    values = {member: monte_carlo_values(env, policies[member] if member is not None else safe_policy, task, gamma,
+                                         n_episodes, horizon, member_confidence, seed)
+              for member in [None, *members]}
+
+    def mix(index: int, candidate: int | None, alpha: float) -> ValueEstimate:
+        safe = values[None][index]
+        if candidate is None:
+            return ValueEstimate(safe.value, safe.half_width, confidence)
+        own = values[candidate][index]
+        return ValueEstimate(alpha * own.value + (1 - alpha) * safe.value,
+                             alpha * own.half_width + (1 - alpha) * safe.half_width, confidence)
+
+    return [ExecutedMixture(candidate, alpha, count, mix(0, candidate, alpha), mix(1, candidate, alpha),
+                            task.cost_limit)
+            for (candidate, alpha), count in executed.items()]

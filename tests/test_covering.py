@@ -97,3 +97,15 @@ def test_training_reports_an_unreachable_coverage(paper_family):
     with pytest.raises(RuntimeError, match="coverage error stayed above"):
         train(paper_family, ExactLPOracle(paper_family), noise_check(paper_family),
               ExactSimultaneouslyFeasibleOracle(paper_family), delta=0.3, eps=0.0, xi=0.0, max_doublings=1)
+
+
+def test_a_learner_breaking_the_relaxed_feasibility_contract_is_reported(paper_family):
+    lp = ExactLPOracle(paper_family)
+
+    def loose_learner(task, seed=0, cost_limit=None):
+        # A learner that optimises against a looser limit than asked, as an under-trained one effectively does.
+        return lp(task, seed=seed, cost_limit=task.cost_limit + 1.0)
+
+    with pytest.raises(RuntimeError, match="relaxed eps-feasible limit"):
+        train(paper_family, loose_learner, noise_check(paper_family), ExactSimultaneouslyFeasibleOracle(paper_family),
+              delta=0.3, eps=0.05, xi=0.05, seed=0)

@@ -9,8 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe")}
-ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"], "safe_mixture.py": ["600"]}
+NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe"),
+         "safe_mixture_learned.py": ("stable_baselines3", "sb3")}
+ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
+        "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"]}
+#: What a script must print: the learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
+EXPECT = {"safe_mixture_learned.py": "every executed mixture verified feasible (95%, simultaneous): True"}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -26,12 +30,14 @@ def test_example_runs(script, tmp_path):
     result = run(script, ARGS.get(script.name, []), tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip(), "an example prints what it shows"
+    assert EXPECT.get(script.name, "") in result.stdout
 
 
 def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
-            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py"} <= names
+            "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py",
+            "safe_mixture_learned.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,

@@ -170,3 +170,28 @@ def test_env_driver_runs_through_gymnasium(paper_family, small_covering):
                            small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
     assert len(proposals) == 60 and algorithm.k == 60
     assert proposals[0].alpha == 0.0 and max(p.alpha for p in proposals) > 0
+
+
+def test_monte_carlo_verification_covers_the_exact_values(paper_family, small_covering):
+    from cmdp_envs.meta.safe_mixture import verify_on_env
+
+    env = gym.make("cmdp_envs/GridWorld-v0")
+    task = paper_family.task(noise=0.3)
+    cmdp = paper_family.tabular(task)
+    constants = PracticalConstants(min_episodes=20, raise_min=20, raise_max=20)
+    algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 80, constants)
+    policies = [entry.policy for entry in small_covering.policy_values]
+    proposals = run_on_env(algorithm, policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
+    checks = verify_on_env(proposals, policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60,
+                           n_episodes=400, confidence=0.99, seed=5)
+    assert sum(check.episodes for check in checks) == 80 and len(checks) > 1
+    safe_values = np.array(evaluate_policy(cmdp, small_covering.safe_policy.probabilities))
+    for check in checks:
+        exact = (1 - check.alpha) * safe_values
+        if check.candidate is not None:
+            exact = exact + check.alpha * np.array(evaluate_policy(cmdp, policies[check.candidate].probabilities))
+        assert check.cost.confidence == 0.99
+        # A 60-step horizon truncates at most 0.9^60 * 100 ≈ 0.2 of the reward value; costs end sooner.
+        assert abs(check.reward.value - exact[0]) <= check.reward.half_width + 0.2
+        assert abs(check.cost.value - exact[1]) <= check.cost.half_width + 0.02
+        assert check.verified_feasible == (check.cost.value + check.cost.half_width <= 1.5)

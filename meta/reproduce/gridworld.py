@@ -196,10 +196,11 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The summary as a text table, one row per method."""
-    rows = [f"{'method':<30}{'final regret (mean)':>20}{'violating policies':>20}{'max J_c':>9}  "
+    """The summary as a text table, one row per method; "safe" is the exact check over every executed policy."""
+    rows = [f"{'method':<30}{'final regret (mean)':>20}{'violating policies':>20}{'max J_c':>9}  safe  "
             f"(d = 1.5, K = {summary['config']['n_episodes']}, {len(summary['optimal_reward_values'])} tasks)"]
     for name, result in summary["methods"].items():
+        verdict = "yes" if result["violating_policies"] == 0 else "NO"
         rows.append(f"{name:<30}{result['final_regret_mean']:>20.1f}{result['violating_policies']:>20d}"
-                    f"{result['max_cost_value']:>9.3f}")
+                    f"{result['max_cost_value']:>9.3f}  {verdict}")
     return "\n".join(rows)
