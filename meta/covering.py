@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,8 @@ class CoveringResult:
             return cls(policy_values=entries, safe_policy=kinds[safe["kind"]].load(directory / safe["policy"]),
                        n_samples=int(data["n_samples"]), doublings=int(data["doublings"]),
                        coverage_error=float(data["coverage_error"]), config=data["config"])
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile,
+                json.JSONDecodeError) as error:
             raise ValueError(f"{directory} does not hold a saved covering result: {error!r}") from error
 
 
@@ -179,8 +181,9 @@ def train(
     answers = call_oracle_on_tasks(executor, learner, members, seed=oracle_seed, description="O_l on the cover")
     for task, answer in zip(members, answers):
         # Algorithm 2's mixture weights rely on O_l's contract (relaxed eps-feasible policies); a learner short of
-        # budget breaks it, and the mixture would then raise its weight on an infeasible policy.
-        if answer.cost.value - answer.cost.half_width > task.cost_limit + eps:
+        # budget breaks it, and the mixture would then raise its weight on an infeasible policy. The paper measures
+        # distances and value errors with the same eps; the check uses the (point) estimate that enters Û.
+        if answer.cost.value > task.cost_limit + eps:
             raise RuntimeError(f"O_l returned a policy with J_c = {answer.cost} on {task}, above the relaxed "
                                f"eps-feasible limit d + eps = {task.cost_limit + eps:g}; give the learner more budget")
     safe = feasible_oracle(members, xi)

@@ -19,7 +19,11 @@ import numpy as np
 
 from cmdp_envs.io import save_figure
 
-__all__ = ["TestRun", "TestRunBuilder", "summarise", "plot_runs"]
+__all__ = ["TestRun", "TestRunBuilder", "summarise", "plot_runs", "FEASIBILITY_TOLERANCE"]
+
+#: Exact values come from linear solves, so a policy exactly at the limit can evaluate a few ulps above it; a cost
+#: value counts as a violation only beyond this.
+FEASIBILITY_TOLERANCE = 1e-9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +58,18 @@ class TestRun:
         return np.cumsum(self.per_episode(np.maximum(optimal_reward_value - self.reward_values, 0.0)))
 
     @property
+    def _violating(self) -> np.ndarray:
+        return self.cost_values > self.cost_limit + FEASIBILITY_TOLERANCE
+
+    @property
     def violating_policies(self) -> int:
-        """Executed policies (one per segment) whose exact cost value exceeds the limit."""
-        return int((self.cost_values > self.cost_limit).sum())
+        """Executed policies whose exact cost value exceeds the limit, one per segment (so a policy that runs again
+        after another counts again)."""
+        return int(self._violating.sum())
 
     @property
     def violating_episodes(self) -> int:
-        return int(self.lengths[self.cost_values > self.cost_limit].sum())
+        return int(self.lengths[self._violating].sum())
 
     @property
     def max_cost_value(self) -> float:
@@ -78,7 +87,11 @@ class TestRunBuilder:
     def add(self, n_episodes: int, reward_value: float, cost_value: float, detail: dict[str, Any]) -> None:
         if n_episodes <= 0:
             raise ValueError(f"a segment needs at least one episode, got {n_episodes}")
-        if not (self._segments and self._segments[-1][3] == detail):
+        if self._segments and self._segments[-1][3] == detail:
+            if self._segments[-1][1:3] != (reward_value, cost_value):
+                raise ValueError(f"policy {detail} was recorded with two different values: "
+                                 f"{self._segments[-1][1:3]} and {(reward_value, cost_value)}")
+        else:
             self._segments.append((self._episodes, reward_value, cost_value, detail))
         self._episodes += n_episodes
 

@@ -14,11 +14,15 @@ then steps along ``g = ∇J_r - eta ∇J_c / alpha`` with the safe step size of 
 
 ``step = min(1 / M_B, alpha / (2 |<∇J_c, g>| + sqrt(alpha M) ||g||))``,
 
-``M_B = M + 2 eta M / alpha + 4 eta <∇J_c, g/||g||>^2 / alpha^2`` the barrier's local smoothness along ``g``. With
-``M`` a smoothness constant of ``J_r`` and ``J_c``, the second term keeps the first-order increase of ``J_c`` below
-``alpha / 2`` and its curvature term below ``alpha / 2``, so the new policy stays feasible (for exact gradients). The
-default ``M`` is the theory's: softmax values are ``8 R / (1 - gamma)^3``-smooth for per-step range ``R`` (Agarwal
-et al. 2021, Lemma D.4). With no margin left (``alpha <= 0``) the iteration steps down ``J_c`` alone.
+``M_B = M + 2 eta M / alpha + 4 eta <∇J_c, g/||g||>^2 / alpha^2`` an estimate of the barrier's smoothness along ``g``
+(it sets the ascent step; safety does not rest on it). With ``M`` a valid smoothness constant of ``J_c``, the second
+term keeps the first-order increase of ``J_c`` below ``alpha / 2`` and its curvature term below ``alpha / 2``, so the
+new policy stays feasible *for exact gradients and margins*. With the sampled ones the guarantee holds only
+approximately (the lower confidence bound on the margin is per iteration, and the estimated gradients are noisy),
+and a tuned ``M`` below the valid constant gives up the guarantee: such runs are safe only as far as the exact
+check of every executed policy shows. The default ``M`` is the theory's: softmax values are
+``8 R / (1 - gamma)^3``-smooth for per-step range ``R`` (Agarwal et al. 2021, Lemma D.4). With no margin left
+(``alpha <= 0``) the iteration steps down ``J_c`` alone.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import numpy as np
 import scipy.stats
 
 from cmdp_envs.meta.evaluation import TestRun
-from cmdp_envs.meta.safe_adaptation import trajectory_advantages
+from cmdp_envs.meta.safe_adaptation import AdvantageEstimate, trajectory_advantages
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 
-__all__ = ["LBSGDConfig", "lb_sgd_step", "run_on_tabular"]
+__all__ = ["LBSGDConfig", "policy_gradients", "lb_sgd_step", "run_on_tabular"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +70,13 @@ class LBSGDConfig:
         return self.smoothness if self.smoothness is not None else 8 * self.value_range / (1 - gamma) ** 3
 
 
+def policy_gradients(policy: np.ndarray, estimate: AdvantageEstimate, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """``∇_theta J_r`` and ``∇_theta J_c`` of a softmax policy: ``nu(s) pi(a|s) A(s, a) / (1 - gamma)``, ``nu`` the
+    normalised discounted visitation of ``estimate``."""
+    scale = estimate.visitation[:, None] * policy / (1 - gamma)
+    return scale * estimate.reward_advantage, scale * estimate.cost_advantage
+
+
 def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng: np.random.Generator
                 ) -> tuple[np.ndarray, float]:
     """One iteration from ``theta = logits`` (``(S, A)``): the new logits and the step size taken."""
@@ -75,9 +86,7 @@ def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng:
     discounted_costs = trajectories.costs @ cmdp.gamma ** np.arange(config.horizon)
     z = scipy.stats.norm.ppf(config.confidence)
     margin = cmdp.cost_limit - estimate.cost_value - z * discounted_costs.std(ddof=1) / math.sqrt(config.n_episodes)
-    scale = estimate.visitation[:, None] * policy / (1 - cmdp.gamma)
-    reward_gradient = scale * estimate.reward_advantage
-    cost_gradient = scale * estimate.cost_advantage
+    reward_gradient, cost_gradient = policy_gradients(policy, estimate, cmdp.gamma)
     M = config.smoothness_constant(cmdp.gamma)
     if margin <= 0:
         direction = -cost_gradient

@@ -51,6 +51,10 @@ class TabularPolicy:
         self.probabilities.setflags(write=False)
         self._rng = as_generator(seed)
 
+    def reseed(self, seed: SeedLike) -> None:
+        """Restart the action sampler from ``seed`` (drivers call this so that a seeded run is reproducible)."""
+        self._rng = as_generator(seed)
+
     @property
     def n_states(self) -> int:
         return self.probabilities.shape[0]
@@ -207,6 +211,10 @@ class MLPPolicy:
                                  "Gaussian output")
             action_bounds = (low, high)
         self.action_bounds = action_bounds
+        self._rng = as_generator(seed)
+
+    def reseed(self, seed: SeedLike) -> None:
+        """Restart the action sampler from ``seed``."""
         self._rng = as_generator(seed)
 
     @classmethod

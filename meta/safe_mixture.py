@@ -15,10 +15,12 @@ run directly, only elimination).
 
 Two constant settings, and every result names the one it used (``constants.name``):
 
-* :class:`PaperConstants`: Eq. 5-7 with ``L = 1/(1-gamma) + 2 gamma/(1-gamma)^2``; the statistical terms are scaled by
-  the per-step range of rewards and costs (the paper assumes ``[0, 1]``). On the gridworld (range 10, ``gamma = 0.9``,
-  ``d = 1.5``) ``alpha_1`` needs ``v_l_s > 2 eps (L + 2)``, i.e. ``eps < 0.004``, and the first raise needs millions
-  of episodes, so the faithful setting executes ``pi_s`` throughout: safe, and exactly as conservative as the theory.
+* :class:`PaperConstants`: Eq. 5-7 with ``L = 1/(1-gamma) + 2 gamma/(1-gamma)^2``. The paper assumes per-step rewards
+  and costs in ``[0, 1]``; for a per-step range ``R`` every value quantity of the formulas scales by ``R`` (the
+  statistical terms, the value errors ``eps L``, the margin bound ``2/(1-gamma)``). On the gridworld (``R = 10``,
+  ``gamma = 0.9``, ``d = 1.5``) ``alpha_1 > 0`` needs ``v_l_s > 2 eps R (L + 2)``, i.e. ``eps < 0.0004``, and the first
+  raise needs millions of episodes, so the faithful setting executes ``pi_s`` throughout: safe, and exactly as
+  conservative as the theory.
 * :class:`PracticalConstants`: the radii, raise schedule and weight recursion hand-tuned in the authors' gridworld
   code (SPECS.md), with ``pi_s``'s samples pooled across candidates while ``m = 0``.
 """
@@ -53,7 +55,7 @@ class PaperConstants:
 
     :param eps: accuracy of the cover (the ``eps`` of Algorithm 1).
     :param delta: confidence level.
-    :param value_range: per-step range of rewards and costs; scales the statistical terms (10 on the gridworld).
+    :param value_range: ``R``, the per-step range of rewards and costs (10 on the gridworld); scales every value term.
     """
 
     eps: float = 0.01
@@ -69,9 +71,9 @@ class PaperConstants:
         return math.log(4 * n_episodes / self.delta)
 
     def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool) -> tuple[float, float]:
-        """Eq. 5: ``beta_n = range sqrt(2 ln(4K/delta) / (n (1-gamma)^2)) + eps (L + 1)``, for reward and margin."""
-        beta = (self.value_range * math.sqrt(2 * self._log_term(n_episodes) / (n * (1 - gamma) ** 2))
-                + self.eps * (_lipschitz_constant(gamma) + 1))
+        """Eq. 5: ``beta_n = R (sqrt(2 ln(4K/delta) / (n (1-gamma)^2)) + eps (L + 1))``, for reward and margin."""
+        beta = self.value_range * (math.sqrt(2 * self._log_term(n_episodes) / (n * (1 - gamma) ** 2))
+                                   + self.eps * (_lipschitz_constant(gamma) + 1))
         return beta, beta
 
     def episodes_before_raise(self, predicted_margin: float, n_episodes: int, gamma: float) -> float:
@@ -81,19 +83,19 @@ class PaperConstants:
         return self.value_range**2 * 32 * self._log_term(n_episodes) / ((1 - gamma) ** 2 * predicted_margin**2)
 
     def weights(self, safe_margin: float, gamma: float) -> list[float]:
-        """``alpha_l_1, ..., alpha_l_{m(l)+1}`` of Eq. 6 up to the stop of Eq. 7 (empty when ``alpha_l_1 <= 0``)."""
-        L, eps, v = _lipschitz_constant(gamma), self.eps, safe_margin
-        first = (v - 2 * eps * (L + 2)) / (v - 2 * eps * (L + 2) + 2 / (1 - gamma))
-        if first <= 0:
+        """``alpha_l_1, ..., alpha_l_{floor(m(l)) + 1}`` of Eq. 6: line 11 raises while ``m <= m(l) = log_{C_l} eps``
+        (Eq. 7). Empty, so ``pi_s`` alone runs, when ``alpha_l_1 <= 0`` or ``C_l >= 1`` (then ``m(l) < 0``)."""
+        L, v = _lipschitz_constant(gamma), safe_margin
+        value_error = self.eps * self.value_range  # eps, in value units
+        first = (v - 2 * value_error * (L + 2)) / (v - 2 * value_error * (L + 2) + 2 * self.value_range / (1 - gamma))
+        ratio = (2 * v + (4 * L + 9) * value_error) / (3 * v) if v > 0 else math.inf  # C_l
+        if first <= 0 or ratio >= 1:
             return []
-        ratio = (2 * v + (4 * L + 9) * eps) / (3 * v)  # C_l
-        if ratio >= 1:  # Eq. 6 needs (4L + 9) eps < v_l_s; beyond alpha_1 the recursion does not converge
-            return [first]
-        last_raise = math.floor(math.log(eps) / math.log(ratio))  # m(l) = log_{C_l} eps
+        last_raise = math.floor(math.log(self.eps) / math.log(ratio))
         weights = [first]
         for m in range(1, last_raise + 1):
-            weights.append((v - (4 * L + 9) * eps) * first
-                           / (v * first + (v - (4 * L + 9) * eps - v * first) * ratio**m))
+            weights.append((v - (4 * L + 9) * value_error) * first
+                           / (v * first + (v - (4 * L + 9) * value_error - v * first) * ratio**m))
         return [min(max(w, 0.0), 1.0) for w in weights]
 
 
@@ -104,7 +106,7 @@ class PracticalConstants:
     Elimination starts once ``n >= min_episodes``, with radii ``sqrt(reward_scale / n) + eps L_r`` and
     ``sqrt(cost_scale / n) + eps L_c``; on ``pi_s``'s pooled samples (``m = 0``) the cost radius is
     ``sqrt(pooled_cost_scale / n) + eps L_c``. ``alpha`` is raised once ``n - 2 >= min(max(raise_scale / v_l_m^2,
-    raise_min), raise_max)``, at most ``log_{2/3} eps`` times, by ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c
+    raise_min), raise_max)``, while ``m <= log_{2/3} eps`` (``floor(log_{2/3} eps) + 1`` raises), by ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c
     + 2)`` and ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
     """
 
@@ -236,6 +238,8 @@ class SafeMixture:
         if proposal.candidate is None or self.m >= len(self._weights):
             return self.n_episodes
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
+        if not math.isfinite(needed):
+            return self.n_episodes
         seen = self._pool[0] if self._uses_pool() else self._sums[0]
         return int(max(1, min(self.n_episodes, math.ceil(needed + 2 - seen))))
 
@@ -244,6 +248,8 @@ class SafeMixture:
         """Line 6-14: record ``R_k`` and ``C_k`` of the episode just run, then eliminate or raise ``alpha``."""
         if not (math.isfinite(reward_return) and math.isfinite(cost_return)):
             raise ValueError(f"returns must be finite, got R = {reward_return}, C = {cost_return}")
+        if self.k >= self.n_episodes:
+            raise ValueError(f"all K = {self.n_episodes} episodes have been observed")
         self.k += 1
         proposal = self.propose()
         if proposal.candidate is None:
@@ -299,7 +305,8 @@ def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: Tabular
         for reward_return, cost_return in zip(batch.reward_return, batch.cost_return):
             algorithm.observe(float(reward_return), float(cost_return))
             used += 1
-            if algorithm.propose() != proposal:
+            changed = algorithm.propose()
+            if (changed.candidate, changed.alpha) != (proposal.candidate, proposal.alpha):
                 break
         run.add(used, float(weights @ reward_values), float(weights @ cost_values),
                 {"candidate": proposal.candidate, "alpha": proposal.alpha})
@@ -310,14 +317,19 @@ def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any
                gamma: float, horizon: int, seed: int = 0) -> list[Proposal]:
     """Run ``algorithm`` for its ``K`` episodes through a Gymnasium ``env`` set to ``task``: each episode draws
     ``pi_l`` with probability ``alpha`` (else ``pi_s``) once, at its start, and runs it for at most ``horizon``
-    steps. ``policies[l]`` is ``pi_l`` (anything with ``act``). Returns the proposal of every episode."""
+    steps. ``policies[l]`` is ``pi_l`` (anything with ``act``). Returns the proposal of every episode.
+
+    ``seed`` fixes the mixture draws, the env resets and (for policies with ``reseed``) the actions."""
     rng = np.random.default_rng(seed)
+    for policy in [*policies, safe_policy]:
+        if hasattr(policy, "reseed"):
+            policy.reseed(rng.spawn(1)[0])
     proposals = []
-    for episode in range(algorithm.n_episodes):
+    for episode, reset_seed in enumerate(rng.integers(2**31, size=algorithm.n_episodes).tolist()):
         proposal = algorithm.propose()
         policy = (policies[proposal.candidate]
                   if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
-        observation, _ = env.reset(seed=seed + episode, options={"task": task})
+        observation, _ = env.reset(seed=reset_seed, options={"task": task})
         reward_return = cost_return = 0.0
         discount = 1.0
         for _ in range(horizon):
@@ -356,19 +368,24 @@ def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_p
     """Monte Carlo safety check of every mixture in ``proposals`` (as returned by :func:`run_on_env`) on ``task``.
 
     An episode-level mixture's values are the weighted values of its members, so each member that was executed
-    (``pi_s`` and every candidate with ``alpha > 0``) is rolled out ``n_episodes`` times, at confidence
-    ``1 - (1 - confidence) / members`` (Bonferroni); then all members' intervals, and so every mixture's, hold together
-    with probability at least ``confidence``.
+    (``pi_s`` and every candidate with ``alpha > 0``) is rolled out ``n_episodes`` times with reset seeds
+    ``seed, seed + 1, ...`` (choose them apart from the run's, so the check uses fresh randomness). Each member has a
+    reward and a cost interval, each at confidence ``1 - (1 - confidence) / (2 members)`` (Bonferroni); then all of
+    them, and so every mixture's, hold together with probability at least ``confidence``, up to the normal
+    approximation of :func:`~cmdp_envs.meta.oracles.protocol.monte_carlo_values`.
     """
     executed: dict[tuple[int | None, float], int] = {}
     for proposal in proposals:
         key = (proposal.candidate if proposal.alpha > 0 else None, proposal.alpha)
         executed[key] = executed.get(key, 0) + 1
     members = sorted({candidate for candidate, _ in executed if candidate is not None})
-    member_confidence = 1 - (1 - confidence) / (len(members) + 1)
-    values = {member: monte_carlo_values(env, policies[member] if member is not None else safe_policy, task, gamma,
-                                         n_episodes, horizon, member_confidence, seed)
-              for member in [None, *members]}
+    member_confidence = 1 - (1 - confidence) / (2 * (len(members) + 1))
+    values = {}
+    for index, member in enumerate([None, *members]):
+        policy = policies[member] if member is not None else safe_policy
+        if hasattr(policy, "reseed"):
+            policy.reseed(np.random.default_rng([seed, index]))
+        values[member] = monte_carlo_values(env, policy, task, gamma, n_episodes, horizon, member_confidence, seed)
 
     def mix(index: int, candidate: int | None, alpha: float) -> ValueEstimate:
         safe = values[None][index]

@@ -5,6 +5,7 @@ import pytest
 
 from cmdp_envs.meta import lb_sgd, safe_adaptation
 from cmdp_envs.meta.oracles import ExactSimultaneouslyFeasibleOracle
+from cmdp_envs.meta.safe_adaptation import exact_advantages
 from cmdp_envs.tabular import evaluate_policy
 
 
@@ -32,11 +33,20 @@ def test_lb_sgd_stays_feasible_and_improves(paper_family, safe_policy):
     assert np.array_equal(again.reward_values, run.reward_values)
 
 
-def test_lb_sgd_theory_step_is_tiny_and_safe(paper_family, safe_policy):
+def test_policy_gradients_match_finite_differences(paper_family, safe_policy):
     cmdp = paper_family.tabular(paper_family.task(noise=0.3))
-    logits, step = lb_sgd.lb_sgd_step(cmdp, np.log(safe_policy), lb_sgd.LBSGDConfig(), np.random.default_rng(0))
-    assert 0 < step <= 1 / lb_sgd.LBSGDConfig().smoothness_constant(0.9)
-    assert evaluate_policy(cmdp, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True))[1] <= 1.5
+    logits = np.log(safe_policy)
+    reward_gradient, cost_gradient = lb_sgd.policy_gradients(safe_policy, exact_advantages(cmdp, safe_policy), 0.9)
+    direction = np.random.default_rng(0).standard_normal(logits.shape)
+
+    def values(theta):
+        policy = np.exp(theta - theta.max(axis=1, keepdims=True))
+        return np.array(evaluate_policy(cmdp, policy / policy.sum(axis=1, keepdims=True)))
+
+    h = 1e-5
+    numeric = (values(logits + h * direction) - values(logits - h * direction)) / (2 * h)
+    assert numeric == pytest.approx([(reward_gradient * direction).sum(), (cost_gradient * direction).sum()],
+                                    rel=1e-5, abs=1e-8)
 
 
 def test_lb_sgd_needs_full_support(paper_family):

@@ -37,8 +37,15 @@ def test_paper_constants_follow_eq_5_to_7():
     assert len(weights) == math.floor(math.log(1e-5) / math.log(ratio)) + 1
     # alpha rises to 1 - (4L + 9) eps / v_s, the fixed point of Eq. 6 (1 - O(eps)).
     assert np.all(np.diff(weights) > 0) and weights[-1] == pytest.approx(1 - (4 * L + 9) * 1e-5 / v, abs=1e-3)
-    # The gridworld's margins are far below 2 eps (L + 2) at eps = 0.01: the faithful setting never mixes.
+    # Every value term scales with the per-step range R.
+    scaled = PaperConstants(eps=1e-5, delta=0.1, value_range=10.0)
+    assert scaled.radii(100, 1000, 0.9, pooled=False)[0] == pytest.approx(10 * beta)
+    assert scaled.weights(10 * v, 0.9) == pytest.approx(weights)
+    # The gridworld's margins are far below 2 eps R (L + 2) at eps = 0.01: the faithful setting never mixes.
     assert PaperConstants(eps=0.01, value_range=10).weights(0.6, 0.9) == []
+    # C_l >= 1 makes m(l) = log_{C_l} eps negative: no raise at all.
+    assert (0.5 - 2 * 0.02 * 8) > 0 and (2 * 0.5 + 33 * 0.02) / 1.5 >= 1, "alpha_1 > 0 but C_l >= 1 (L = 6)"
+    assert PaperConstants(eps=0.02).weights(0.5, 0.5) == []
     assert paper.episodes_before_raise(0.0, 1000, 0.9) == math.inf
 
 
@@ -97,11 +104,35 @@ def test_elimination_and_pooled_safe_policy_samples():
 
 
 def test_unsafe_pce_runs_candidates_directly():
-    U = [entry(50.0, 0.0, 45.0, 0.6)]
+    U = [entry(50.0, 0.0, 45.0, 0.6), entry(49.0, 0.2, 45.0, 0.6)]
     algorithm = SafeMixture(U, 1.5, 0.9, 10_000, PracticalConstants(), mixture=False)
     assert algorithm.propose().alpha == 1.0 and algorithm.propose().predicted_reward == 50.0
     feed(algorithm, 5000, 50.0, 0.0)
-    assert algorithm.propose().alpha == 1.0 and algorithm.m == 0
+    assert algorithm.propose().alpha == 1.0 and algorithm.m == 0 and algorithm.candidate == 0
+    while not algorithm.eliminated:  # the candidate turns out infeasible: eliminated, no mixing
+        feed(algorithm, 1, 50.0, -1.0)
+    assert algorithm.eliminated == [0] and algorithm.candidate == 1 and algorithm.propose().alpha == 1.0
+
+
+def test_paper_constants_raise_exactly_m_l_times_and_survive_negative_margins():
+    paper = PaperConstants(eps=1e-5, delta=0.1, value_range=1.0)
+    U = [entry(3.0, 0.5, 1.0, 1.0)]
+    algorithm = SafeMixture(U, cost_limit=1.0, gamma=0.5, n_episodes=200_000, constants=paper)
+    weights = paper.weights(1.0, 0.5)
+    first_raise = algorithm.episodes_before_change()
+    assert first_raise == math.ceil(paper.episodes_before_raise(1.0, 200_000, 0.5) + 2)
+    while algorithm.k < 190_000:  # observations equal to the predictions: never eliminated, always raised
+        proposal = algorithm.propose()
+        feed(algorithm, min(algorithm.episodes_before_change(), 190_000 - algorithm.k), proposal.predicted_reward,
+             proposal.predicted_margin)
+    assert algorithm.m == len(weights) and algorithm.alpha == weights[-1], "line 11 stops at m(l)"
+    assert algorithm.episodes_before_change() == 200_000
+    # A candidate with a very negative margin: the predicted mixture margin turns negative and raising stops.
+    algorithm = SafeMixture([entry(3.0, -30.0, 1.0, 1.0)], 1.0, 0.5, 200_000, paper)
+    feed(algorithm, first_raise, 1.0, 1.0)
+    proposal = algorithm.propose()
+    assert algorithm.m == 1 and proposal.predicted_margin < 0
+    assert algorithm.episodes_before_change() == 200_000
 
 
 def test_bad_input_is_rejected():
@@ -111,6 +142,9 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="finite"):
         algorithm.observe(math.nan, 0.0)
     assert algorithm.k == 0
+    feed(algorithm, 10, 1.0, 0.5)
+    with pytest.raises(ValueError, match="all K = 10 episodes"):
+        algorithm.observe(1.0, 1.0)
     with pytest.raises(ValueError, match="eps"):
         PaperConstants(eps=0.0)
 
@@ -170,6 +204,10 @@ def test_env_driver_runs_through_gymnasium(paper_family, small_covering):
                            small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
     assert len(proposals) == 60 and algorithm.k == 60
     assert proposals[0].alpha == 0.0 and max(p.alpha for p in proposals) > 0
+    again = run_on_env(SafeMixture(small_covering.policy_values, 1.5, 0.9, 60, constants),
+                       [entry.policy for entry in small_covering.policy_values], small_covering.safe_policy, env,
+                       task, gamma=0.9, horizon=60, seed=0)
+    assert again == proposals, "the same seed gives the same run"
 
 
 def test_monte_carlo_verification_covers_the_exact_values(paper_family, small_covering):
@@ -194,4 +232,8 @@ def test_monte_carlo_verification_covers_the_exact_values(paper_family, small_co
         # A 60-step horizon truncates at most 0.9^60 * 100 ≈ 0.2 of the reward value; costs end sooner.
         assert abs(check.reward.value - exact[0]) <= check.reward.half_width + 0.2
         assert abs(check.cost.value - exact[1]) <= check.cost.half_width + 0.02
-        assert check.verified_feasible == (check.cost.value + check.cost.half_width <= 1.5)
+    # Each of the 2 (members) intervals is at 1 - 0.01 / (2 members): wider than a lone 99% interval.
+    alone = verify_on_env([proposals[0]], policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60,
+                          n_episodes=400, confidence=0.99, seed=5)[0]
+    assert checks[0].cost.half_width > alone.cost.half_width
+    assert checks[0].cost.value == alone.cost.value, "members are reseeded: the same seed gives the same rollouts"

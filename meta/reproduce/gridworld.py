@@ -19,12 +19,19 @@ values. Methods (the name is the key in ``summary.json``):
 * ``lb_sgd``: log-barrier SGD with the theory's smoothness constant;
 * ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``.
 
-Results are written after every method, and a rerun with the same configuration resumes from them.
+Results are written after every method, and a rerun resumes from them when everything that determines them (the
+configuration, ``pi_s``'s settings, the method's settings and the package version) is unchanged. Training and test
+runs draw from independent seed streams.
+
+The exact check counts violations; it does not presume them absent. With the practical constants the safe mixture
+can execute slightly infeasible mixtures, and ``lb_sgd_tuned``'s smoothness ``M = 0.1`` is far below a valid
+constant, so its safety is measured, not guaranteed (README, results).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -34,6 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+import cmdp_envs
 from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
 from cmdp_envs.io import write_json
 from cmdp_envs.meta import lb_sgd, safe_adaptation, safe_mixture
@@ -73,13 +81,19 @@ class ReproductionConfig:
 TestMethod = Callable[[TabularCMDP, CoveringResult, ReproductionConfig, np.random.SeedSequence], TestRun]
 
 
+def _with_settings(method: TestMethod, settings: Any) -> TestMethod:
+    """Attach the repr of everything that determines the method's results, for the resume check."""
+    method.settings = repr(settings)  # type: ignore[attr-defined]
+    return method
+
+
 def _safe_mixture(constants: Any, mixture: bool = True) -> TestMethod:
     def method(cmdp: TabularCMDP, covering: CoveringResult, config: ReproductionConfig,
                seed: np.random.SeedSequence) -> TestRun:
         algorithm = safe_mixture.SafeMixture(covering.policy_values, cmdp.cost_limit, cmdp.gamma, config.n_episodes,
                                              constants, mixture=mixture)
         return safe_mixture.run_on_tabular(algorithm, covering, cmdp, config.horizon, seed=np.random.default_rng(seed))
-    return method
+    return _with_settings(method, (constants, mixture))
 
 
 def _safe_meta_rl(**overrides: Any) -> TestMethod:
@@ -90,7 +104,7 @@ def _safe_meta_rl(**overrides: Any) -> TestMethod:
         adaptation_config = dataclasses.replace(adaptation, horizon=config.horizon)
         return safe_adaptation.run_on_tabular(cmdp, covering.safe_policy.probabilities, config.n_episodes,
                                               adaptation_config, seed=int(seed.generate_state(1)[0]))
-    return method
+    return _with_settings(method, adaptation)
 
 
 def _lb_sgd(**overrides: Any) -> TestMethod:
@@ -99,35 +113,43 @@ def _lb_sgd(**overrides: Any) -> TestMethod:
         lb_config = lb_sgd.LBSGDConfig(horizon=config.horizon, **overrides)
         return lb_sgd.run_on_tabular(cmdp, covering.safe_policy.probabilities, config.n_episodes, lb_config,
                                      seed=np.random.default_rng(seed))
-    return method
+    return _with_settings(method, lb_sgd.LBSGDConfig(**overrides))
 
 
-#: name -> (test method, a one-line description for summary.json, whether it claims safe exploration)
-METHODS: dict[str, tuple[TestMethod, str, bool]] = {
+#: name -> (test method, a one-line description for summary.json)
+METHODS: dict[str, tuple[TestMethod, str]] = {
     "safe_mixture": (_safe_mixture(safe_mixture.PracticalConstants()),
-                     "Algorithm 2, practical constants of the authors' code", True),
+                     "Algorithm 2, practical constants of the authors' code"),
     "safe_mixture_paper_constants": (_safe_mixture(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
                                                                                 value_range=10.0)),
-                                     "Algorithm 2, Eq. 5-7 (range 10)", True),
+                                     "Algorithm 2, Eq. 5-7 (range 10)"),
     "unsafe_pce": (_safe_mixture(safe_mixture.PracticalConstants(), mixture=False),
-                   "PCE testing phase (Algorithm 4): candidates run directly", False),
-    "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps", True),
-    "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000", True),
-    "lb_sgd": (_lb_sgd(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3", True),
-    "lb_sgd_tuned": (_lb_sgd(smoothness=0.1), "log-barrier SGD, smoothness M = 0.1", True),
+                   "PCE testing phase (Algorithm 4): candidates run directly"),
+    "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
+    "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
+    "lb_sgd": (_lb_sgd(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
+    "lb_sgd_tuned": (_lb_sgd(smoothness=0.1), "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
 }
 
 
-def _train(family: GridWorldFamily, config: ReproductionConfig, directory: Path) -> CoveringResult:
-    try:
-        return CoveringResult.load(directory, family)
-    except ValueError:
-        pass
+def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> CoveringResult:
+    """Algorithm 1, or its saved result when the saved one was trained with the same settings."""
     feasible_oracle = ExactSimultaneouslyFeasibleOracle(family, reference_tasks=[family.task(noise=REFERENCE_NOISE)],
                                                         exploration=EXPLORATION)
+    settings = {"delta": config.delta, "eps": config.eps, "xi": config.xi, "seed": config.seed,
+                "feasible_oracle": {"iterations": feasible_oracle.iterations, "step_size": feasible_oracle.step_size,
+                                    "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION},
+                "version": cmdp_envs.__version__}
+    directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    if _load_json(directory / "settings.json") == settings:
+        try:
+            return CoveringResult.load(directory, family)
+        except ValueError:
+            pass  # an interrupted or corrupt save: train again
     covering = train(family, ExactLPOracle(family), DistanceCheck(family, parameter="noise"), feasible_oracle,
                      delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
     covering.save(directory)
+    write_json(directory / "settings.json", settings)
     return covering
 
 
@@ -141,30 +163,31 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     family = GridWorldFamily()
     config_json = {**dataclasses.asdict(config), "test_noise_levels": list(PAPER_TEST_NOISE_LEVELS),
-                   "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION}
+                   "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION, "version": cmdp_envs.__version__}
     started = time.perf_counter()
-    covering = _train(family, config, out / "covering" / _config_key(config))
+    covering = _train(family, config, out)
     cmdps = [family.tabular(family.task(noise=noise)) for noise in PAPER_TEST_NOISE_LEVELS]
     optimal = [solve_cmdp(cmdp).reward_value for cmdp in cmdps]
-    test_seeds = np.random.SeedSequence(config.seed).spawn(len(cmdps))
+    # Training draws from SeedSequence(seed); the test runs from a separate stream.
+    test_seeds = np.random.SeedSequence([config.seed, 1]).spawn(len(cmdps))
     results: dict[str, Any] = {}
     with tqdm(total=len(methods) * len(cmdps), desc="test runs") as progress:
         for name in methods:
             path = out / "methods" / f"{name}.json"
+            method, description = METHODS[name]
             saved = _load_json(path)
-            if saved is not None and saved.get("config") == config_json:
+            if saved is not None and saved.get("config") == config_json and saved.get("settings") == method.settings:
                 results[name] = saved["result"]
                 progress.update(len(cmdps))
                 continue
-            method, description, claims_safety = METHODS[name]
             method_started = time.perf_counter()
             runs = []
             for cmdp, seed in zip(cmdps, test_seeds):
                 runs.append(method(cmdp, covering, config, seed))
                 progress.update()
-            result = {"description": description, "claims_safe_exploration": claims_safety,
+            result = {"description": description, "settings": method.settings,
                       **summarise(runs, optimal), "seconds": time.perf_counter() - method_started}
-            write_json(path, {"config": config_json, "result": result})
+            write_json(path, {"config": config_json, "settings": method.settings, "result": result})
             results[name] = result
     summary = {
         "config": config_json,
@@ -177,15 +200,12 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     }
     write_json(out / "summary.json", summary)
     cost_limit = cmdps[0].cost_limit
-    plot_runs({name: results[name] for name in methods if name in ("safe_mixture", "safe_meta_rl_large_cost_kl",
-                                                                     "lb_sgd_tuned", "lb_sgd")},
-              cost_limit, out / "figure2.png", title=f"GridWorld, {len(cmdps)} test tasks (Figure 2 style)")
+    figure2 = {name: results[name] for name in ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")
+               if name in results}
+    if figure2:
+        plot_runs(figure2, cost_limit, out / "figure2.png", title=f"GridWorld, {len(cmdps)} test tasks (Figure 2 style)")
     plot_runs(results, cost_limit, out / "all_methods.png", title="GridWorld, every method")
     return summary
-
-
-def _config_key(config: ReproductionConfig) -> str:
-    return f"delta{config.delta:g}_eps{config.eps:g}_xi{config.xi:g}_seed{config.seed}"
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
