@@ -36,7 +36,7 @@ import numpy as np
 
 from cmdp_envs.meta.covering import CoveringResult, PolicyValue
 from cmdp_envs.meta.evaluation import TestRun
-from cmdp_envs.meta.oracles.protocol import ValueEstimate, monte_carlo_values
+from cmdp_envs.meta.oracles.protocol import ValueEstimate, monte_carlo_values, rollout_returns
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 
@@ -325,21 +325,11 @@ def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any
         if hasattr(policy, "reseed"):
             policy.reseed(rng.spawn(1)[0])
     proposals = []
-    for episode, reset_seed in enumerate(rng.integers(2**31, size=algorithm.n_episodes).tolist()):
+    for reset_seed in rng.integers(2**31, size=algorithm.n_episodes).tolist():
         proposal = algorithm.propose()
         policy = (policies[proposal.candidate]
                   if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
-        observation, _ = env.reset(seed=reset_seed, options={"task": task})
-        reward_return = cost_return = 0.0
-        discount = 1.0
-        for _ in range(horizon):
-            observation, reward, terminated, truncated, info = env.step(policy.act(observation))
-            reward_return += discount * float(reward)
-            cost_return += discount * float(info["cost"])
-            discount *= gamma
-            if terminated or truncated:
-                break
-        algorithm.observe(reward_return, cost_return)
+        algorithm.observe(*rollout_returns(env, policy, task, gamma, horizon, reset_seed))
         proposals.append(proposal)
     return proposals
 

@@ -25,7 +25,8 @@ from cmdp_envs.meta.policies import TabularPolicy
 from cmdp_envs.tabular import evaluate_policy
 from cmdp_envs.task import Task, TaskFamily, check_count
 
-__all__ = ["Policy", "ValueEstimate", "OracleResult", "LearnerOracle", "evaluate", "monte_carlo_values"]
+__all__ = ["Policy", "ValueEstimate", "OracleResult", "LearnerOracle", "evaluate", "monte_carlo_values",
+           "rollout_returns"]
 
 
 @runtime_checkable
@@ -77,6 +78,23 @@ class LearnerOracle(Protocol):
     def __call__(self, task: Task, seed: int = 0, cost_limit: float | None = None) -> OracleResult: ...
 
 
+def rollout_returns(env: gym.Env, policy: Policy, task: Task, gamma: float, horizon: int, seed: int
+                    ) -> tuple[float, float]:
+    """One episode of ``policy`` on ``task`` through ``env`` (reset with ``seed``), at most ``horizon`` steps: its
+    discounted return and discounted cost."""
+    observation, _ = env.reset(seed=seed, options={"task": task})
+    reward_return = cost_return = 0.0
+    discount = 1.0
+    for _ in range(horizon):
+        observation, reward, terminated, truncated, info = env.step(policy.act(observation))
+        reward_return += discount * float(reward)
+        cost_return += discount * float(info["cost"])
+        discount *= gamma
+        if terminated or truncated:
+            break
+    return reward_return, cost_return
+
+
 def monte_carlo_values(
     env: gym.Env, policy: Policy, task: Task, gamma: float, n_episodes: int, horizon: int,
     confidence: float = 0.95, seed: int = 0,
@@ -86,16 +104,8 @@ def monte_carlo_values(
     n_episodes = check_count("n_episodes", n_episodes, minimum=2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    returns = np.zeros((n_episodes, 2))
-    for episode in range(n_episodes):
-        observation, _ = env.reset(seed=seed + episode, options={"task": task})
-        discount = 1.0
-        for _ in range(horizon):
-            observation, reward, terminated, truncated, info = env.step(policy.act(observation))
-            returns[episode] += discount * np.array([float(reward), float(info["cost"])])
-            discount *= gamma
-            if terminated or truncated:
-                break
+    returns = np.array([rollout_returns(env, policy, task, gamma, horizon, seed + episode)
+                        for episode in range(n_episodes)])
     z = scipy.stats.norm.ppf(0.5 + confidence / 2)
     half_widths = z * returns.std(axis=0, ddof=1) / math.sqrt(n_episodes)
     return (ValueEstimate(float(returns[:, 0].mean()), float(half_widths[0]), confidence),
