@@ -30,7 +30,7 @@ ENV_ID = "cmdp_envs/PointNavigation-v0"
 def main() -> None:
     # The executor starts worker processes by "spawn", which re-imports this file: hence the main guard.
     timesteps = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    n_test_episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 400
+    n_test_episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     torch.set_num_threads(1)
 
     family = PointNavigationFamily(cost_limit=Fixed(1.0), noise=Fixed(0.02), goal_x=Uniform(-0.4, 0.4),

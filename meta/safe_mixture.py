@@ -319,13 +319,16 @@ def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any
     ``pi_l`` with probability ``alpha`` (else ``pi_s``) once, at its start, and runs it for at most ``horizon``
     steps. ``policies[l]`` is ``pi_l`` (anything with ``act``). Returns the proposal of every episode.
 
-    ``seed`` fixes the mixture draws, the env resets and (for policies with ``reseed``) the actions."""
-    rng = np.random.default_rng(seed)
-    for policy in [*policies, safe_policy]:
+    ``seed`` fixes the mixture draws, the env resets and (for policies with ``reseed``) the actions. The reset seeds
+    are distinct draws from ``[2^30, 2^31)``, apart from the ``seed, seed + 1, ...`` of :func:`verify_on_env`."""
+    mixture_stream, reset_stream, *policy_streams = np.random.SeedSequence(seed).spawn(3 + len(policies))
+    for policy, stream in zip([*policies, safe_policy], policy_streams):
         if hasattr(policy, "reseed"):
-            policy.reseed(rng.spawn(1)[0])
+            policy.reseed(np.random.default_rng(stream))
+    rng = np.random.default_rng(mixture_stream)
+    reset_seeds = 2**30 + np.random.default_rng(reset_stream).choice(2**30, size=algorithm.n_episodes, replace=False)
     proposals = []
-    for reset_seed in rng.integers(2**31, size=algorithm.n_episodes).tolist():
+    for reset_seed in reset_seeds.tolist():
         proposal = algorithm.propose()
         policy = (policies[proposal.candidate]
                   if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
@@ -359,11 +362,13 @@ def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_p
 
     An episode-level mixture's values are the weighted values of its members, so each member that was executed
     (``pi_s`` and every candidate with ``alpha > 0``) is rolled out ``n_episodes`` times with reset seeds
-    ``seed, seed + 1, ...`` (choose them apart from the run's, so the check uses fresh randomness). Each member has a
-    reward and a cost interval, each at confidence ``1 - (1 - confidence) / (2 members)`` (Bonferroni); then all of
-    them, and so every mixture's, hold together with probability at least ``confidence``, up to the normal
-    approximation of :func:`~cmdp_envs.meta.oracles.protocol.monte_carlo_values`.
+    ``seed, seed + 1, ...`` (below ``2^30``, so apart from :func:`run_on_env`'s: the check uses fresh randomness).
+    Each member has a reward and a cost interval, each at confidence ``1 - (1 - confidence) / (2 members)``
+    (Bonferroni); then all of them, and so every mixture's, hold together with probability at least ``confidence``,
+    up to the normal approximation of :func:`~cmdp_envs.meta.oracles.protocol.monte_carlo_values`.
     """
+    if not 0 <= seed <= 2**30 - n_episodes:
+        raise ValueError(f"seed must be in [0, 2^30 - n_episodes] to stay apart from the run's resets, got {seed}")
     executed: dict[tuple[int | None, float], int] = {}
     for proposal in proposals:
         key = (proposal.candidate if proposal.alpha > 0 else None, proposal.alpha)

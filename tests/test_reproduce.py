@@ -59,10 +59,12 @@ def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
 def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
     config = gridworld.ReproductionConfig(n_episodes=10)
     gridworld.run(tmp_path, config, methods=["safe_mixture_paper_constants"])
+    stamps = method_stamps(tmp_path)
     monkeypatch.setattr(gridworld, "EXPLORATION", 0.01)
     summary = gridworld.run(tmp_path, config, methods=["safe_mixture_paper_constants"])
     assert len(list((tmp_path / "covering").iterdir())) == 2
     assert summary["config"]["exploration"] == 0.01
+    assert method_stamps(tmp_path) != stamps, "results of the old pi_s are not reused"
 
 
 def test_unknown_method_is_rejected(tmp_path):

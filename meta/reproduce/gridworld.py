@@ -19,8 +19,9 @@ values. Methods (the name is the key in ``summary.json``):
 * ``lb_sgd``: log-barrier SGD with the theory's smoothness constant;
 * ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``.
 
-Results are written after every method, and a rerun resumes from them when everything that determines them (the
-configuration, ``pi_s``'s settings, the method's settings and the package version) is unchanged. Training and test
+Results are written after every method, and a rerun resumes from them when everything that determines them is
+unchanged: the configuration, the training settings (``O_s`` included), the method's settings and the source code
+of the modules involved (a hash of it). Training and test
 runs draw from independent seed streams.
 
 The exact check counts violations; it does not presume them absent. With the practical constants the safe mixture
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -44,10 +46,15 @@ from tqdm.auto import tqdm
 import cmdp_envs
 from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
 from cmdp_envs.io import write_json
-from cmdp_envs.meta import lb_sgd, safe_adaptation, safe_mixture
+from cmdp_envs import tabular
+from cmdp_envs.families import gridworld as gridworld_family
+from cmdp_envs.meta import covering as covering_module
+from cmdp_envs.meta import evaluation, lb_sgd, safe_adaptation, safe_mixture
 from cmdp_envs.meta.covering import CoveringResult, train
 from cmdp_envs.meta.evaluation import TestRun, plot_runs, summarise
 from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
+from cmdp_envs.meta.oracles import exact as exact_oracle
+from cmdp_envs.meta.oracles import feasible as feasible_oracles
 from cmdp_envs.tabular import TabularCMDP, solve_cmdp
 
 __all__ = ["ReproductionConfig", "METHODS", "run", "format_table"]
@@ -132,25 +139,33 @@ METHODS: dict[str, tuple[TestMethod, str]] = {
 }
 
 
-def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> CoveringResult:
-    """Algorithm 1, or its saved result when the saved one was trained with the same settings."""
+def _code_fingerprint() -> str:
+    """A hash of the source of every module the reproduction's numbers depend on."""
+    modules = (tabular, gridworld_family, covering_module, evaluation, lb_sgd, safe_adaptation, safe_mixture,
+               exact_oracle, feasible_oracles)
+    source = "".join(inspect.getsource(module) for module in modules)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tuple[CoveringResult, dict[str, Any]]:
+    """Algorithm 1, or its saved result when the saved one was trained with the same settings; and the settings."""
     feasible_oracle = ExactSimultaneouslyFeasibleOracle(family, reference_tasks=[family.task(noise=REFERENCE_NOISE)],
                                                         exploration=EXPLORATION)
     settings = {"delta": config.delta, "eps": config.eps, "xi": config.xi, "seed": config.seed,
                 "feasible_oracle": {"iterations": feasible_oracle.iterations, "step_size": feasible_oracle.step_size,
                                     "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION},
-                "version": cmdp_envs.__version__}
+                "version": cmdp_envs.__version__, "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     if _load_json(directory / "settings.json") == settings:
         try:
-            return CoveringResult.load(directory, family)
+            return CoveringResult.load(directory, family), settings
         except ValueError:
             pass  # an interrupted or corrupt save: train again
     covering = train(family, ExactLPOracle(family), DistanceCheck(family, parameter="noise"), feasible_oracle,
                      delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
     covering.save(directory)
     write_json(directory / "settings.json", settings)
-    return covering
+    return covering, settings
 
 
 def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None = None) -> dict[str, Any]:
@@ -162,10 +177,10 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     family = GridWorldFamily()
-    config_json = {**dataclasses.asdict(config), "test_noise_levels": list(PAPER_TEST_NOISE_LEVELS),
-                   "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION, "version": cmdp_envs.__version__}
     started = time.perf_counter()
-    covering = _train(family, config, out)
+    covering, training_settings = _train(family, config, out)
+    config_json = {**dataclasses.asdict(config), "test_noise_levels": list(PAPER_TEST_NOISE_LEVELS),
+                   "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION, "training": training_settings}
     cmdps = [family.tabular(family.task(noise=noise)) for noise in PAPER_TEST_NOISE_LEVELS]
     optimal = [solve_cmdp(cmdp).reward_value for cmdp in cmdps]
     # Training draws from SeedSequence(seed); the test runs from a separate stream.
