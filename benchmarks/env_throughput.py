@@ -35,18 +35,24 @@ def env_steps_per_second(env_id: str, n_steps: int, repeats: int) -> float:
     return best
 
 
+def python_loop_episode(cmdp, policy, horizon: int, rng: np.random.Generator) -> tuple[float, float]:
+    """One episode by a per-step Python loop: the discounted return and cost."""
+    S, A = cmdp.n_states, cmdp.n_actions
+    state = rng.choice(S, p=cmdp.mu)
+    reward_return = cost_return = 0.0
+    for t in range(horizon):
+        action = rng.choice(A, p=policy[state])
+        reward_return += cmdp.gamma**t * cmdp.r[state, action]
+        cost_return += cmdp.gamma**t * cmdp.c[state, action]
+        state = rng.choice(S, p=cmdp.P[state, action])
+    return reward_return, cost_return
+
+
 def python_loop_steps_per_second(cmdp, policy, n_episodes: int, horizon: int) -> float:
     rng = np.random.default_rng(0)
-    S, A = cmdp.n_states, cmdp.n_actions
     start = time.perf_counter()
     for _ in range(n_episodes):
-        state = rng.choice(S, p=cmdp.mu)
-        reward_return = cost_return = 0.0
-        for t in range(horizon):
-            action = rng.choice(A, p=policy[state])
-            reward_return += cmdp.gamma**t * cmdp.r[state, action]
-            cost_return += cmdp.gamma**t * cmdp.c[state, action]
-            state = rng.choice(S, p=cmdp.P[state, action])
+        python_loop_episode(cmdp, policy, horizon, rng)
     return n_episodes * horizon / (time.perf_counter() - start)
 
 

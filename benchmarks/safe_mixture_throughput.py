@@ -20,25 +20,18 @@ from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamil
 from cmdp_envs.meta.covering import train
 from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
 from cmdp_envs.meta.safe_mixture import PracticalConstants, SafeMixture, run_on_tabular
+from env_throughput import python_loop_episode  # benchmarks/ is on sys.path when a script in it runs
 
 
 def loop_episodes_per_second(algorithm: SafeMixture, covering, cmdp, n_episodes: int, horizon: int) -> float:
     rng = np.random.default_rng(0)
-    S, A = cmdp.n_states, cmdp.n_actions
     start = time.perf_counter()
     for _ in range(n_episodes):
         proposal = algorithm.propose()
         use_candidate = proposal.candidate is not None and rng.random() < proposal.alpha
         policy = (covering.policy_values[proposal.candidate].policy if use_candidate
                   else covering.safe_policy).probabilities
-        state = rng.choice(S, p=cmdp.mu)
-        reward_return = cost_return = 0.0
-        for t in range(horizon):
-            action = rng.choice(A, p=policy[state])
-            reward_return += cmdp.gamma**t * cmdp.r[state, action]
-            cost_return += cmdp.gamma**t * cmdp.c[state, action]
-            state = rng.choice(S, p=cmdp.P[state, action])
-        algorithm.observe(reward_return, cost_return)
+        algorithm.observe(*python_loop_episode(cmdp, policy, horizon, rng))
     return n_episodes / (time.perf_counter() - start)
 
 

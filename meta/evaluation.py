@@ -11,15 +11,18 @@ Figure 2).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from cmdp_envs.io import save_figure
+from cmdp_envs.tabular import TabularCMDP, evaluate_policy
+from cmdp_envs.task import check_count
 
-__all__ = ["TestRun", "TestRunBuilder", "summarise", "plot_runs", "FEASIBILITY_TOLERANCE"]
+__all__ = ["TestRun", "TestRunBuilder", "run_iterates", "summarise", "plot_runs", "FEASIBILITY_TOLERANCE"]
 
 #: Exact values come from linear solves, so a policy exactly at the limit can evaluate a few ulps above it; a cost
 #: value counts as a violation only beyond this.
@@ -101,6 +104,21 @@ class TestRunBuilder:
         starts, rewards, costs, details = zip(*self._segments)
         return TestRun(np.array(starts), np.array(rewards), np.array(costs), tuple(details), self._episodes,
                        self.cost_limit)
+
+
+def run_iterates(cmdp: TabularCMDP, iterates: Iterator[np.ndarray], n_episodes: int,
+                 episodes_per_iterate: int) -> TestRun:
+    """The test run of an iterative method that executes each policy of ``iterates`` for ``episodes_per_iterate``
+    episodes (the last one for what is left of ``K = n_episodes``), each evaluated exactly. ``iterates`` is read
+    lazily, so the method computes no iterate it would not execute."""
+    check_count("n_episodes", n_episodes, minimum=1)
+    check_count("episodes_per_iterate", episodes_per_iterate, minimum=1)
+    run = TestRun.builder(cmdp.cost_limit)
+    for iteration in range(math.ceil(n_episodes / episodes_per_iterate)):
+        reward_value, cost_value = evaluate_policy(cmdp, next(iterates))
+        run.add(min(episodes_per_iterate, n_episodes - iteration * episodes_per_iterate), reward_value, cost_value,
+                {"iteration": iteration})
+    return run.build()
 
 
 def summarise(runs: Sequence[TestRun], optimal_reward_values: Sequence[float], curve_points: int = 200

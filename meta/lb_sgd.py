@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.stats
 
-from cmdp_envs.meta.evaluation import TestRun
+from cmdp_envs.meta.evaluation import TestRun, run_iterates
+from cmdp_envs.meta.policies import softmax
 from cmdp_envs.meta.safe_adaptation import AdvantageEstimate, trajectory_advantages
-from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy, evaluate_policy
+from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy
 from cmdp_envs.task import as_generator, check_count
 
 __all__ = ["LBSGDConfig", "policy_gradients", "lb_sgd_step", "run_on_tabular"]
@@ -80,7 +82,7 @@ def policy_gradients(policy: np.ndarray, estimate: AdvantageEstimate, gamma: flo
 def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng: np.random.Generator
                 ) -> tuple[np.ndarray, float]:
     """One iteration from ``theta = logits`` (``(S, A)``): the new logits and the step size taken."""
-    policy = _softmax(logits)
+    policy = softmax(logits)
     trajectories = EpisodeSampler(cmdp, policy, config.horizon).sample_trajectories(config.n_episodes, seed=rng)
     estimate = trajectory_advantages(cmdp, trajectories)
     discounted_costs = trajectories.costs @ cmdp.gamma ** np.arange(config.horizon)
@@ -103,11 +105,6 @@ def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng:
     return logits + step * direction, step
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    policy = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return policy / policy.sum(axis=1, keepdims=True)
-
-
 def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: int, config: LBSGDConfig,
                    seed: object = None) -> TestRun:
     """LB-SGD under the meta-test protocol: ``K = n_episodes`` episodes on ``cmdp`` from ``pi_s``
@@ -116,15 +113,12 @@ def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: in
     initial_policy = check_policy(cmdp, initial_policy)
     if np.any(initial_policy <= 0):
         raise ValueError("LB-SGD's softmax policy needs an initial policy with full support (every probability > 0)")
-    check_count("n_episodes", n_episodes, minimum=1)
     rng = as_generator(seed)
-    logits = np.log(initial_policy)
-    run = TestRun.builder(cmdp.cost_limit)
-    n_iterations = math.ceil(n_episodes / config.n_episodes)
-    for iteration in range(n_iterations):
-        reward_value, cost_value = evaluate_policy(cmdp, _softmax(logits))
-        run.add(min(config.n_episodes, n_episodes - iteration * config.n_episodes), reward_value, cost_value,
-                {"iteration": iteration})
-        if iteration + 1 < n_iterations:
+
+    def iterates() -> Iterator[np.ndarray]:
+        logits = np.log(initial_policy)
+        while True:
+            yield softmax(logits)
             logits, _ = lb_sgd_step(cmdp, logits, config, rng)
-    return run.build()
+
+    return run_iterates(cmdp, iterates(), n_episodes, config.n_episodes)

@@ -23,6 +23,7 @@ __all__ = [
     "TabularPolicy",
     "MLPPolicy",
     "sample_action",
+    "softmax",
     "gaussian_argmax_probabilities",
     "tabular_policy_from_sb3",
     "tabular_policy_from_omnisafe",
@@ -32,6 +33,12 @@ __all__ = [
 def sample_action(probabilities: np.ndarray, rng: np.random.Generator) -> int:
     """One draw from a categorical distribution (round-off past the last cumulative sum maps to the last action)."""
     return int(min(np.searchsorted(np.cumsum(probabilities), rng.random(), side="right"), len(probabilities) - 1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(S, A)`` logits: the tabular softmax policy (``-inf`` logits get probability zero)."""
+    policy = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return policy / policy.sum(axis=1, keepdims=True)
 
 
 class TabularPolicy:

@@ -23,13 +23,14 @@ every policy of the sequence is feasible there. :func:`adapt` evaluates every po
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 
-from cmdp_envs.meta.evaluation import TestRun
-from cmdp_envs.meta.policies import sample_action
+from cmdp_envs.meta.evaluation import TestRun, run_iterates
+from cmdp_envs.meta.policies import sample_action, softmax
 from cmdp_envs.tabular import (
     EpisodeSampler,
     TabularCMDP,
@@ -178,9 +179,7 @@ def closed_form_policy(policy: np.ndarray, estimate: AdvantageEstimate, u: float
     Actions ``pi_phi`` never takes keep probability zero."""
     eta = config.reward_kl + (1 - gamma) * u * config.cost_kl
     logits = np.log(np.maximum(policy, 1e-300)) + (estimate.reward_advantage - u * estimate.cost_advantage) / eta
-    logits = np.where(policy > 0, logits, -np.inf)
-    new_policy = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return new_policy / new_policy.sum(axis=1, keepdims=True)
+    return softmax(np.where(policy > 0, logits, -np.inf))
 
 
 def linearised_cost(new_policy: np.ndarray, policy: np.ndarray, estimate: AdvantageEstimate, gamma: float,
@@ -658,14 +657,10 @@ def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: in
     so they execute the policy being adapted; every executed policy is evaluated exactly."""
     if config.advantages != "sampled":
         raise ValueError("the test-time protocol counts sampled episodes; use advantages='sampled'")
-    check_count("n_episodes", n_episodes, minimum=1)
-    run = TestRun.builder(cmdp.cost_limit)
-    policy = check_policy(cmdp, initial_policy)
-    n_steps = math.ceil(n_episodes / config.n_episodes)
-    for step in range(n_steps):
-        reward_value, cost_value = evaluate_policy(cmdp, policy)
-        run.add(min(config.n_episodes, n_episodes - step * config.n_episodes), reward_value, cost_value,
-                {"step": step})
-        if step + 1 < n_steps:
+
+    def adapted_policies(policy: np.ndarray) -> Iterator[np.ndarray]:
+        for step in itertools.count():
+            yield policy
             policy = adaptation_step(cmdp, policy, config, seed=seed + step).policy
-    return run.build()
+
+    return run_iterates(cmdp, adapted_policies(check_policy(cmdp, initial_policy)), n_episodes, config.n_episodes)

@@ -106,8 +106,9 @@ class PracticalConstants:
     Elimination starts once ``n >= min_episodes``, with radii ``sqrt(reward_scale / n) + eps L_r`` and
     ``sqrt(cost_scale / n) + eps L_c``; on ``pi_s``'s pooled samples (``m = 0``) the cost radius is
     ``sqrt(pooled_cost_scale / n) + eps L_c``. ``alpha`` is raised once ``n - 2 >= min(max(raise_scale / v_l_m^2,
-    raise_min), raise_max)``, while ``m <= log_{2/3} eps`` (``floor(log_{2/3} eps) + 1`` raises), by ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c
-    + 2)`` and ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
+    raise_min), raise_max)``, while ``m <= log_{2/3} eps`` (``floor(log_{2/3} eps) + 1`` raises), by
+    ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c + 2)`` and
+    ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
     """
 
     eps: float = 0.01
@@ -352,7 +353,7 @@ class ExecutedMixture:
     @property
     def verified_feasible(self) -> bool:
         """The upper end of the cost interval meets the limit."""
-        return self.cost.value + self.cost.half_width <= self.cost_limit
+        return self.cost.upper_bound <= self.cost_limit
 
 
 def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEstimate, evaluate
-from cmdp_envs.meta.policies import TabularPolicy
+from cmdp_envs.meta.policies import TabularPolicy, softmax
 from cmdp_envs.tabular import value_functions
 from cmdp_envs.task import Task, TaskFamily, check_count
 
@@ -93,7 +93,7 @@ class SimultaneouslyFeasibleResult:
     @property
     def margins(self) -> np.ndarray:
         """``d_i - J_c_i`` per task (upper confidence bound of ``J_c`` for estimates)."""
-        return np.array([t.cost_limit - c.value - c.half_width for t, c in zip(self.tasks, self.cost)])
+        return np.array([t.cost_limit - c.upper_bound for t, c in zip(self.tasks, self.cost)])
 
 
 class ExactSimultaneouslyFeasibleOracle:
@@ -159,8 +159,7 @@ class ExactSimultaneouslyFeasibleOracle:
             if scale == 0:
                 break
             logits = np.log(np.maximum(policy, 1e-300)) + self.step_size * advantage / scale
-            policy = np.exp(logits - logits.max(axis=1, keepdims=True))
-            policy /= policy.sum(axis=1, keepdims=True)
+            policy = softmax(logits)
         if best is None:
             raise NoFeasiblePolicyError(xi, worst_margin, f"{self.iterations} exact natural-gradient steps")
         return self._checked(tasks, xi, best[1])

@@ -46,6 +46,11 @@ class ValueEstimate:
     confidence: float = 1.0
 
     @property
+    def upper_bound(self) -> float:
+        """``value + half_width``: the value is at most this, at ``confidence``."""
+        return self.value + self.half_width
+
+    @property
     def exact(self) -> bool:
         return self.half_width == 0.0 and self.confidence == 1.0
 
@@ -68,7 +73,7 @@ class OracleResult:
     @property
     def feasible(self) -> bool:
         """``J_c <= cost_limit``; for estimates, the upper end of the confidence interval must meet the limit."""
-        return self.cost.value + self.cost.half_width <= self.task.cost_limit
+        return self.cost.upper_bound <= self.task.cost_limit
 
 
 class LearnerOracle(Protocol):

@@ -49,7 +49,7 @@ from cmdp_envs.io import write_json
 from cmdp_envs import tabular
 from cmdp_envs.families import gridworld as gridworld_family
 from cmdp_envs.meta import covering as covering_module
-from cmdp_envs.meta import evaluation, lb_sgd, safe_adaptation, safe_mixture
+from cmdp_envs.meta import evaluation, lb_sgd, policies, safe_adaptation, safe_mixture
 from cmdp_envs.meta.covering import CoveringResult, train
 from cmdp_envs.meta.evaluation import TestRun, plot_runs, summarise
 from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
@@ -141,8 +141,8 @@ METHODS: dict[str, tuple[TestMethod, str]] = {
 
 def _code_fingerprint() -> str:
     """A hash of the source of every module the reproduction's numbers depend on."""
-    modules = (tabular, gridworld_family, covering_module, evaluation, lb_sgd, safe_adaptation, safe_mixture,
-               exact_oracle, feasible_oracles)
+    modules = (tabular, gridworld_family, covering_module, evaluation, lb_sgd, policies, safe_adaptation,
+               safe_mixture, exact_oracle, feasible_oracles)
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
