@@ -12,13 +12,17 @@ import abc
 import dataclasses
 import itertools
 import math
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cmdp_envs.tabular import TabularCMDP
 
 __all__ = [
     "Task",
     "TaskFamily",
+    "TabularFamily",
     "ParameterDistribution",
     "ClippedNormal",
     "Uniform",
@@ -300,3 +304,16 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
     def describe(self) -> str:
         """A few lines: one per task parameter with its distribution and valid range."""
         return "\n".join(f"{name}: {dist.describe()}" for name, dist in self.parameters.items())
+
+
+@runtime_checkable
+class TabularFamily(Protocol):
+    """A task family with an exact finite model: ``family.tabular(task)`` is the task's
+    :class:`~cmdp_envs.tabular.TabularCMDP`. Exact evaluation, the LP oracle and ``cmdp-envs solve`` need one;
+    ``isinstance(family, TabularFamily)`` tells."""
+
+    gamma: float
+
+    def tabular(self, task: Any) -> TabularCMDP: ...
+
+    def check_task(self, task: Task) -> None: ...
