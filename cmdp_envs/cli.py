@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import numpy as np
 import cmdp_envs
 from cmdp_envs.io import save_figure, write_json
 from cmdp_envs.registration import SPECS
-from cmdp_envs.task import Task
+from cmdp_envs.task import TabularFamily, Task, check_count
 
 __all__ = ["main"]
 
@@ -33,11 +36,46 @@ def _make(env_id: str) -> gym.Env:
 
 
 def _parse_value(text: str) -> Any:
-    """``0.3`` -> float, ``(0, 6)`` -> tuple; anything that is not a Python literal stays a string."""
+    """``0.3`` -> float, ``(0, 6)`` -> tuple, ``nan`` and ``inf`` -> float (so the family's check can say "must be
+    finite"); anything else that is not a Python literal stays a string."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        return float(text)
+    except ValueError:
         return text
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: an int ``>= minimum``. Argparse names the flag and exits with status 2."""
+
+    def parse(text: str) -> int:
+        try:
+            return check_count("the value", int(text), minimum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}") from None
+
+    return parse
+
+
+def _check_out(out: str) -> Path:
+    """The ``--out`` directory, created (as the command would) and shown writable by writing and removing a probe
+    file, so a bad path fails before any work rather than after it."""
+    if not out:
+        raise CLIError("--out must not be empty")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {out!r} is an existing file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=path, prefix=".cmdp-envs-write-probe-")
+        os.close(descriptor)
+        os.remove(probe)
+    except OSError as error:
+        raise CLIError(f"--out {out!r} cannot be created or written: {error.strerror or error}") from None
+    return path
 
 
 def _parse_task(env: gym.Env, assignments: Sequence[str]) -> Task:
@@ -69,7 +107,7 @@ def command_describe(args: argparse.Namespace) -> None:
     print(f"observation space:  {env.observation_space}")
     print(f"max episode steps:  {env.spec.max_episode_steps}")
     print(f"discount (gamma):   {base.family.gamma}")
-    print(f"exact tabular model: {'yes' if hasattr(base, 'tabular') else 'no'}")
+    print(f"exact tabular model: {'yes' if isinstance(base.family, TabularFamily) else 'no'}")
     print("task distribution:")
     for line in base.family.describe().splitlines():
         print(f"  {line}")
@@ -82,9 +120,10 @@ def command_solve(args: argparse.Namespace) -> None:
 
     env = _make(args.env_id)
     base = env.unwrapped
-    if not hasattr(base, "tabular"):
+    if not isinstance(base.family, TabularFamily):
         raise CLIError(f"{args.env_id} has no exact tabular model; `solve` needs a tabular family")
     tasks = [_parse_task(env, assignments) for assignments in (args.task or [[]])]
+    out = None if args.out is None else _check_out(args.out)
     results = []
     for task in tasks:
         cmdp = base.family.tabular(task)
@@ -101,8 +140,7 @@ def command_solve(args: argparse.Namespace) -> None:
             f"reward value J_r = {solution.reward_value:.4f}   cost value J_c = {solution.cost_value:.4f}   "
             f"cost limit d = {task.cost_limit:g}   feasible: yes   (gamma = {cmdp.gamma})\n"
         )
-    if args.out is not None:
-        out = Path(args.out)
+    if out is not None:
         write_json(
             out / "solution.json",
             {
@@ -122,30 +160,33 @@ def command_solve(args: argparse.Namespace) -> None:
         )
         print(f"wrote {out / 'solution.json'}")
         if hasattr(base.family, "draw_policy"):
-            import matplotlib
+            # A bare Figure, not pyplot: library code must not pick the user's matplotlib backend.
+            from matplotlib.figure import Figure
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.4), squeeze=False)
+            figure = Figure(figsize=(4.2 * len(results), 4.4))
+            axes = figure.subplots(1, len(results), squeeze=False)
             for ax, (task, solution) in zip(axes[0], results):
                 base.family.draw_policy(
                     ax, task, solution.policy,
                     title=f"{_short(task)}\nJ_r = {solution.reward_value:.2f}, J_c = {solution.cost_value:.2f}",
                 )
             save_figure(figure, out / "policy.png")
-            plt.close(figure)
             print(f"wrote {out / 'policy.png'}")
 
 
 def command_compare(args: argparse.Namespace) -> None:
-    from cmdp_envs.meta.compare import run_comparison
+    from cmdp_envs.meta.compare import check_algorithms, run_comparison
 
     env = _make(args.env)
     task = _parse_task(env, args.task) if args.task else None
-    algos = [name.strip() for name in args.algos.split(",") if name.strip()]
     try:
-        summary = run_comparison(algos, args.env, steps=args.steps, seeds=args.seeds, out=args.out, task=task)
+        algos = check_algorithms([name.strip() for name in args.algos.split(",") if name.strip()])
+    except (ValueError, ImportError) as error:
+        raise CLIError(str(error)) from None
+    _check_out(args.out)
+    try:
+        summary = run_comparison(algos, env.unwrapped.family, steps=args.steps, seeds=args.seeds, out=args.out,
+                                 task=task)
     except (ValueError, ImportError) as error:
         raise CLIError(str(error)) from None
     print(f"{'algo':<14}{'seed':>5}{'J_r':>10}{'J_c':>9}{'limit':>7}  feasible  evaluation         seconds")
@@ -157,18 +198,20 @@ def command_compare(args: argparse.Namespace) -> None:
 
 
 def command_reproduce(args: argparse.Namespace) -> None:
+    _check_out(args.out)
     from cmdp_envs.meta.reproduce import gridworld
 
     config = (gridworld.ReproductionConfig.quick(seed=args.seed) if args.quick
               else gridworld.ReproductionConfig(seed=args.seed))
+    started = time.perf_counter()
     try:
         summary = gridworld.run(args.out, config)
     except ValueError as error:
         raise CLIError(str(error)) from None
     print(gridworld.format_table(summary))
     out = Path(args.out)
-    print(f"wrote {out / 'summary.json'}, {out / 'figure2.png'}, {out / 'all_methods.png'} "
-          f"({summary['seconds']:.0f} s)")
+    print(f"wrote {out / 'summary.json'}, {out / 'figure2.png'}, {out / 'all_methods.png'}, {out / 'timings.json'} "
+          f"({time.perf_counter() - started:.0f} s)")
 
 
 def _short(task: Task) -> str:
@@ -206,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--algos", required=True, help="comma-separated, e.g. PPOLag,TRPOLag,CPO,SB3-PPOLag")
     compare.add_argument("--env", required=True, help="a registered id, e.g. cmdp_envs/GridWorld-v0")
-    compare.add_argument("--steps", type=int, required=True, help="environment steps per run")
-    compare.add_argument("--seeds", type=int, default=1, help="number of seeds (0..S-1)")
+    compare.add_argument("--steps", type=_count(1), required=True, help="environment steps per run")
+    compare.add_argument("--seeds", type=_count(1), default=1, help="number of seeds (0..S-1)")
     compare.add_argument("--out", required=True, help="output directory")
     compare.add_argument("--task", nargs="+", metavar="KEY=VALUE", help="task parameters (default: default task)")
     compare.set_defaults(run=command_compare)
@@ -221,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("experiment", choices=["gridworld"])
     reproduce.add_argument("--quick", action="store_true", help="K = 5,000 episodes per task instead of 40,000")
     reproduce.add_argument("--out", default="out/reproduce-gridworld", help="output directory")
-    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--seed", type=_count(0), default=0)
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

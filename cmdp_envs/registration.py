@@ -66,3 +66,9 @@ def register_all() -> None:
 def registered_ids() -> list[str]:
     """Every id this package registers, in registration order."""
     return [spec.id for spec in SPECS]
+
+
+def registered_ids_for(env_class: type) -> list[str]:
+    """The ids whose entry point is ``env_class``, in registration order (for error messages)."""
+    entry_point = f"{env_class.__module__}:{env_class.__name__}"
+    return [spec.id for spec in SPECS if spec.entry_point == entry_point]

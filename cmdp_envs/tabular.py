@@ -9,7 +9,7 @@ Policies are arrays of action probabilities of shape ``(S, A)`` whose rows sum t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.optimize
@@ -28,13 +28,18 @@ __all__ = [
     "cmdp_distance",
     "EpisodeBatch",
     "EpisodeSampler",
+    "WORKING_MEMORY",
     "Trajectories",
     "sample_episodes",
     "check_policy",
+    "check_distribution_rows",
     "cumulative_distribution",
 ]
 
 _ATOL = 1e-8
+# The tolerance of np.allclose(row_sums, 1, atol=1e-6) (atol + rtol * 1), which policies were first checked with:
+# every policy accepted then is accepted now.
+_ROW_SUM_TOLERANCE = 1e-6 + 1e-5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -102,14 +107,43 @@ def cumulative_distribution(probabilities: np.ndarray) -> np.ndarray:
     return cumulative
 
 
+def check_distribution_rows(array: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` unless every row of ``array`` (its last axis) is a probability distribution: finite
+    entries, none below ``-1e-8`` (round-off), summing to one within ``1.1e-5``. The message names the first bad row
+    (an index tuple for arrays of more than two axes) and its offending entry or sum."""
+    array = np.asarray(array)
+    rows = array.reshape(-1, array.shape[-1])
+    problems = (
+        (~np.isfinite(rows), "has a non-finite entry {}"),
+        (rows < -_ATOL, f"has a negative entry {{}} (entries must be >= {-_ATOL:g})"),
+    )
+    for bad, message in problems:
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raise ValueError(f"row {_row_label(array, row)} of {name} {message.format(float(rows[row, column]))}")
+    sums = rows.sum(axis=1)
+    bad_sums = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_TOLERANCE)
+    if bad_sums.size:
+        row = bad_sums[0]
+        raise ValueError(f"row {_row_label(array, row)} of {name} sums to {float(sums[row])!r} "
+                         f"(must be 1 within {_ROW_SUM_TOLERANCE:.2g})")
+
+
+def _row_label(array: np.ndarray, row: int) -> str:
+    """The index of flattened row ``row`` of ``array``: ``3`` for a matrix, ``(1, 3)`` for a stack of matrices."""
+    if array.ndim <= 2:
+        return str(int(row))
+    return str(tuple(int(i) for i in np.unravel_index(row, array.shape[:-1])))
+
+
 def check_policy(cmdp: TabularCMDP, policy: np.ndarray, name: str = "policy") -> np.ndarray:
-    """``policy`` as a float array of shape ``(S, A)`` or ``(B, S, A)`` with rows on the simplex, else ``ValueError``."""
+    """``policy`` as a float array of shape ``(S, A)`` or ``(B, S, A)`` with rows on the simplex
+    (:func:`check_distribution_rows`), else ``ValueError``."""
     policy = np.asarray(policy, dtype=np.float64)
     shape = (cmdp.n_states, cmdp.n_actions)
     if policy.shape[-2:] != shape or policy.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape {shape} or (B, *{shape}), got {policy.shape}")
-    if np.any(policy < -_ATOL) or not np.allclose(policy.sum(axis=-1), 1.0, atol=1e-6):
-        raise ValueError(f"{name} rows must be probability distributions over the {cmdp.n_actions} actions")
+    check_distribution_rows(policy, name)
     return policy
 
 
@@ -264,11 +298,18 @@ def cmdp_distance(cmdp_1: TabularCMDP, cmdp_2: TabularCMDP) -> float:
     )
 
 
+#: Working memory, in bytes, that :class:`EpisodeSampler` lets one chunk of episodes use (the default of its
+#: ``working_memory``). Sampling holds one chunk at a time, so its memory beyond the returned arrays stays below this
+#: for any number of episodes.
+WORKING_MEMORY = 64 * 2**20
+
+
 @dataclasses.dataclass(frozen=True)
 class EpisodeBatch:
     """Per-episode results of :func:`sample_episodes`, each of shape ``(n_episodes,)``.
 
-    ``policy_index[e]`` is the mixture member episode ``e`` ran (always 0 for a single policy).
+    ``policy_index[e]`` is the mixture member episode ``e`` ran (always 0 for a single policy), in the smallest
+    unsigned integer dtype that holds every member's index.
     """
 
     reward_return: np.ndarray
@@ -293,18 +334,25 @@ class EpisodeSampler:
 
     Every state-action-next-state step is one joint draw of ``(a, s')`` from ``pi(a|s) P(s'|s,a)``. The joint
     distribution of each ``(policy, s)`` is stored sparsely (only its non-zero outcomes, padded to the largest support)
-    so a draw is a comparison of one uniform against a short cumulative row; all episodes advance together, one
-    vectorised step per time step.
+    so a draw is a comparison of one uniform against a short cumulative row; the episodes of a chunk advance
+    together, one vectorised step per time step.
+
+    Episodes run in chunks of :attr:`chunk_episodes`, the most whose per-step working arrays fit in
+    ``working_memory`` bytes, one chunk after the other from the same random stream. A request of at most
+    ``chunk_episodes`` episodes is one chunk and draws exactly what an unchunked sampler would; a larger request's
+    results depend on the chunk size, so they are reproducible for a seed and a ``working_memory``.
 
     Build one sampler per (CMDP, policy set) and call :meth:`sample` repeatedly: the tables are built once.
 
     :param cmdp: the tabular CMDP to sample.
     :param policies: one policy ``(S, A)`` or a stack ``(K, S, A)`` of mixture members.
     :param horizon: steps per episode (``H``); discounted sums stop there.
+    :param working_memory: bytes one chunk of episodes may use (default :data:`WORKING_MEMORY`).
     """
 
-    def __init__(self, cmdp: TabularCMDP, policies: np.ndarray, horizon: int):
+    def __init__(self, cmdp: TabularCMDP, policies: np.ndarray, horizon: int, working_memory: int = WORKING_MEMORY):
         self.horizon = check_count("horizon", horizon, minimum=1)
+        working_memory = check_count("working_memory", working_memory, minimum=1)
         policies = check_policy(cmdp, policies, "policies")
         if policies.ndim == 2:
             policies = policies[None]
@@ -325,22 +373,39 @@ class EpisodeSampler:
         self._reward = cmdp.r
         self._cost = cmdp.c
         self._mu_cumulative = cumulative_distribution(cmdp.mu)
+        self._index_dtype = np.min_scalar_type(self.n_policies - 1)
+        # Per episode and step: the gathered cumulative rows (float64) and their comparison with the uniform (bool),
+        # plus at most 16 vectors of 8-byte numbers (uniforms, rows, outcomes, states, actions, returns, ...).
+        self.chunk_episodes = max(1, working_memory // (9 * width + 16 * 8))
 
-    def _mixture_members(self, n: int, rng: np.random.Generator,
-                         weights: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    def _check_weights(self, weights: Sequence[float] | np.ndarray | None) -> np.ndarray:
+        """The mixture weights as an array, checked; uniform by default."""
         if weights is None:
-            weights = np.full(self.n_policies, 1.0 / self.n_policies)
+            return np.full(self.n_policies, 1.0 / self.n_policies)
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (self.n_policies,) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
             raise ValueError(
                 f"weights must be {self.n_policies} non-negative numbers summing to 1, got {weights.tolist()}"
             )
+        return weights
+
+    def _check_gamma(self, gamma: float | None) -> float:
+        gamma = self.cmdp.gamma if gamma is None else float(gamma)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        return gamma
+
+    def _chunk_sizes(self, n: int) -> Iterator[int]:
+        for start in range(0, n, self.chunk_episodes):
+            yield min(self.chunk_episodes, n - start)
+
+    def _mixture_members(self, n: int, rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
         if self.n_policies == 1:
             return np.zeros(n, dtype=np.intp)
         member = np.searchsorted(np.cumsum(weights), rng.random(n) * weights.sum(), side="right")
         return np.minimum(member, self.n_policies - 1)
 
-    def _steps(self, member: np.ndarray, rng: np.random.Generator):
+    def _steps(self, member: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(state, action)`` arrays, one pair per time step, for episodes running the given members."""
         n = len(member)
         state = np.searchsorted(self._mu_cumulative, rng.random(n), side="right")
@@ -352,6 +417,35 @@ class EpisodeSampler:
             action = actions[row, outcome]
             yield state, action
             state = next_states[row, outcome]
+
+    def sample_chunks(
+        self,
+        n_episodes: int,
+        seed: SeedLike = None,
+        weights: Sequence[float] | np.ndarray | None = None,
+        gamma: float | None = None,
+    ) -> Iterator[EpisodeBatch]:
+        """The episodes of :meth:`sample` (same arguments, same draws), as consecutive batches of at most
+        :attr:`chunk_episodes` episodes: streaming them takes bounded memory for any ``n_episodes``. The arguments
+        are checked at the call, the episodes drawn as the batches are consumed."""
+        n = check_count("n_episodes", n_episodes)
+        gamma = self._check_gamma(gamma)
+        weights = self._check_weights(weights)
+        return self._episode_chunks(n, as_generator(seed), weights, gamma)
+
+    def _episode_chunks(self, n: int, rng: np.random.Generator, weights: np.ndarray,
+                        gamma: float) -> Iterator[EpisodeBatch]:
+        for size in self._chunk_sizes(n):
+            member = self._mixture_members(size, rng, weights)
+            reward_return = np.zeros(size)
+            cost_return = np.zeros(size)
+            discount = 1.0
+            for state, action in self._steps(member, rng):
+                reward_return += discount * self._reward[state, action]
+                cost_return += discount * self._cost[state, action]
+                discount *= gamma
+            yield EpisodeBatch(reward_return=reward_return, cost_return=cost_return,
+                               policy_index=member.astype(self._index_dtype))
 
     def sample(
         self,
@@ -365,34 +459,42 @@ class EpisodeSampler:
         :param weights: mixture weights over the policies (default: the single policy, or uniform).
         :param gamma: discount of the returned sums (default the CMDP's; ``1.0`` gives undiscounted sums).
         """
-        n = check_count("n_episodes", n_episodes)
-        gamma = self.cmdp.gamma if gamma is None else float(gamma)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        rng = as_generator(seed)
-        member = self._mixture_members(n, rng, weights)
-        reward_return = np.zeros(n)
-        cost_return = np.zeros(n)
-        discount = 1.0
-        for state, action in self._steps(member, rng):
-            reward_return += discount * self._reward[state, action]
-            cost_return += discount * self._cost[state, action]
-            discount *= gamma
-        return EpisodeBatch(reward_return=reward_return, cost_return=cost_return, policy_index=member)
+        chunks = self.sample_chunks(n_episodes, seed=seed, weights=weights, gamma=gamma)
+        n = int(n_episodes)
+        batch = EpisodeBatch(reward_return=np.empty(n), cost_return=np.empty(n),
+                             policy_index=np.empty(n, dtype=self._index_dtype))
+        start = 0
+        for chunk in chunks:
+            stop = start + len(chunk.reward_return)
+            batch.reward_return[start:stop] = chunk.reward_return
+            batch.cost_return[start:stop] = chunk.cost_return
+            batch.policy_index[start:stop] = chunk.policy_index
+            start = stop
+        return batch
 
     def sample_trajectories(self, n_episodes: int, seed: SeedLike = None,
                             weights: Sequence[float] | np.ndarray | None = None) -> Trajectories:
-        """Like :meth:`sample`, but keep every step: states and actions of shape ``(n_episodes, horizon)``."""
+        """Like :meth:`sample`, but keep every step: states and actions of shape ``(n_episodes, horizon)``. Runs in
+        the same chunks as :meth:`sample`, so its working memory beyond the returned arrays is bounded too."""
         n = check_count("n_episodes", n_episodes)
+        weights = self._check_weights(weights)
         rng = as_generator(seed)
-        member = self._mixture_members(n, rng, weights)
-        states = np.empty((n, self.horizon), dtype=np.intp)
-        actions = np.empty((n, self.horizon), dtype=np.intp)
-        for t, (state, action) in enumerate(self._steps(member, rng)):
-            states[:, t] = state
-            actions[:, t] = action
-        return Trajectories(states=states, actions=actions, rewards=self._reward[states, actions],
-                            costs=self._cost[states, actions], policy_index=member)
+        shape = (n, self.horizon)
+        trajectories = Trajectories(states=np.empty(shape, dtype=np.intp), actions=np.empty(shape, dtype=np.intp),
+                                    rewards=np.empty(shape), costs=np.empty(shape),
+                                    policy_index=np.empty(n, dtype=self._index_dtype))
+        start = 0
+        for size in self._chunk_sizes(n):
+            episodes = slice(start, start + size)
+            member = self._mixture_members(size, rng, weights)
+            trajectories.policy_index[episodes] = member
+            for t, (state, action) in enumerate(self._steps(member, rng)):
+                trajectories.states[episodes, t] = state
+                trajectories.actions[episodes, t] = action
+                trajectories.rewards[episodes, t] = self._reward[state, action]
+                trajectories.costs[episodes, t] = self._cost[state, action]
+            start += size
+        return trajectories
 
 
 def sample_episodes(

@@ -249,7 +249,30 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
     """
 
     task_type: ClassVar[type[Task]]
+    #: The registered id whose env runs this family's tasks (:meth:`make_env`).
+    env_id: ClassVar[str]
     parameters: dict[str, ParameterDistribution]
+    gamma: float
+
+    def make_env(self, **env_kwargs: Any) -> Any:
+        """``gym.make(self.env_id, family=self, **env_kwargs)``: an env (with the id's time limit and checkers) that
+        runs exactly this family, so training and evaluation never rebuild the family from an id."""
+        import gymnasium as gym
+
+        return gym.make(self.env_id, family=self, **env_kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        """Families are equal when they are of one type with equal settings (public attributes), so two envs built
+        with equal arguments compare equal; caches and other private state do not count."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._settings() == other._settings()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def _settings(self) -> dict[str, Any]:
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
     def sample(self, n: int, seed: SeedLike = None) -> list[TaskT]:
         """``n`` tasks drawn independently; the same int seed always gives the same list."""

@@ -17,8 +17,9 @@ torch.set_num_threads(1)
 family = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
 task = family.task(noise=0.25)
 # A fixed-task OmniSafe id works for every algorithm (env_cfgs only exist for PPOLag); costs are reported as
-# gamma^t c_t so OmniSafe's episode-cost constraint is our discounted one, with the task's limit.
-env_id = register_omnisafe_task("cmdp_envs/GridWorld-v0", task=task)
+# gamma^t c_t so OmniSafe's episode-cost constraint is our discounted one, with the task's limit. Passing the family
+# (not its id) makes OmniSafe train on exactly the family evaluated below.
+env_id = register_omnisafe_task(family, task=task)
 cfgs = omnisafe_custom_cfgs("PPOLag", env_id, total_steps=steps, steps_per_epoch=2000, seed=0, log_dir="omnisafe_runs")
 agent = omnisafe.Agent("PPOLag", env_id, custom_cfgs=cfgs)
 agent.learn()

@@ -12,7 +12,6 @@ Usage: python examples/safe_mixture_learned.py [timesteps per oracle call] [test
 
 import sys
 
-import gymnasium as gym
 import torch
 
 import cmdp_envs  # noqa: F401
@@ -24,8 +23,6 @@ from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 from cmdp_envs.meta.safe_mixture import PracticalConstants, SafeMixture, run_on_env, verify_on_env
 from cmdp_envs.task import Fixed, Uniform
 
-ENV_ID = "cmdp_envs/PointNavigation-v0"
-
 
 def main() -> None:
     # The executor starts worker processes by "spawn", which re-imports this file: hence the main guard.
@@ -36,18 +33,19 @@ def main() -> None:
     family = PointNavigationFamily(cost_limit=Fixed(1.0), noise=Fixed(0.02), goal_x=Uniform(-0.4, 0.4),
                                    goal_y=Fixed(0.6), hazard_x=Fixed(0.0), hazard_y=Fixed(-0.1),
                                    hazard_radius=Fixed(0.2))
-    learner = SB3LagrangianOracle(ENV_ID, total_timesteps=timesteps, multiplier_lr=0.5, n_steps=128, learning_rate=1e-3,
-                                  n_eval_episodes=300)
-    feasible_oracle = LearnedSimultaneouslyFeasibleOracle(family, learner, max_rounds=3, n_episodes=300, horizon=50)
-    env = gym.make(ENV_ID)
-    covering = train(family, learner, DistanceCheck(family), lambda tasks, xi: feasible_oracle(tasks, xi, env=env),
-                     delta=0.1, eps=0.2, xi=0.1, seed=0, executor=LocalExecutor(max_workers=2))
+    # One family everywhere: the oracles train on it and evaluate under it, the cover samples it, the test runs in it.
+    learner = SB3LagrangianOracle(family, total_timesteps=timesteps, multiplier_lr=0.5, n_steps=128, learning_rate=1e-3,
+                                  n_eval_episodes=300, eval_horizon=50)
+    feasible_oracle = LearnedSimultaneouslyFeasibleOracle(learner, max_rounds=3, n_episodes=300, horizon=50)
+    covering = train(family, learner, DistanceCheck(family), feasible_oracle, delta=0.1, eps=0.2, xi=0.1, seed=0,
+                     executor=LocalExecutor(max_workers=2))
     print(f"Algorithm 1: N = {covering.n_samples}, |U| = {covering.cover_size}, doublings = {covering.doublings}, "
           f"coverage error {covering.coverage_error:.3f}")
     for entry in covering.policy_values:
         print(f"  goal_x = {entry.task.goal_x:+.3f}: u = {entry.reward_value:.2f}, v = {entry.margin:+.3f}; "
               f"pi_s: u_s = {entry.safe_reward_value:.2f}, v_s = {entry.safe_margin:+.3f}")
 
+    env = family.make_env()
     task = family.sample(1, seed=123)[0]
     constants = PracticalConstants(min_episodes=50, raise_min=50, raise_max=100, reward_scale=40.0, cost_scale=3.0,
                                    pooled_cost_scale=1.5, raise_scale=1.0)  # the authors' radii, rescaled to range 1

@@ -9,53 +9,72 @@ episode cost (OmniSafe runs use the bridge's discounted cost semantics), against
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from tqdm.auto import tqdm
 
-from cmdp_envs.io import save_figure, write_json
-from cmdp_envs.task import Task, check_count
+from cmdp_envs.io import UnreadableFileError, read_json, save_figure, write_json
+from cmdp_envs.task import Task, TaskFamily, check_count
 
-__all__ = ["SB3_LEARNERS", "make_oracle", "run_comparison"]
+__all__ = ["SB3_LEARNERS", "OMNISAFE_ALGORITHMS", "check_algorithms", "make_oracle", "run_comparison"]
 
 #: Our SB3 Lagrangian learners, by the name ``compare`` uses, with the SB3 algorithm behind each.
 SB3_LEARNERS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO"}
 
+#: OmniSafe 0.5.0's constrained on-policy algorithms (those whose config has a cost limit), by its own names, so an
+#: unknown name is reported as such whether or not OmniSafe is installed.
+OMNISAFE_ALGORITHMS = ("CPO", "CPPOPID", "CUP", "FOCOPS", "IPO", "OnCRPO", "P3O", "PCPO", "PDO",
+                       "PPOEarlyTerminated", "PPOLag", "PPOSaute", "PPOSimmerPID", "RCPO", "TRPOEarlyTerminated",
+                       "TRPOLag", "TRPOPID", "TRPOSaute", "TRPOSimmerPID")
 
-def make_oracle(algo: str, env_id: str, steps: int) -> Any:
-    """The learner oracle that trains ``algo`` for ``steps`` environment steps."""
+
+def check_algorithms(algos: Sequence[str]) -> list[str]:
+    """``algos`` if every name is known, else ``ValueError`` listing the known ones. OmniSafe's names need the
+    ``omnisafe`` extra (Python 3.10): that is checked after the names, so a typo is never reported as a missing
+    package."""
+    algos = list(algos)
+    if not algos:
+        raise ValueError("name at least one algorithm")
+    unknown = [algo for algo in algos if algo not in SB3_LEARNERS and algo not in OMNISAFE_ALGORITHMS]
+    if unknown:
+        raise ValueError(f"unknown algorithm(s) {unknown}; known: ours {list(SB3_LEARNERS)} (the 'sb3' extra) and "
+                         f"OmniSafe's {list(OMNISAFE_ALGORITHMS)} (the 'omnisafe' extra, Python 3.10)")
+    if any(algo in OMNISAFE_ALGORITHMS for algo in algos):
+        from cmdp_envs.wrappers.omnisafe_bridge import import_omnisafe
+
+        import_omnisafe()
+    return algos
+
+
+def make_oracle(algo: str, family: TaskFamily, steps: int) -> Any:
+    """The learner oracle that trains ``algo`` for ``steps`` environment steps on tasks of ``family``."""
+    (algo,) = check_algorithms([algo])
     if algo in SB3_LEARNERS:
         from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 
-        return SB3LagrangianOracle(env_id, algo=SB3_LEARNERS[algo], total_timesteps=steps, n_steps=256)
+        return SB3LagrangianOracle(family, algo=SB3_LEARNERS[algo], total_timesteps=steps, n_steps=256)
     from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle
-    from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys
 
-    cost_limit_keys(algo)  # a clear error for an unknown name, before any training
-    return OmniSafeOracle(env_id, algo=algo, total_steps=steps, steps_per_epoch=max(steps // 10, 200))
+    return OmniSafeOracle(family, algo=algo, total_steps=steps, steps_per_epoch=max(steps // 10, 200))
 
 
-def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, out: str | Path,
+def run_comparison(algos: Sequence[str], family: TaskFamily, steps: int, seeds: int, out: str | Path,
                    task: Task | None = None) -> dict[str, Any]:
-    """Train every algorithm with seeds ``0..seeds-1`` on ``task`` (default: the env's default task), write
-    ``out/summary.json`` and learning-curve PNGs, and return the summary."""
+    """Train every algorithm with seeds ``0..seeds-1`` on ``task`` of ``family`` (default: the family's default
+    task), write ``out/summary.json`` and learning-curve PNGs, and return the summary."""
     check_count("steps", steps, minimum=1)
     check_count("seeds", seeds, minimum=1)
-    if not algos:
-        raise ValueError("name at least one algorithm")
-    env = gym.make(env_id)
-    family = env.unwrapped.family
-    task = task if task is not None else env.unwrapped.task
+    algos = check_algorithms(algos)
+    task = task if task is not None else family.default_task
     family.check_task(task)
-    oracles = {algo: make_oracle(algo, env_id, steps) for algo in algos}
+    oracles = {algo: make_oracle(algo, family, steps) for algo in algos}
     out = Path(out)
     summary = {
-        "env_id": env_id,
+        "env_id": family.env_id,
+        "family": repr(family),
         "task": task.as_dict(),
         "steps": steps,
         "seeds": seeds,
@@ -98,28 +117,29 @@ def run_comparison(algos: Sequence[str], env_id: str, steps: int, seeds: int, ou
 
 
 def _finished_runs(path: Path, summary: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Runs already in ``path`` from a comparison with the same env, task and budget (none if it differs)."""
-    if not path.exists():
-        return {}
+    """Runs already in ``path`` from a comparison with the same family, task and budget (none if it differs)."""
     try:
-        previous = json.loads(path.read_text())
-        if any(previous.get(key) != summary[key] for key in ("env_id", "task", "steps")):
+        previous = read_json(path)
+    except FileNotFoundError:
+        return {}
+    except UnreadableFileError as error:
+        raise ValueError(f"{error}; move it or pick another --out") from None
+    try:
+        if any(previous.get(key) != summary[key] for key in ("env_id", "family", "task", "steps")):
             return {}
         return {(run["algo"], run["seed"]): run for run in previous["runs"]}
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (AttributeError, KeyError, TypeError) as error:
         raise ValueError(f"{path} exists but is not a comparison summary ({error}); move it or pick another --out") \
             from None
 
 
 def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     for key, ylabel, filename in (("return", "episode return", "return.png"),
                                   ("cost", "discounted episode cost", "cost.png")):
-        figure, ax = plt.subplots(figsize=(6, 4))
+        figure = Figure(figsize=(6, 4))
+        ax = figure.subplots()
         colours = {algo: f"C{i}" for i, algo in enumerate(dict.fromkeys(run["algo"] for run in runs))}
         for run in runs:
             curve = run["curve"]
@@ -132,4 +152,3 @@ def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path) -> No
         ax.set_ylabel(ylabel)
         ax.legend()
         save_figure(figure, out / filename)
-        plt.close(figure)

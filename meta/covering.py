@@ -12,20 +12,19 @@ policy-value set ``Û = {(pi_i, u_i, v_i, u_i_s, v_i_s)}``: ``u`` reward values 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmdp_envs.io import write_json
+from cmdp_envs.io import UnreadableFileError, check_json_fields, read_json, write_json
 from cmdp_envs.meta.executors import Executor, SerialExecutor, call_oracle_on_tasks
+from cmdp_envs.meta.oracles.feasible import DistanceCheck
 from cmdp_envs.meta.policies import MLPPolicy, TabularPolicy
-from cmdp_envs.task import Task, TaskFamily, check_count
+from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 
 __all__ = ["PolicyValue", "CoveringResult", "greedy_cover", "initial_sample_size", "coverage_error", "train"]
 
@@ -81,26 +80,89 @@ class CoveringResult:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, family: TaskFamily) -> CoveringResult:
-        """Read a result written by :meth:`save`; tasks are rebuilt (and validated) through ``family``."""
+        """Read a result written by :meth:`save`; tasks are rebuilt (and validated) through ``family``.
+
+        For a tabular family each policy must have the ``(S, A)`` of its task (``pi_s``: of the cover's first task).
+        Policies and values come back exactly as saved.
+
+        :raises UnreadableFileError: (a ``ValueError``) naming the missing or bad file (``covering.json``,
+            ``pi_3.npz``, ...) and what is wrong with it.
+        """
         directory = Path(directory)
-        kinds = {"TabularPolicy": TabularPolicy, "MLPPolicy": MLPPolicy}
-        try:
-            data = json.loads((directory / "covering.json").read_text())
-            safe = data["safe_policy"]
-            entries = tuple(
-                PolicyValue(task=family.task(**entry["task"]),
-                            policy=kinds[entry["kind"]].load(directory / entry["policy"]),
-                            reward_value=float(entry["reward_value"]), margin=float(entry["margin"]),
-                            safe_reward_value=float(entry["safe_reward_value"]),
-                            safe_margin=float(entry["safe_margin"]))
-                for entry in data["policy_values"]
-            )
-            return cls(policy_values=entries, safe_policy=kinds[safe["kind"]].load(directory / safe["policy"]),
-                       n_samples=int(data["n_samples"]), doublings=int(data["doublings"]),
-                       coverage_error=float(data["coverage_error"]), config=data["config"])
-        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile,
-                json.JSONDecodeError) as error:
-            raise ValueError(f"{directory} does not hold a saved covering result: {error!r}") from error
+        index = directory / "covering.json"
+        data = _read_index(index)
+        entries = tuple(_policy_value(index, f"policy_values[{i}]", entry, family)
+                        for i, entry in enumerate(data["policy_values"]))
+        shape = _tabular_shape(family, entries[0].task) if entries else None
+        return cls(policy_values=entries, safe_policy=_load_policy(index, "safe_policy", data["safe_policy"], shape),
+                   n_samples=data["n_samples"], doublings=data["doublings"],
+                   coverage_error=float(data["coverage_error"]), config=data["config"])
+
+
+_NUMBER = (int, float)
+#: The fields of covering.json, of its policy_values entries and of its safe_policy entry, with their JSON types.
+_INDEX_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "n_samples": int, "doublings": int, "coverage_error": _NUMBER, "cover_size": int, "config": dict,
+    "safe_policy": dict, "policy_values": list,
+}
+_POLICY_FIELDS: dict[str, type | tuple[type, ...]] = {"policy": str, "kind": str}
+_ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "task": dict, **_POLICY_FIELDS, "reward_value": _NUMBER, "margin": _NUMBER, "safe_reward_value": _NUMBER,
+    "safe_margin": _NUMBER,
+}
+_POLICY_KINDS = {"TabularPolicy": TabularPolicy, "MLPPolicy": MLPPolicy}
+
+
+def _read_index(index: Path) -> dict[str, Any]:
+    """covering.json, checked at the top level."""
+    try:
+        data = read_json(index)
+    except OSError as error:  # a missing file is a bad save here, a ValueError like the others
+        raise UnreadableFileError(index, f"cannot be read ({error.strerror or error})") from error
+    data = check_json_fields(index, "the top level", data, _INDEX_FIELDS)
+    if data["cover_size"] != len(data["policy_values"]):
+        raise UnreadableFileError(index, f"cover_size is {data['cover_size']} but policy_values has "
+                                         f"{len(data['policy_values'])} entries")
+    return data
+
+
+def _policy_value(index: Path, where: str, entry: Any, family: TaskFamily) -> PolicyValue:
+    """One entry of covering.json's policy_values, with its task and its policy."""
+    entry = check_json_fields(index, where, entry, _ENTRY_FIELDS)
+    try:
+        task = family.task(**entry["task"])
+    except ValueError as error:
+        raise UnreadableFileError(index, f"{where}: task {entry['task']} is not a task of this family: "
+                                         f"{error}") from error
+    return PolicyValue(task=task, policy=_load_policy(index, where, entry, _tabular_shape(family, task)),
+                       reward_value=float(entry["reward_value"]), margin=float(entry["margin"]),
+                       safe_reward_value=float(entry["safe_reward_value"]), safe_margin=float(entry["safe_margin"]))
+
+
+def _tabular_shape(family: TaskFamily, task: Task) -> tuple[int, int] | None:
+    """``(S, A)`` of ``task`` for a tabular family, else None (no shape to check)."""
+    if not isinstance(family, TabularFamily):
+        return None
+    cmdp = family.tabular(task)
+    return cmdp.n_states, cmdp.n_actions
+
+
+def _load_policy(index: Path, where: str, entry: Any, shape: tuple[int, int] | None) -> TabularPolicy | MLPPolicy:
+    """The policy file an entry of covering.json names; a TabularPolicy must have ``shape`` (None: any)."""
+    entry = check_json_fields(index, where, entry, _POLICY_FIELDS)
+    name, kind = entry["policy"], entry["kind"]
+    if kind not in _POLICY_KINDS:
+        raise UnreadableFileError(index, f"{where}: kind {kind!r} is not one of {sorted(_POLICY_KINDS)}")
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise UnreadableFileError(index, f"{where}: policy {name!r} must name a file in the same directory")
+    path = index.parent / name
+    try:
+        if kind == "TabularPolicy":
+            return TabularPolicy.load(path, shape=shape)
+        return MLPPolicy.load(path)
+    except OSError as error:
+        raise UnreadableFileError(path, f"cannot be read ({error.strerror or error}); {index.name} names it in "
+                                        f"{where}") from error
 
 
 def initial_sample_size(delta: float) -> int:
@@ -119,9 +181,18 @@ def coverage_error(cover_size: int, n_samples: int, delta: float) -> float:
 
 def greedy_cover(tasks: Sequence[Task], check: Callable[[Task, Task, float], bool], eps: float,
                  max_uncovered: float) -> list[int]:
-    """Subroutine 3: indices of a cover ``U``. ``A[i, j] = O_c(M_i, M_j, eps)`` (from ``check.matrix`` when the check
-    has one); add the index whose ball covers the most still-uncovered tasks (ties: the lowest index) until at most
-    ``max_uncovered`` remain uncovered."""
+    """Subroutine 3: indices of a cover ``U``. ``A[i, j] = O_c(M_i, M_j, eps)``; add the index whose ball covers the
+    most still-uncovered tasks (ties: the lowest index) until at most ``max_uncovered`` remain uncovered.
+
+    A :class:`DistanceCheck` on one task parameter has interval balls, covered in ``O(N)`` memory by
+    :func:`_greedy_interval_cover`; another check with a ``matrix`` method builds ``A`` with it, and any other check
+    is called on every pair.
+    """
+    if isinstance(check, DistanceCheck) and check.parameter is not None:
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        values = np.array([float(getattr(task, check.parameter)) for task in tasks])
+        return _greedy_interval_cover(values, eps, max_uncovered)
     n = len(tasks)
     if hasattr(check, "matrix"):
         covers = check.matrix(tasks, eps)
@@ -136,6 +207,41 @@ def greedy_cover(tasks: Sequence[Task], check: Callable[[Task, Task, float], boo
             raise ValueError("the check oracle does not cover a task with its own ball (O_c(M, M, eps) is false)")
         cover.append(best)
         uncovered &= ~covers[best]
+    return cover
+
+
+def _greedy_interval_cover(values: np.ndarray, eps: float, max_uncovered: float) -> list[int]:
+    """:func:`greedy_cover` for ``O_c(M_i, M_j, eps) = |v_i - v_j| <= eps``, without the ``N x N`` matrix.
+
+    In sorted order the ball of task ``i`` is a range of positions ``[low_i, high_i)``, and a task's gain is the
+    number of uncovered positions in its range, a difference of prefix sums. The ranges are found by bisection on
+    the very float comparison ``|v_i - v_j| <= eps`` the matrix makes (``v_i - v_j`` rounds monotonically in
+    ``v_j``), and gains are indexed by task, so the cover, its order and its ties are the matrix version's.
+    """
+    n = len(values)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+
+    def first_position(holds_at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Per task, the first sorted position ``j`` where ``holds_at(j)`` is true (false before it, true after),
+        ``n`` if none: one bisection step for every task at once."""
+        low, high = np.zeros(n, dtype=np.intp), np.full(n, n, dtype=np.intp)
+        while np.any(searching := low < high):
+            middle = (low + high) // 2
+            holds = holds_at(np.minimum(middle, n - 1))
+            high = np.where(searching & holds, middle, high)
+            low = np.where(searching & ~holds, middle + 1, low)
+        return low
+
+    low = first_position(lambda j: values - sorted_values[j] <= eps)
+    high = first_position(lambda j: values - sorted_values[j] < -eps)
+    uncovered = np.ones(n, dtype=bool)  # by sorted position
+    cover: list[int] = []
+    while uncovered.sum() > max_uncovered:
+        prefix = np.concatenate(([0], np.cumsum(uncovered)))
+        best = int(np.argmax(prefix[high] - prefix[low]))
+        cover.append(best)
+        uncovered[low[best]:high[best]] = False
     return cover
 
 

@@ -1,8 +1,14 @@
-"""The meta-test protocol: what every test-time method reports on a task, and how runs are summarised and plotted.
+"""The meta-test protocol: how every test-time method is called, what it reports on a task, and how runs are
+summarised and plotted.
 
-A method runs ``K`` episodes on a test task; each episode executes one policy. A :class:`TestRun` keeps, for every
-stretch of consecutive episodes that ran the same policy, that policy's exact reward and cost values (on tabular
-families). From it: the test-time reward regret ``sum_k [J_r*(M_test) - J_r(pi_k)]_+`` as a curve over ``k``, the
+Every test-time method (the safe mixture and unsafe PCE, Safe Meta-RL, LB-SGD) is a :class:`MetaTestMethod`: a
+frozen value holding its settings (its ``repr`` names them all, which is what a resumed run compares), with one call,
+``run_on_tabular(cmdp, training, n_episodes, horizon, seed)``, given the training artefacts and a
+``numpy.random.SeedSequence``.
+
+A method runs ``K`` episodes on a test task; each episode executes one policy. A :class:`MetaTestRun` keeps, for
+every stretch of consecutive episodes that ran the same policy, that policy's exact reward and cost values (on
+tabular families). From it: the test-time reward regret ``sum_k [J_r*(M_test) - J_r(pi_k)]_+`` as a curve over ``k``, the
 executed policies that break the limit (``J_c > d``), and the largest executed cost value. :func:`summarise` and
 :func:`plot_runs` aggregate the runs of one method over test tasks (mean, and the 10-90% band of the paper's
 Figure 2).
@@ -14,7 +20,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,15 +28,29 @@ from cmdp_envs.io import save_figure
 from cmdp_envs.tabular import TabularCMDP, evaluate_policy
 from cmdp_envs.task import check_count
 
-__all__ = ["TestRun", "TestRunBuilder", "run_iterates", "summarise", "plot_runs", "FEASIBILITY_TOLERANCE"]
+if TYPE_CHECKING:
+    from cmdp_envs.meta.covering import CoveringResult
+
+__all__ = ["MetaTestMethod", "MetaTestRun", "MetaTestRunBuilder", "run_iterates", "summarise", "plot_runs",
+           "FEASIBILITY_TOLERANCE"]
 
 #: Exact values come from linear solves, so a policy exactly at the limit can evaluate a few ulps above it; a cost
 #: value counts as a violation only beyond this.
 FEASIBILITY_TOLERANCE = 1e-9
 
 
+class MetaTestMethod(Protocol):
+    """A test-time method under the meta-test protocol: ``K = n_episodes`` episodes of at most ``horizon`` steps on
+    one test task ``cmdp``, starting from the training artefacts (the cover ``Û`` and ``pi_s`` that every method
+    shares), with every executed policy's exact values in the returned :class:`MetaTestRun`. The same ``seed`` gives
+    the same run."""
+
+    def run_on_tabular(self, cmdp: TabularCMDP, training: CoveringResult, n_episodes: int, horizon: int,
+                       seed: np.random.SeedSequence) -> MetaTestRun: ...
+
+
 @dataclasses.dataclass(frozen=True)
-class TestRun:
+class MetaTestRun:
     """Exact values of the policies a method executed on one test task.
 
     Segment ``i`` covers episodes ``starts[i]`` to ``starts[i + 1] - 1`` (the last one to ``n_episodes - 1``), which
@@ -45,8 +65,8 @@ class TestRun:
     cost_limit: float
 
     @staticmethod
-    def builder(cost_limit: float) -> TestRunBuilder:
-        return TestRunBuilder(cost_limit)
+    def builder(cost_limit: float) -> MetaTestRunBuilder:
+        return MetaTestRunBuilder(cost_limit)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -79,7 +99,7 @@ class TestRun:
         return float(self.cost_values.max())
 
 
-class TestRunBuilder:
+class MetaTestRunBuilder:
     """Collects segments in episode order; consecutive segments with equal details merge."""
 
     def __init__(self, cost_limit: float):
@@ -98,22 +118,22 @@ class TestRunBuilder:
             self._segments.append((self._episodes, reward_value, cost_value, detail))
         self._episodes += n_episodes
 
-    def build(self) -> TestRun:
+    def build(self) -> MetaTestRun:
         if not self._segments:
             raise ValueError("no episodes were recorded")
         starts, rewards, costs, details = zip(*self._segments)
-        return TestRun(np.array(starts), np.array(rewards), np.array(costs), tuple(details), self._episodes,
+        return MetaTestRun(np.array(starts), np.array(rewards), np.array(costs), tuple(details), self._episodes,
                        self.cost_limit)
 
 
 def run_iterates(cmdp: TabularCMDP, iterates: Iterator[np.ndarray], n_episodes: int,
-                 episodes_per_iterate: int) -> TestRun:
+                 episodes_per_iterate: int) -> MetaTestRun:
     """The test run of an iterative method that executes each policy of ``iterates`` for ``episodes_per_iterate``
     episodes (the last one for what is left of ``K = n_episodes``), each evaluated exactly. ``iterates`` is read
     lazily, so the method computes no iterate it would not execute."""
     check_count("n_episodes", n_episodes, minimum=1)
     check_count("episodes_per_iterate", episodes_per_iterate, minimum=1)
-    run = TestRun.builder(cmdp.cost_limit)
+    run = MetaTestRun.builder(cmdp.cost_limit)
     for iteration in range(math.ceil(n_episodes / episodes_per_iterate)):
         reward_value, cost_value = evaluate_policy(cmdp, next(iterates))
         run.add(min(episodes_per_iterate, n_episodes - iteration * episodes_per_iterate), reward_value, cost_value,
@@ -121,7 +141,7 @@ def run_iterates(cmdp: TabularCMDP, iterates: Iterator[np.ndarray], n_episodes: 
     return run.build()
 
 
-def summarise(runs: Sequence[TestRun], optimal_reward_values: Sequence[float], curve_points: int = 200
+def summarise(runs: Sequence[MetaTestRun], optimal_reward_values: Sequence[float], curve_points: int = 200
               ) -> dict[str, Any]:
     """One method over its test tasks, JSON-ready: ``final_regret_mean``, ``violating_policies`` (summed over
     tasks), ``violating_episodes``, ``max_cost_value``, and the regret and cost-value curves (mean, 10% and 90%
@@ -151,12 +171,10 @@ def plot_runs(methods: dict[str, dict[str, Any]], cost_limit: float, path: str |
     """Figure 2 of the paper: per method, the mean and 10-90% band of cumulative regret and of the executed
     policies' cost value per episode, with the limit as a dashed line. ``methods`` maps a label to a
     :func:`summarise` result."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (regret_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    regret_ax, cost_ax = figure.subplots(1, 2)
     for label, summary in methods.items():
         curve = summary["curve"]
         x = curve["episode"]
@@ -171,4 +189,3 @@ def plot_runs(methods: dict[str, dict[str, Any]], cost_limit: float, path: str |
     if title:
         figure.suptitle(title)
     save_figure(figure, path)
-    plt.close(figure)

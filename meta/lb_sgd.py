@@ -8,7 +8,7 @@ policy and estimates from them
 
 * the margin's lower confidence bound ``alpha = d - Ĵ_c - z se(Ĵ_c)``;
 * the policy gradients ``∇J(s, a) = nu(s) pi(a|s) A(s, a) / (1 - gamma)`` (softmax policy-gradient theorem, with the
-  Monte Carlo advantages of :func:`~cmdp_envs.meta.safe_adaptation.trajectory_advantages`);
+  Monte Carlo advantages of :func:`~cmdp_envs.meta.estimators.trajectory_advantages`);
 
 then steps along ``g = ∇J_r - eta ∇J_c / alpha`` with the safe step size of LB-SGD,
 
@@ -34,13 +34,14 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.stats
 
-from cmdp_envs.meta.evaluation import TestRun, run_iterates
+from cmdp_envs.meta.covering import CoveringResult
+from cmdp_envs.meta.estimators import AdvantageEstimate, trajectory_advantages
+from cmdp_envs.meta.evaluation import MetaTestRun, run_iterates
 from cmdp_envs.meta.policies import softmax
-from cmdp_envs.meta.safe_adaptation import AdvantageEstimate, trajectory_advantages
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, check_policy
-from cmdp_envs.task import as_generator, check_count
+from cmdp_envs.task import check_count
 
-__all__ = ["LBSGDConfig", "policy_gradients", "lb_sgd_step", "run_on_tabular"]
+__all__ = ["LBSGDConfig", "policy_gradients", "lb_sgd_step", "LBSGD"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,20 +106,27 @@ def lb_sgd_step(cmdp: TabularCMDP, logits: np.ndarray, config: LBSGDConfig, rng:
     return logits + step * direction, step
 
 
-def run_on_tabular(cmdp: TabularCMDP, initial_policy: np.ndarray, n_episodes: int, config: LBSGDConfig,
-                   seed: object = None) -> TestRun:
-    """LB-SGD under the meta-test protocol: ``K = n_episodes`` episodes on ``cmdp`` from ``pi_s``
-    (``initial_policy``, which needs full support: a softmax policy has no zero probabilities), one iteration per
-    ``config.n_episodes`` episodes; every executed policy is evaluated exactly."""
-    initial_policy = check_policy(cmdp, initial_policy)
-    if np.any(initial_policy <= 0):
-        raise ValueError("LB-SGD's softmax policy needs an initial policy with full support (every probability > 0)")
-    rng = as_generator(seed)
+@dataclasses.dataclass(frozen=True)
+class LBSGD:
+    """LB-SGD under the meta-test protocol (:class:`~cmdp_envs.meta.evaluation.MetaTestMethod`): from the shared
+    ``pi_s`` (which needs full support: a softmax policy has no zero probabilities), one iteration per
+    ``config.n_episodes`` episodes; ``config.horizon`` is replaced by the protocol's horizon."""
 
-    def iterates() -> Iterator[np.ndarray]:
-        logits = np.log(initial_policy)
-        while True:
-            yield softmax(logits)
-            logits, _ = lb_sgd_step(cmdp, logits, config, rng)
+    config: LBSGDConfig = LBSGDConfig()
 
-    return run_iterates(cmdp, iterates(), n_episodes, config.n_episodes)
+    def run_on_tabular(self, cmdp: TabularCMDP, training: CoveringResult, n_episodes: int, horizon: int,
+                       seed: np.random.SeedSequence) -> MetaTestRun:
+        config = dataclasses.replace(self.config, horizon=horizon)
+        initial_policy = check_policy(cmdp, training.safe_policy.probabilities)
+        if np.any(initial_policy <= 0):
+            raise ValueError("LB-SGD's softmax policy needs an initial policy with full support (every probability "
+                             f"> 0); pi_s has {int((initial_policy <= 0).sum())} zero entries")
+        rng = np.random.default_rng(seed)
+
+        def iterates() -> Iterator[np.ndarray]:
+            logits = np.log(initial_policy)
+            while True:
+                yield softmax(logits)
+                logits, _ = lb_sgd_step(cmdp, logits, config, rng)
+
+        return run_iterates(cmdp, iterates(), n_episodes, config.n_episodes)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmdp_envs.io import atomic_write
-from cmdp_envs.task import SeedLike, as_generator
+from cmdp_envs.io import UnreadableFileError, atomic_write, check_json_fields, read_npz
+from cmdp_envs.tabular import check_distribution_rows
+from cmdp_envs.task import SeedLike, as_generator, check_count
 
 __all__ = [
     "TabularPolicy",
@@ -28,6 +28,12 @@ __all__ = [
     "tabular_policy_from_sb3",
     "tabular_policy_from_omnisafe",
 ]
+
+# Rows off one by at most this are kept as they are: renormalising them would move entries by an ulp on every
+# construction, and a policy loaded from its saved probabilities must equal the one saved.
+_RENORMALISE_ABOVE = 1e-12
+# Normal draws per block in gaussian_argmax_probabilities (8 MiB of float64).
+_GAUSSIAN_BLOCK = 2**20
 
 
 def sample_action(probabilities: np.ndarray, rng: np.random.Generator) -> int:
@@ -46,16 +52,23 @@ class TabularPolicy:
 
     ``act(observation)`` accepts a state index or its one-hot vector (the two observation types of tabular
     families) and samples with the policy's own generator (``seed``).
+
+    Construction clips round-off negatives to zero and renormalises only the rows whose sum is off one by more than
+    ``1e-12``. Rows it renormalises then sum to one within a few ulps, so building a policy from another's
+    ``probabilities`` (or from a saved file) reproduces them bit for bit.
     """
 
     def __init__(self, probabilities: np.ndarray, seed: SeedLike = None):
         probabilities = np.array(probabilities, dtype=np.float64)
         if probabilities.ndim != 2 or probabilities.shape[1] < 1:
-            raise ValueError(f"probabilities must have shape (S, A), got {probabilities.shape}")
-        if np.any(probabilities < -1e-12) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6):
-            raise ValueError("every row of probabilities must be a distribution over actions")
-        self.probabilities = np.clip(probabilities, 0.0, None) / np.clip(probabilities, 0.0, None).sum(1, keepdims=True)
-        self.probabilities.setflags(write=False)
+            raise ValueError(f"probabilities must have shape (S, A) with A >= 1, got {probabilities.shape}")
+        check_distribution_rows(probabilities, "probabilities")
+        np.clip(probabilities, 0.0, None, out=probabilities)
+        sums = probabilities.sum(axis=1, keepdims=True)
+        off = np.abs(sums - 1.0) > _RENORMALISE_ABOVE
+        probabilities = np.where(off, probabilities / sums, probabilities)
+        probabilities.setflags(write=False)
+        self.probabilities = probabilities
         self._rng = as_generator(seed)
 
     def reseed(self, seed: SeedLike) -> None:
@@ -85,18 +98,34 @@ class TabularPolicy:
         return sample_action(self.action_probabilities(observation), self._rng)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``probabilities`` to an ``.npz`` file, atomically."""
+        """Write ``probabilities`` to an ``.npz`` file, atomically; :meth:`load` gives them back bit for bit."""
         return atomic_write(path, lambda file: np.savez(file, probabilities=self.probabilities))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, seed: SeedLike = None) -> TabularPolicy:
-        """Read a policy written by :meth:`save`; never unpickles (``allow_pickle=False``)."""
+    def load(cls, path: str | os.PathLike, seed: SeedLike = None,
+             shape: tuple[int, int] | None = None) -> TabularPolicy:
+        """Read a policy written by :meth:`save`; never unpickles.
+
+        :param shape: the ``(S, A)`` the policy must have (e.g. the task's), checked when given.
+        :raises FileNotFoundError: the file is missing.
+        :raises UnreadableFileError: (a ``ValueError`` naming the file) the file is not a saved policy, has another
+            shape than ``shape``, or its rows are not probability distributions (non-finite entries included).
+        """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                probabilities = data["probabilities"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not a saved TabularPolicy: {error}") from error
-        return cls(probabilities, seed=seed)
+            arrays = read_npz(path)
+        except UnreadableFileError as error:
+            raise UnreadableFileError(path, f"not a saved TabularPolicy: {error.reason}") from error
+        if "probabilities" not in arrays:
+            raise UnreadableFileError(path, f"not a saved TabularPolicy: no array 'probabilities' (it has "
+                                            f"{sorted(arrays)})")
+        probabilities = arrays["probabilities"]
+        if shape is not None and probabilities.shape != tuple(shape):
+            raise UnreadableFileError(path, f"probabilities have shape {probabilities.shape}, expected "
+                                            f"{tuple(shape)} (S, A)")
+        try:
+            return cls(probabilities, seed=seed)
+        except ValueError as error:
+            raise UnreadableFileError(path, f"not a valid TabularPolicy: {error}") from error
 
     def __repr__(self) -> str:
         return f"TabularPolicy(n_states={self.n_states}, n_actions={self.probabilities.shape[1]})"
@@ -106,12 +135,26 @@ def gaussian_argmax_probabilities(mean: np.ndarray, std: np.ndarray, n_samples: 
                                   seed: SeedLike = 0) -> np.ndarray:
     """``P(argmax_a x_a = a)`` for ``x ~ Normal(mean, diag(std^2))`` per row: the categorical policy that a Gaussian
     actor induces through the OmniSafe bridge's argmax action mapping. Monte Carlo with ``n_samples`` draws per row
-    (standard error at most ``0.5 / sqrt(n_samples)`` per probability); rows with ``std == 0`` are exact."""
+    (standard error at most ``0.5 / sqrt(n_samples)`` per probability); rows with ``std == 0`` are exact.
+
+    ``mean`` and ``std`` broadcast to ``(S, A)``. The draws are made row by row in blocks of at most
+    ``_GAUSSIAN_BLOCK`` numbers, so memory stays bounded for any ``n_samples``; the generator fills arrays in C
+    order, so the blocks consume its stream exactly as one ``(S, n_samples, A)`` draw would, and give the same
+    probabilities.
+    """
+    n_samples = check_count("n_samples", n_samples, minimum=1)
     mean, std = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64))
+    if mean.ndim != 2 or mean.shape[1] < 1:
+        raise ValueError(f"mean and std must broadcast to shape (S, A) with A >= 1, got {mean.shape}")
     rng = as_generator(seed)
-    draws = mean[:, None, :] + std[:, None, :] * rng.standard_normal((mean.shape[0], n_samples, mean.shape[1]))
-    winners = draws.argmax(axis=2)
-    counts = np.stack([np.bincount(row, minlength=mean.shape[1]) for row in winners])
+    n_actions = mean.shape[1]
+    block = max(1, _GAUSSIAN_BLOCK // n_actions)
+    counts = np.zeros(mean.shape, dtype=np.int64)
+    for row in range(mean.shape[0]):
+        for start in range(0, n_samples, block):
+            size = min(block, n_samples - start)
+            draws = mean[row] + std[row] * rng.standard_normal((size, n_actions))
+            counts[row] += np.bincount(draws.argmax(axis=1), minlength=n_actions)
     return counts / n_samples
 
 
@@ -193,30 +236,45 @@ class MLPPolicy:
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
         if not (len(weights) == len(biases) == len(activations) >= 1):
-            raise ValueError("need as many weights, biases and activations, at least one of each")
+            raise ValueError(f"need as many weights, biases and activations, at least one of each; got "
+                             f"{len(weights)}, {len(biases)} and {len(activations)}")
         unknown = set(activations) - set(_ACTIVATIONS)
         if unknown:
             raise ValueError(f"unknown activation(s) {sorted(unknown)}; known: {sorted(_ACTIVATIONS)}")
+        weights = [np.asarray(w, dtype=np.float64) for w in weights]
+        biases = [np.asarray(b, dtype=np.float64) for b in biases]
         size = int(observation_size)
         for index, (weight, bias) in enumerate(zip(weights, biases)):
             if weight.ndim != 2 or weight.shape[1] != size or bias.shape != (weight.shape[0],):
                 raise ValueError(f"layer {index}: weight {weight.shape} and bias {bias.shape} do not chain from {size}")
+            _check_finite(f"the weight of layer {index}", weight)
+            _check_finite(f"the bias of layer {index}", bias)
             size = weight.shape[0]
         if output != "categorical" and (log_std is None or np.shape(log_std) != (size,)):
-            raise ValueError(f"a Gaussian output needs log_std of shape ({size},)")
-        self.weights = [np.asarray(w, dtype=np.float64) for w in weights]
-        self.biases = [np.asarray(b, dtype=np.float64) for b in biases]
+            raise ValueError(f"a Gaussian output needs log_std of shape ({size},), got "
+                             f"{None if log_std is None else np.shape(log_std)}")
+        if log_std is not None:
+            log_std = np.asarray(log_std, dtype=np.float64)
+            _check_finite("log_std", log_std)
+        if action_bounds is not None:
+            low, high = (np.asarray(bound, dtype=np.float64) for bound in action_bounds)
+            if output != "gaussian" or low.shape != (size,) or high.shape != (size,):
+                raise ValueError(f"action_bounds must be (low, high) of shape ({size},) for a Gaussian output; got "
+                                 f"shapes {low.shape} and {high.shape} for output {output!r}")
+            _check_finite("the action bound low", low)
+            _check_finite("the action bound high", high)
+            if np.any(low >= high):
+                index = int(np.argmax(low >= high))
+                raise ValueError(f"action_bounds need low < high; at index {index} low = {float(low[index])!r} "
+                                 f"and high = {float(high[index])!r}")
+            action_bounds = (low, high)
+        self.weights = weights
+        self.biases = biases
         self.activations = list(activations)
         self.output = output
         self.observation_size = int(observation_size)
         self.discrete_observation = bool(discrete_observation)
-        self.log_std = None if log_std is None else np.asarray(log_std, dtype=np.float64)
-        if action_bounds is not None:
-            low, high = (np.asarray(bound, dtype=np.float64) for bound in action_bounds)
-            if output != "gaussian" or low.shape != (size,) or high.shape != (size,) or np.any(low >= high):
-                raise ValueError(f"action_bounds must be (low, high) of shape ({size},) with low < high, for a "
-                                 "Gaussian output")
-            action_bounds = (low, high)
+        self.log_std = log_std
         self.action_bounds = action_bounds
         self._rng = as_generator(seed)
 
@@ -311,14 +369,68 @@ class MLPPolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike, seed: SeedLike = None) -> MLPPolicy:
-        """Read a policy written by :meth:`save`; never unpickles (``allow_pickle=False``)."""
+        """Read a policy written by :meth:`save`; never unpickles.
+
+        :raises FileNotFoundError: the file is missing.
+        :raises UnreadableFileError: (a ``ValueError`` naming the file) the file is not an ``.npz`` archive, its
+            header is not the JSON :meth:`save` writes, its arrays do not match the header's layer count, or the
+            network is invalid (shapes that do not chain, non-finite numbers).
+        """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                layers = range(int(header["layers"]))
-                return cls([data[f"weight_{i}"] for i in layers], [data[f"bias_{i}"] for i in layers],
-                           header["activations"], header["output"], header["observation_size"],
-                           header["discrete_observation"], data["log_std"] if "log_std" in data else None,
-                           (data["action_low"], data["action_high"]) if "action_low" in data else None, seed=seed)
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} is not a saved MLPPolicy: {error}") from error
+            arrays = read_npz(path, text_keys=("header",))
+        except UnreadableFileError as error:
+            raise UnreadableFileError(path, f"not a saved MLPPolicy: {error.reason}") from error
+        header = _read_header(path, arrays)
+        layers = range(header["layers"])
+        expected = {f"{kind}_{i}" for kind in ("weight", "bias") for i in layers} | {"header"}
+        optional = {"log_std", "action_low", "action_high"}
+        missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected - optional)
+        if missing or unexpected:
+            problems = ([f"misses the arrays {missing}"] if missing else []) + (
+                [f"has the unexpected arrays {unexpected}"] if unexpected else [])
+            raise UnreadableFileError(path, f"the header says {header['layers']} layers, but the archive "
+                                            f"{' and '.join(problems)}")
+        if ("action_low" in arrays) != ("action_high" in arrays):
+            raise UnreadableFileError(path, "has only one of the arrays action_low and action_high")
+        bounds = (arrays["action_low"], arrays["action_high"]) if "action_low" in arrays else None
+        try:
+            return cls([arrays[f"weight_{i}"] for i in layers], [arrays[f"bias_{i}"] for i in layers],
+                       header["activations"], header["output"], header["observation_size"],
+                       header["discrete_observation"], arrays.get("log_std"), bounds, seed=seed)
+        except ValueError as error:
+            raise UnreadableFileError(path, f"not a valid MLPPolicy: {error}") from error
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """``ValueError`` naming ``name``, the position and the value of the first non-finite entry of ``array``."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} has a non-finite entry {float(array[position])!r} at index {position}")
+
+
+#: The fields of MLPPolicy's saved header and their JSON types.
+_HEADER_FIELDS: dict[str, type] = {
+    "output": str, "activations": list, "observation_size": int, "discrete_observation": bool, "layers": int,
+}
+
+
+def _read_header(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON header of a saved MLPPolicy, its fields checked for type; ``UnreadableFileError`` otherwise."""
+    if "header" not in arrays:
+        raise UnreadableFileError(path, f"not a saved MLPPolicy: no 'header' array (it has {sorted(arrays)})")
+    if arrays["header"].shape != ():
+        raise UnreadableFileError(path, f"the header must be one string, got an array of shape "
+                                        f"{arrays['header'].shape}")
+    try:
+        header = json.loads(str(arrays["header"]))
+    except json.JSONDecodeError as error:
+        raise UnreadableFileError(path, f"the header is not valid JSON: {error}") from error
+    header = check_json_fields(path, "the header", header, _HEADER_FIELDS)
+    if not all(isinstance(name, str) for name in header["activations"]):
+        raise UnreadableFileError(path, f"header field 'activations' must be a list of strings, got "
+                                        f"{header['activations']!r}")
+    if header["layers"] < 1 or header["observation_size"] < 1:
+        raise UnreadableFileError(path, f"header fields 'layers' and 'observation_size' must be >= 1, got "
+                                        f"{header['layers']} and {header['observation_size']}")
+    return header

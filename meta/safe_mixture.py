@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from cmdp_envs.meta.covering import CoveringResult, PolicyValue
-from cmdp_envs.meta.evaluation import TestRun
-from cmdp_envs.meta.oracles.protocol import ValueEstimate, monte_carlo_values, rollout_returns
+from cmdp_envs.meta.estimators import ValueEstimate, monte_carlo_values, rollout_returns
+from cmdp_envs.meta.evaluation import MetaTestRun
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 
-__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "run_on_tabular", "run_on_env",
-           "ExecutedMixture", "verify_on_env"]
+__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "SafeMixtureMethod", "run_on_tabular",
+           "run_on_env", "ExecutedMixture", "verify_on_env"]
 
 
 def _lipschitz_constant(gamma: float) -> float:
@@ -62,6 +62,8 @@ class PaperConstants:
     delta: float = 0.1
     value_range: float = 1.0
     name = "paper"
+    #: Eq. 5's radii hold for the samples of one phase only.
+    pools_safe_policy_samples = False
 
     def __post_init__(self) -> None:
         if not (self.eps > 0 and 0 < self.delta < 1 and self.value_range > 0):
@@ -122,6 +124,9 @@ class PracticalConstants:
     raise_min: int = 1000
     raise_max: int = 5200
     name = "practical"
+    #: The authors' code pools ``pi_s``'s samples on the test task while ``m = 0`` (every candidate's first phase
+    #: runs ``pi_s`` alone), with the cost radius ``sqrt(pooled_cost_scale / n)``.
+    pools_safe_policy_samples = True
 
     def __post_init__(self) -> None:
         if not (self.eps > 0 and self.reward_lipschitz >= 0 and self.cost_lipschitz >= 0):
@@ -194,7 +199,7 @@ class SafeMixture:
         self._position = 0
         self.eliminated: list[int] = []
         self.k = 0
-        self._pooled = mixture and isinstance(constants, PracticalConstants)
+        self._pooled = mixture and constants.pools_safe_policy_samples
         self._pool = np.zeros(3)  # episodes, sum R, sum margin of pi_s on the test task (pooled while m = 0)
         self._start_phase()
 
@@ -282,7 +287,7 @@ def _exact_values(cmdp: TabularCMDP, result: CoveringResult) -> tuple[np.ndarray
 
 
 def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: TabularCMDP, horizon: int,
-                   seed: Any = None, max_block: int = 4096) -> TestRun:
+                   seed: Any = None, max_block: int = 4096) -> MetaTestRun:
     """Run ``algorithm`` for its ``K`` episodes on ``cmdp`` and return every executed policy's exact values.
 
     While the proposal stays the same the executed policy is fixed, so a block of episodes is sampled in one batched
@@ -293,7 +298,7 @@ def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: Tabular
     rng = as_generator(seed)
     stack, reward_values, cost_values = _exact_values(cmdp, result)
     sampler = EpisodeSampler(cmdp, stack, horizon)
-    run = TestRun.builder(cmdp.cost_limit)
+    run = MetaTestRun.builder(cmdp.cost_limit)
     while algorithm.k < algorithm.n_episodes:
         proposal = algorithm.propose()
         weights = np.zeros(len(stack))
@@ -312,6 +317,22 @@ def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: Tabular
         run.add(used, float(weights @ reward_values), float(weights @ cost_values),
                 {"candidate": proposal.candidate, "alpha": proposal.alpha})
     return run.build()
+
+
+@dataclasses.dataclass(frozen=True)
+class SafeMixtureMethod:
+    """Algorithm 2 (``mixture=False``: PCE's Algorithm 4) under the meta-test protocol
+    (:class:`~cmdp_envs.meta.evaluation.MetaTestMethod`): a fresh :class:`SafeMixture` over the cover's ``Û`` on each
+    test task, driven by :func:`run_on_tabular`."""
+
+    constants: Constants
+    mixture: bool = True
+
+    def run_on_tabular(self, cmdp: TabularCMDP, training: CoveringResult, n_episodes: int, horizon: int,
+                       seed: np.random.SeedSequence) -> MetaTestRun:
+        algorithm = SafeMixture(training.policy_values, cmdp.cost_limit, cmdp.gamma, n_episodes, self.constants,
+                                mixture=self.mixture)
+        return run_on_tabular(algorithm, training, cmdp, horizon, seed=np.random.default_rng(seed))
 
 
 def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,
@@ -366,7 +387,7 @@ def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_p
     ``seed, seed + 1, ...`` (below ``2^30``, so apart from :func:`run_on_env`'s: the check uses fresh randomness).
     Each member has a reward and a cost interval, each at confidence ``1 - (1 - confidence) / (2 members)``
     (Bonferroni); then all of them, and so every mixture's, hold together with probability at least ``confidence``,
-    up to the normal approximation of :func:`~cmdp_envs.meta.oracles.protocol.monte_carlo_values`.
+    up to the normal approximation of :func:`~cmdp_envs.meta.estimators.monte_carlo_values`.
     """
     if not 0 <= seed <= 2**30 - n_episodes:
         raise ValueError(f"seed must be in [0, 2^30 - n_episodes] to stay apart from the run's resets, got {seed}")

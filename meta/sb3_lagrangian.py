@@ -15,13 +15,14 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from cmdp_envs.task import check_count
+from cmdp_envs.validation import check_number
 from cmdp_envs.wrappers import LagrangianReward, RecordEpisodeCost
 
 __all__ = ["DualAscentCallback", "lagrangian_env", "lagrangian_learner", "import_sb3"]
@@ -38,7 +39,12 @@ def import_sb3() -> Any:
 
 def lagrangian_env(env: gym.Env, gamma: float, multiplier: float = 0.0) -> gym.Env:
     """``LagrangianReward(RecordEpisodeCost(env, gamma))``: episode costs for the dual update, the Lagrangian reward
-    for the learner. Pass it as ``wrapper_class`` to SB3's ``make_vec_env`` so it sits outside ``Monitor``."""
+    for the learner. Pass it as ``wrapper_class`` to SB3's ``make_vec_env`` so it sits outside ``Monitor``.
+
+    :param gamma: discount factor of the episode costs, a real number in ``[0, 1]`` (``None`` is refused: the dual
+        update reads the discounted cost).
+    """
+    gamma = check_number("gamma", gamma, 0.0, 1.0)
     return LagrangianReward(RecordEpisodeCost(env, gamma=gamma), multiplier=multiplier)
 
 
@@ -72,15 +78,16 @@ class DualAscentCallback(_base_callback()):  # type: ignore[misc]
         initial_multiplier: float = 0.0,
         verbose: int = 0,
     ):
+        cost_limit = check_number("cost_limit", cost_limit, 0.0)
+        multiplier_lr = check_number("multiplier_lr", multiplier_lr, 0.0)
+        initial_multiplier = check_number("initial_multiplier", initial_multiplier, 0.0)
+        if not isinstance(discounted, (bool, np.bool_)):
+            raise TypeError(f"discounted must be True or False, got {discounted!r}")
         super().__init__(verbose)
-        for name, value in (("cost_limit", cost_limit), ("multiplier_lr", multiplier_lr),
-                            ("initial_multiplier", initial_multiplier)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-        self.cost_limit = float(cost_limit)
-        self.multiplier_lr = float(multiplier_lr)
+        self.cost_limit = cost_limit
+        self.multiplier_lr = multiplier_lr
         self.cost_key = "c_discounted" if discounted else "c"
-        self.multiplier = float(initial_multiplier)
+        self.multiplier = initial_multiplier
         self.history: list[dict[str, float]] = []
         self._episode_costs: list[float] = []
         self._episode_returns: list[float] = []
@@ -136,7 +143,15 @@ def lagrangian_learner(
     **algo_kwargs: Any,
 ) -> tuple[Any, DualAscentCallback]:
     """An SB3 model on the Lagrangian env and its :class:`DualAscentCallback`: ``algo`` is ``"PPO"`` (SB3) or
-    ``"TRPO"`` (sb3-contrib); call ``model.learn(steps, callback=callback)``."""
+    ``"TRPO"`` (sb3-contrib); call ``model.learn(steps, callback=callback)``.
+
+    Every argument is checked before any env is built: ``gamma`` in ``[0, 1]``, ``cost_limit`` and ``multiplier_lr``
+    finite and ``>= 0``, ``seed >= 0``, ``n_envs >= 1``.
+    """
+    gamma = check_number("gamma", gamma, 0.0, 1.0)
+    seed = check_count("seed", seed)
+    n_envs = check_count("n_envs", n_envs, minimum=1)
+    callback = DualAscentCallback(cost_limit, multiplier_lr=multiplier_lr)
     import_sb3()
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -157,4 +172,4 @@ def lagrangian_learner(
     )
     algo_kwargs.setdefault("device", "cpu")
     model = algo_class("MlpPolicy", vec_env, gamma=gamma, seed=seed, **algo_kwargs)
-    return model, DualAscentCallback(cost_limit, multiplier_lr=multiplier_lr)
+    return model, callback

@@ -34,6 +34,7 @@ def check_summary(out, algos, seeds):
     return summary
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_SB3, reason="stable-baselines3 is in the 'sb3' extra")
 def test_compare_sb3_learners(tmp_path, capsys):
     argv = ["compare", "--algos", "SB3-PPOLag,SB3-TRPOLag", "--env", "cmdp_envs/GridWorld-v0", "--steps", "1536",
@@ -64,6 +65,7 @@ def test_compare_resumes_an_interrupted_run(tmp_path):
     assert main(argv) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_OMNISAFE, reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
 def test_compare_omnisafe_and_sb3(tmp_path):
     algos = ["PPOLag", "TRPOLag", "CPO", "SB3-PPOLag"]
@@ -83,7 +85,29 @@ def test_compare_explains_a_missing_omnisafe(tmp_path, capsys):
 
 def test_compare_bad_input(tmp_path, capsys):
     base = ["compare", "--env", "cmdp_envs/GridWorld-v0", "--out", str(tmp_path)]
-    assert main([*base, "--algos", "SB3-PPOLag", "--steps", "0"]) == 2
-    assert "steps must be an int >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:  # argparse refuses it, naming the flag
+        main([*base, "--algos", "SB3-PPOLag", "--steps", "0"])
+    assert exit_status.value.code == 2
+    assert "argument --steps: must be an int >= 1" in capsys.readouterr().err
     assert main([*base, "--algos", ",", "--steps", "10"]) == 2
     assert "at least one algorithm" in capsys.readouterr().err
+
+
+def test_compare_names_an_unknown_algorithm_before_any_missing_extra(tmp_path, capsys):
+    assert main(["compare", "--algos", "SB3-PPOLag,Foo", "--env", "cmdp_envs/GridWorld-v0", "--steps", "10",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm(s) ['Foo']" in err and "SB3-TRPOLag" in err and "PPOLag" in err
+    assert "not installed" not in err
+    assert not (tmp_path / "out").exists(), "nothing is created before the names are checked"
+
+
+@pytest.mark.skipif(not HAS_OMNISAFE, reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+def test_known_omnisafe_names_are_omnisafe_constrained_on_policy_algorithms():
+    from omnisafe.algorithms import ALGORITHM2TYPE
+
+    from cmdp_envs.meta.compare import OMNISAFE_ALGORITHMS
+    from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys
+
+    on_policy = {algo for algo, kind in ALGORITHM2TYPE.items() if kind == "on-policy" and cost_limit_keys(algo)}
+    assert set(OMNISAFE_ALGORITHMS) == on_policy

@@ -89,7 +89,7 @@ def test_result_saves_and_loads_without_pickle(paper_family, result, tmp_path):
     np.testing.assert_array_equal(loaded.policy_values[0].policy.probabilities,
                                   result.policy_values[0].policy.probabilities)
     (tmp_path / "run" / "covering.json").write_text("{")
-    with pytest.raises(ValueError, match="saved covering result"):
+    with pytest.raises(ValueError, match="covering.json: not valid JSON"):
         CoveringResult.load(tmp_path / "run", paper_family)
 
 

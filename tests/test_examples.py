@@ -1,6 +1,7 @@
 """Every script in examples/ runs as a user would run it, and the benchmark script runs at a tiny size."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,24 +14,53 @@ NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.
          "safe_mixture_learned.py": ("stable_baselines3", "sb3")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
         "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"]}
-#: What a script must print: the learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
-EXPECT = {"safe_mixture_learned.py": "every executed mixture verified feasible (95%, simultaneous): True"}
+#: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
+EXPECT = {
+    "quickstart.py": [r"sampled J_c = \d\.\d{3} ± \d\.\d{3} \(95% CI\); exact 1\.500",
+                      r"mixture: sampled J_r = [\d.]+, exact [\d.]+", r"one step: \d+ [\d.]+ \{'cost': [\d.]+\}"],
+    "task_sampling.py": [r"(goal \(\d, \d\)  noise 0\.\d{3}  cost limit [\d.]+  return .* discounted cost [\d.]+\n?){5}"],
+    "cost_function_cartpole.py": [r"episode 0: length \d+, return \d+, cost \d+, discounted cost [\d.]+"],
+    "safety_gymnasium_api.py": [r"Safety-Gymnasium API: \d+ [\d.]+ [\d.]+ False False",
+                                r"Gymnasium API: \d+ [\d.]+ False False \{'cost': [\d.]+\}"],
+    "oracles.py": [r"J_c = 1\.5000 \(exact\)", r"O_s: one policy with margins .* \(>= xi = 0\.1\) on all 8 tasks",
+                   r"O_c\(task 0, task 1, eps=0\.05\): True"],
+    "safe_adaptation.py": [r"conservative_exact .*largest J_c = 1\.\d+ \(limit 1\.5\): anytime safe",
+                           r"baseline_sampled .*NOT anytime safe"],
+    "safe_mixture.py": [r"N = \d+, \|U\| = \d+, doublings = \d+", r"episode   599: candidate \d, alpha = 0\.\d{3}"],
+    "ppo_lagrangian.py": [r"after 2048 steps: lambda = [\d.]+, exact J_r = [\d.]+, J_c = [\d.]+ \(limit 1\.5\)"],
+    "omnisafe_gridworld.py": [r"PPOLag after 2000 steps: exact J_r = [\d.-]+, J_c = [\d.]+ \(limit 1\.5\)"],
+    # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
+    "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
+}
+#: What each script must write into its working directory.
+WRITES = {"safe_adaptation.py": ["safe_adaptation_conservative_exact.json", "safe_adaptation_baseline_sampled.png"]}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(script, tmp_path):
+#: Examples that train learners for more than a few seconds.
+SLOW = {"ppo_lagrangian.py", "omnisafe_gridworld.py", "safe_mixture_learned.py", "safe_adaptation.py"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p
+                                    for p in EXAMPLES], ids=[p.name for p in EXAMPLES])
+def test_example_runs_and_prints_what_it_shows(script, tmp_path):
     if script.name in NEEDS:
         module, extra = NEEDS[script.name]
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{script.name} needs {module}, in the '{extra}' extra")
     result = run(script, ARGS.get(script.name, []), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip(), "an example prints what it shows"
-    assert EXPECT.get(script.name, "") in result.stdout
+    for pattern in EXPECT[script.name]:
+        assert re.search(pattern, result.stdout), f"{script.name} did not print {pattern!r}:\n{result.stdout}"
+    for name in WRITES.get(script.name, []):
+        assert (tmp_path / name).stat().st_size > 0, f"{script.name} did not write {name}"
+
+
+def test_every_example_has_expectations():
+    assert {p.name for p in EXAMPLES} == set(EXPECT)
 
 
 def test_examples_exist_for_every_capability():

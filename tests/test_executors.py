@@ -36,12 +36,13 @@ def test_local_processes_match_serial_for_oracle_calls(paper_family):
     assert [r.task for r in local] == tasks, "results come back in task order"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
                     reason="stable-baselines3 is in the 'sb3' extra")
 def test_learned_oracles_are_reproducible_across_executors(paper_family):
     from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 
-    oracle = SB3LagrangianOracle("cmdp_envs/GridWorld-v0", total_timesteps=512, n_envs=1, n_steps=256,
+    oracle = SB3LagrangianOracle(paper_family, total_timesteps=512, n_envs=1, n_steps=256,
                                  env_kwargs={"max_episode_steps": 20})
     tasks = paper_family.sample(2, seed=3)
     serial = call_oracle_on_tasks(SerialExecutor(), oracle, tasks, seed=7)
@@ -50,6 +51,7 @@ def test_learned_oracles_are_reproducible_across_executors(paper_family):
         np.testing.assert_allclose(a.policy.probabilities, b.policy.probabilities, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is in the 'ray' extra")
 def test_ray_matches_serial(paper_family):
     from cmdp_envs.meta.executors import RayExecutor

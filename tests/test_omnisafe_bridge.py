@@ -119,6 +119,7 @@ def test_a_fixed_task_for_any_algorithm(paper_family):
         register_omnisafe_task("cmdp_envs/GridWorld-v0", task=paper_family.task(noise=0.1).__class__(noise=0.9))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["PPOLag", "TRPOLag", "CPO"])
 def test_omnisafe_trains_and_the_result_is_evaluated_exactly(algo, tmp_path, paper_family):
     cfgs = omnisafe_custom_cfgs(algo, "cmdp_envs/GridWorld-v0", total_steps=2000, steps_per_epoch=1000, seed=0,
@@ -153,6 +154,7 @@ def test_omnisafe_trains_and_the_result_is_evaluated_exactly(algo, tmp_path, pap
     assert abs(batch.cost_return.mean() - cost_value) <= Z * batch.cost_return.std() / np.sqrt(20_000) + 1e-3
 
 
+@pytest.mark.slow
 def test_env_cfgs_fix_the_task_for_ppolag(tmp_path):
     cfgs = omnisafe_custom_cfgs("PPOLag", "cmdp_envs/GridWorld-v0", total_steps=1000, steps_per_epoch=1000,
                                 log_dir=str(tmp_path), env_cfgs={"task": {"noise": 0.05}})

@@ -17,7 +17,7 @@ from cmdp_envs.meta.oracles import (
     ValueEstimate,
     evaluate,
 )
-from cmdp_envs.meta.oracles.protocol import monte_carlo_values
+from cmdp_envs.meta.estimators import monte_carlo_values
 from cmdp_envs.meta.policies import TabularPolicy, gaussian_argmax_probabilities
 from cmdp_envs.tabular import evaluate_policy, solve_cmdp
 
@@ -77,12 +77,12 @@ def test_learned_simultaneously_feasible_oracle_moves_to_the_worst_task():
     family = GridWorldFamily.varied()
     tasks = [family.task(goal=(0, 6), noise=0.2, cost_limit=1.0), family.task(goal=(0, 6), noise=0.4, cost_limit=2.0)]
     # The tightest limit is task 0, but task 1's noise makes task 0's optimum violate it: a second round is needed.
-    oracle = LearnedSimultaneouslyFeasibleOracle(family, ExactLPOracle(family), max_rounds=4)
+    oracle = LearnedSimultaneouslyFeasibleOracle(ExactLPOracle(family), max_rounds=4)
     result = oracle(tasks, xi=0.05)
     assert np.all(result.margins >= 0.05)
     assert result.info["rounds"] == 2
     with pytest.raises(NoFeasiblePolicyError, match="1 rounds"):
-        LearnedSimultaneouslyFeasibleOracle(family, ExactLPOracle(family), max_rounds=1)(tasks, xi=0.05)
+        LearnedSimultaneouslyFeasibleOracle(ExactLPOracle(family), max_rounds=1)(tasks, xi=0.05)
 
 
 def test_tabular_policy_files_round_trip_without_pickle(tmp_path, paper_family):
@@ -136,7 +136,7 @@ def test_sb3_oracle_returns_an_exactly_evaluated_policy(paper_family):
     from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 
     torch.set_num_threads(1)
-    oracle = SB3LagrangianOracle("cmdp_envs/GridWorld-v0", total_timesteps=2048, n_envs=2, n_steps=256,
+    oracle = SB3LagrangianOracle(paper_family, total_timesteps=2048, n_envs=2, n_steps=256,
                                  env_kwargs={"max_episode_steps": 50})
     task = paper_family.task(noise=0.2)
     answer = oracle(task, seed=0)
@@ -146,6 +146,31 @@ def test_sb3_oracle_returns_an_exactly_evaluated_policy(paper_family):
     assert oracle(task, seed=0).policy.probabilities.tolist() == answer.policy.probabilities.tolist(), "seeded"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                    reason="stable-baselines3 is in the 'sb3' extra")
+def test_sb3_oracle_trains_and_evaluates_under_the_family_it_was_given():
+    """Regression: an oracle built from an id trained under the caller's gym.make kwargs but evaluated under the
+    id's default family (gamma 0.9 instead of 0.5). Now the one family is used for both."""
+    import torch
+
+    from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
+
+    torch.set_num_threads(1)
+    family = GridWorldFamily(gamma=0.5)
+    oracle = SB3LagrangianOracle(family, total_timesteps=512, n_envs=1, n_steps=256)
+    assert oracle.make_env().unwrapped.family is family
+    task = family.task(noise=0.2)
+    answer = oracle(task, seed=0)
+    exact = evaluate_policy(family.tabular(task), answer.policy.probabilities)
+    assert (answer.reward.value, answer.cost.value) == pytest.approx(exact)
+    assert exact != pytest.approx(evaluate_policy(GridWorldFamily().tabular(task), answer.policy.probabilities))
+    with pytest.raises(TypeError, match="TaskFamily"):
+        SB3LagrangianOracle("cmdp_envs/GridWorld-v0")
+    with pytest.raises(ValueError, match="family"):
+        SB3LagrangianOracle(family, env_kwargs={"gamma": 0.5, "family": family})
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
                     reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
 @pytest.mark.parametrize("algo", ["PPOLag", "CPO"])
@@ -156,7 +181,7 @@ def test_omnisafe_oracle_returns_an_exactly_evaluated_policy(algo, paper_family)
 
     torch.set_num_threads(1)
     task = paper_family.task(noise=0.25)
-    answer = OmniSafeOracle("cmdp_envs/GridWorld-v0", algo=algo, total_steps=2000, steps_per_epoch=1000)(task, seed=0)
+    answer = OmniSafeOracle(paper_family, algo=algo, total_steps=2000, steps_per_epoch=1000)(task, seed=0)
     assert isinstance(answer.policy, TabularPolicy) and answer.cost.exact
     assert answer.info["cost_semantics"] == "discounted"
     assert answer.cost.value == pytest.approx(

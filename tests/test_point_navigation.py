@@ -14,7 +14,7 @@ from cmdp_envs.families.point_navigation import (
     PointNavigationFamily,
     PointNavigationTask,
 )
-from cmdp_envs.meta.oracles.protocol import ValueEstimate, monte_carlo_values
+from cmdp_envs.meta.estimators import ValueEstimate, monte_carlo_values
 
 ENV_ID = "cmdp_envs/PointNavigation-v0"
 
@@ -238,7 +238,7 @@ def test_sb3_lagrangian_oracle_learns_and_reports_monte_carlo_intervals(family):
     from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 
     torch.set_num_threads(1)
-    oracle = SB3LagrangianOracle(ENV_ID, total_timesteps=4000, n_eval_episodes=200, n_steps=128, learning_rate=1e-3)
+    oracle = SB3LagrangianOracle(family, total_timesteps=4000, n_eval_episodes=200, n_steps=128, learning_rate=1e-3)
     task = family.default_task
     result = oracle(task, seed=0)
     assert result.task == task and result.info["curve"] and result.info["total_timesteps"] == 4000

@@ -21,6 +21,7 @@ def method_stamps(out):
     return {path.name: path.stat().st_mtime_ns for path in (out / "methods").iterdir()}
 
 
+@pytest.mark.slow
 def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
     assert main(["reproduce", "gridworld", "--quick", "--out", str(tmp_path), "--seed", "1"]) == 0
     printed = capsys.readouterr().out
@@ -56,6 +57,7 @@ def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
     assert changed == {"lb_sgd.json"}
 
 
+@pytest.mark.slow
 def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
     config = gridworld.ReproductionConfig(n_episodes=10)
     gridworld.run(tmp_path, config, methods=["safe_mixture_paper_constants"])
@@ -70,3 +72,106 @@ def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
 def test_unknown_method_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown methods"):
         gridworld.run(tmp_path, gridworld.ReproductionConfig(n_episodes=10), methods=["nope"])
+
+
+#: Two cheap methods, one of them in Figure 2.
+CHEAP = ["safe_mixture", "safe_mixture_paper_constants"]
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """An uninterrupted run at a tiny budget: its summary's bytes are what every resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("clean")
+    gridworld.run(out, gridworld.ReproductionConfig(n_episodes=300), methods=CHEAP)
+    return out
+
+
+def copy_run(source, target):
+    import shutil
+
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return target
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda path: path.write_bytes(path.read_bytes()[:40]), "not valid JSON"),
+    (lambda path: path.write_bytes(b""), "empty"),
+    (lambda path: path.write_bytes(b"\xff\xfe\x00garbage"), "UTF-8"),
+    (lambda path: path.write_text("[1, 2, 3]"), "expected a JSON object"),
+    (lambda path: path.write_text('{"result": {}}'), "missing"),
+    (lambda path: path.write_text(path.read_text().replace('"format": 2', '"format": 1')), "another version"),
+])
+def test_a_damaged_method_file_is_named_and_recomputed(clean_run, tmp_path, capsys, damage, reason):
+    out = copy_run(clean_run, tmp_path / "out")
+    path = out / "methods" / "safe_mixture.json"
+    damage(path)
+    capsys.readouterr()
+    gridworld.run(out, gridworld.ReproductionConfig(n_episodes=300), methods=CHEAP)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0] and reason in warnings[0], warnings
+    assert (out / "summary.json").read_bytes() == (clean_run / "summary.json").read_bytes()
+    assert path.read_bytes() == (clean_run / "methods" / "safe_mixture.json").read_bytes(), "recomputed, same result"
+
+
+@pytest.mark.parametrize("name", ["covering.json", "pi_s.npz", "pi_0.npz", "settings.json"])
+def test_a_damaged_covering_file_is_named_and_training_redone(clean_run, tmp_path, capsys, name):
+    out = copy_run(clean_run, tmp_path / "out")
+    (directory,) = (out / "covering").iterdir()
+    (directory / name).write_bytes((directory / name).read_bytes()[:30])
+    capsys.readouterr()
+    gridworld.run(out, gridworld.ReproductionConfig(n_episodes=300), methods=CHEAP)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and name in warnings[0], warnings
+    assert (out / "summary.json").read_bytes() == (clean_run / "summary.json").read_bytes()
+
+
+def test_figures_are_never_left_stale(clean_run, tmp_path):
+    out = copy_run(clean_run, tmp_path / "out")
+    assert (out / "figure2.png").exists()
+    before = (out / "all_methods.png").stat().st_mtime_ns
+    # A run of a method outside Figure 2 draws no Figure 2: the old one must not stay beside the new summary.
+    gridworld.run(out, gridworld.ReproductionConfig(n_episodes=300), methods=["safe_mixture_paper_constants"])
+    assert not (out / "figure2.png").exists()
+    assert (out / "all_methods.png").stat().st_mtime_ns > before
+    assert list(json.loads((out / "summary.json").read_text())["methods"]) == ["safe_mixture_paper_constants"]
+
+
+INTERRUPTIBLE = """
+import sys
+from cmdp_envs.meta.reproduce import gridworld
+gridworld.run(sys.argv[1], gridworld.ReproductionConfig(n_episodes=2000), methods={methods!r})
+"""
+
+
+@pytest.mark.slow
+def test_runs_interrupted_anywhere_resume_to_identical_bytes(tmp_path):
+    """SIGINT at spread-out moments (training, each method, the final writes), each time resuming in the same
+    directory, then a run to the end: summary.json is byte-identical to an uninterrupted run's, and an interrupted
+    run never leaves a broken summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    methods = ["safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd"]
+    script = INTERRUPTIBLE.format(methods=methods)
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", script, str(reference)], check=True, capture_output=True)
+    duration = time.perf_counter() - started
+    resumed = tmp_path / "resumed"
+    interrupted = 0
+    for fraction in (0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 0.97):
+        process = subprocess.Popen([sys.executable, "-c", script, str(resumed)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        time.sleep(fraction * duration)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+        interrupted += process.returncode != 0
+        summary = resumed / "summary.json"
+        if summary.exists():
+            json.loads(summary.read_text())  # whole, whenever it exists
+        assert b"warning" not in stderr, stderr.decode()  # an interruption leaves no damaged file behind
+    assert interrupted >= 3, "the interruptions must hit running work"
+    subprocess.run([sys.executable, "-c", script, str(resumed)], check=True, capture_output=True)
+    assert (resumed / "summary.json").read_bytes() == (reference / "summary.json").read_bytes()

@@ -9,18 +9,20 @@ import scipy.optimize
 
 from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS
 from cmdp_envs.meta.oracles import ExactSimultaneouslyFeasibleOracle
+from cmdp_envs.meta.covering import CoveringResult
+from cmdp_envs.meta.policies import TabularPolicy
 from cmdp_envs.meta.safe_adaptation import (
     SafeAdaptationConfig,
+    SafeMetaRL,
     adapt,
     adaptation_step,
     anytime_safety_evaluation,
     closed_form_policy,
     dual_multiplier,
-    exact_advantages,
     linearised_cost,
     plot_anytime_safety,
-    sampled_advantages,
 )
+from cmdp_envs.meta.estimators import exact_advantages, sampled_advantages
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP
 
 from conftest import Z
@@ -232,6 +234,7 @@ def distilled_network(policy, action_space):
     return network
 
 
+@pytest.mark.slow
 def test_neural_step_on_the_gridworld(paper_family, pi_s, tmp_path):
     import gymnasium as gym
 
@@ -304,3 +307,19 @@ def test_neural_step_pins_the_task_under_task_sampling(paper_family):
     config = NeuralAdaptationConfig(n_episodes=4, horizon=5, dual_iterations=1, inner_steps=1, baseline_steps=1)
     neural_adaptation_step(make_policy_network(49, env.action_space), env, config, seed=0)
     assert seen == [task] * 4, "every rollout ran the task in force"
+
+
+def test_safe_meta_rl_protocol_counts_sampled_episodes(paper_family, pi_s):
+    safe_policy = pi_s.policy.probabilities
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    config = SafeAdaptationConfig(n_episodes=500, cost_kl=1000.0)
+    training = CoveringResult(policy_values=(), safe_policy=TabularPolicy(safe_policy), n_samples=0, doublings=0,
+                              coverage_error=0.0, config={})
+    seed = np.random.SeedSequence(0)
+    run = SafeMetaRL(config).run_on_tabular(cmdp, training, 2200, 100, seed)
+    assert run.lengths.tolist() == [500, 500, 500, 500, 200]
+    # Step k samples with seed s + k, s drawn from the SeedSequence: the run executes exactly adapt's sequence.
+    expected = adapt(cmdp, safe_policy, 4, config, seed=int(seed.generate_state(1)[0]))
+    assert np.array_equal(run.reward_values, expected.reward_values)
+    with pytest.raises(ValueError, match="sampled"):
+        SafeMetaRL(SafeAdaptationConfig(advantages="exact"))

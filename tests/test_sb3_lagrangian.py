@@ -33,6 +33,7 @@ def exact_values(model, cmdp):
     return evaluate_policy(cmdp, probabilities / probabilities.sum(axis=1, keepdims=True))
 
 
+@pytest.mark.slow
 def test_ppo_lagrangian_meets_the_limit_where_plain_ppo_violates_it():
     cmdp = gym.make("cmdp_envs/GridWorld-v0").unwrapped.tabular()
     results = {}

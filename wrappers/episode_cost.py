@@ -8,6 +8,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from cmdp_envs.task import check_count
+from cmdp_envs.validation import check_cost, check_number
+
 __all__ = ["RecordEpisodeCost"]
 
 
@@ -22,6 +25,10 @@ class RecordEpisodeCost(gym.Wrapper):
     whatever is there, keeping the other entries. ``make_vec_env(env_id, wrapper_class=RecordEpisodeCost)`` gives
     that order. The last ``buffer_length`` episodes' totals are kept in ``return_queue``, ``cost_queue`` and
     ``length_queue``.
+
+    Every step's ``info["cost"]`` must be a finite real number ``>= 0``: a NaN, infinite or negative cost raises
+    ``ValueError`` naming the step of the episode and the value, and ends the recording of that episode (its sums
+    would miss the step), so the next ``step`` raises until ``reset()``.
 
     Example::
 
@@ -42,9 +49,9 @@ class RecordEpisodeCost(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, gamma: float | None = None, buffer_length: int = 100):
+        gamma = None if gamma is None else check_number("gamma (or None)", gamma, 0.0, 1.0)
+        buffer_length = check_count("buffer_length", buffer_length, minimum=1)
         super().__init__(env)
-        if gamma is not None and not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1] or None, got {gamma}")
         self.gamma = gamma
         self.return_queue: deque[float] = deque(maxlen=buffer_length)
         self.cost_queue: deque[float] = deque(maxlen=buffer_length)
@@ -62,11 +69,17 @@ class RecordEpisodeCost(gym.Wrapper):
 
     def step(self, action: Any):
         if not self._episode_started:
-            raise RuntimeError("call reset() before step()")
+            raise RuntimeError(
+                "call reset() before step(): no episode is being recorded (none started, the last one ended, or a "
+                "step's cost was refused)"
+            )
         observation, reward, terminated, truncated, info = self.env.step(action)
+        # Until this step's cost passes, the episode's sums lack the step: a raise below ends the recording.
+        self._episode_started = False
         if "cost" not in info:
             raise KeyError("RecordEpisodeCost needs info['cost'] on every step; wrap the env with CostFunction first")
-        cost = float(info["cost"])
+        cost = check_cost(info["cost"], f"step {self._length + 1} of the episode (info['cost'] of the inner env)")
+        self._episode_started = True
         self._reward += float(reward)
         self._cost += cost
         self._discounted_reward += self._discount * float(reward)

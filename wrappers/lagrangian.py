@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
+
+from cmdp_envs.validation import check_cost, check_number
 
 __all__ = ["LagrangianReward"]
 
@@ -18,7 +19,10 @@ class LagrangianReward(gym.Wrapper):
     ``multiplier`` can be changed at any time: ``env.set_multiplier(value)`` or, through SB3 vector envs,
     ``vec_env.env_method("set_multiplier", value)``, which reaches the wrapper through outer wrappers such as
     ``Monitor``. (``vec_env.set_attr("multiplier", ...)`` sets the attribute on the outermost wrapper only, which has
-    no effect unless this wrapper is outermost.) The value must be finite and ``>= 0``.
+    no effect unless this wrapper is outermost.) The value must be a finite real number ``>= 0``.
+
+    Every step's ``info["cost"]`` must be a finite real number ``>= 0``: a NaN, infinite or negative cost raises
+    ``ValueError`` naming the step of the episode and the value, instead of turning the reward into NaN or a bonus.
 
     Example::
 
@@ -37,8 +41,10 @@ class LagrangianReward(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, multiplier: float = 0.0):
+        multiplier = check_number("the Lagrange multiplier", multiplier, 0.0)
         super().__init__(env)
-        self.set_multiplier(multiplier)
+        self._multiplier = multiplier
+        self._length = 0
 
     @property
     def multiplier(self) -> float:
@@ -50,14 +56,19 @@ class LagrangianReward(gym.Wrapper):
         self.set_multiplier(value)
 
     def set_multiplier(self, value: float) -> None:
-        value = float(value)
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"the Lagrange multiplier must be finite and >= 0, got {value!r}")
-        self._multiplier = value
+        """Set ``lambda``, a finite real number ``>= 0``, for the steps from now on."""
+        self._multiplier = check_number("the Lagrange multiplier", value, 0.0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        self._length = 0
+        return observation, info
 
     def step(self, action: Any):
         observation, reward, terminated, truncated, info = self.env.step(action)
+        self._length += 1
         if "cost" not in info:
             raise KeyError("LagrangianReward needs info['cost'] on every step; wrap the env with CostFunction first")
+        cost = check_cost(info["cost"], f"step {self._length} of the episode (info['cost'] of the inner env)")
         info["reward"] = reward
-        return observation, float(reward) - self._multiplier * float(info["cost"]), terminated, truncated, info
+        return observation, float(reward) - self._multiplier * cost, terminated, truncated, info

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from cmdp_envs.registration import registered_ids
-from cmdp_envs.task import Task
+from cmdp_envs.task import Task, TaskFamily
+from cmdp_envs.validation import check_cost, check_number
 
 __all__ = [
     "register_omnisafe_envs",
@@ -107,7 +107,7 @@ def register_omnisafe_envs() -> list[str]:
 
 
 def register_omnisafe_task(
-    gym_id: str,
+    env: str | TaskFamily,
     task: Task | None = None,
     *,
     cost_semantics: str = "discounted",
@@ -116,20 +116,28 @@ def register_omnisafe_task(
 ) -> str:
     """Register an OmniSafe id whose envs are ``gym.make(gym_id, **make_kwargs)`` fixed on ``task``.
 
-    This is how to fix the task, or the family's parameters, for algorithms that take no ``env_cfgs``.
+    This is how to fix the task, or the family's parameters, for algorithms that take no ``env_cfgs``. Pass the
+    family you hold rather than its id when you have one: its envs are then ``family.make_env(**make_kwargs)``, so
+    OmniSafe trains on exactly that family (its distribution and discount), not on one rebuilt from an id.
 
-    :param gym_id: a registered Gymnasium id of this package.
+    :param env: a registered Gymnasium id of this package, or a :class:`~cmdp_envs.task.TaskFamily`.
     :param task: the task every episode runs (default: the family's default task).
     :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring).
     :param name: the new id (default: derived from ``gym_id`` and the settings; stable across processes).
     :returns: the OmniSafe id to pass to ``omnisafe.Agent``.
     """
+    if isinstance(env, TaskFamily):
+        if "family" in make_kwargs:
+            raise ValueError("pass the family once: as the first argument or as family=..., not both")
+        gym_id, make_kwargs = env.env_id, {**make_kwargs, "family": env}
+    else:
+        gym_id = env
     if gym_id not in gym.registry:
         raise ValueError(f"unknown Gymnasium id {gym_id!r}")
-    env = gym.make(gym_id, **make_kwargs)
+    made = gym.make(gym_id, **make_kwargs)
     if task is not None:
-        env.unwrapped.family.check_task(task)  # fail here, not inside OmniSafe's constructor
-    env.close()
+        made.unwrapped.family.check_task(task)  # fail here, not inside OmniSafe's constructor
+    made.close()
     settings = BridgeSettings(
         gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, cost_semantics=cost_semantics
     )
@@ -198,9 +206,7 @@ def omnisafe_custom_cfgs(
     family = env.unwrapped.family
     task = settings.task if settings.task is not None else env.unwrapped.task
     env.close()
-    limit = float(task.cost_limit if cost_limit is None else cost_limit)
-    if not (math.isfinite(limit) and limit >= 0):
-        raise ValueError(f"cost_limit must be finite and >= 0, got {limit}")
+    limit = check_number("cost_limit", task.cost_limit if cost_limit is None else cost_limit, 0.0)
     keys = cost_limit_keys(algo)
     if not keys:
         raise ValueError(f"{algo} has no cost limit in its config: it is not a constrained algorithm")
@@ -275,6 +281,7 @@ def _bridge_class() -> type:
             self._time_limit = self._envs[0].spec.max_episode_steps
             self._pending_seed: int | None = None
             self._discount = np.ones(self._num_envs)
+            self._steps = [0] * self._num_envs  # steps into each sub-env's episode, for error messages
             self._flatten = flatten
 
         @property
@@ -294,6 +301,7 @@ def _bridge_class() -> type:
         def _reset_one(self, index: int, seed: int | None) -> np.ndarray:
             observation, _ = self._envs[index].reset(seed=seed, options={"task": self.task})
             self._discount[index] = 1.0
+            self._steps[index] = 0
             return self._observation(observation)
 
         def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -309,7 +317,8 @@ def _bridge_class() -> type:
             observations, rewards, costs, discounted_costs, terminated, truncated, finals = [], [], [], [], [], [], []
             for i, env in enumerate(self._envs):
                 observation, reward, term, trunc, info = env.step(self._gym_action(actions[i]))
-                cost = float(info["cost"])
+                self._steps[i] += 1
+                cost = check_cost(info.get("cost"), f"step {self._steps[i]} of sub-env {i}'s episode")
                 discounted_costs.append(cost * self._discount[i])
                 self._discount[i] *= self.gamma
                 observation = self._observation(observation)

@@ -11,6 +11,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from cmdp_envs.validation import check_cost
+
 __all__ = ["SafetyGymnasiumToGymnasium", "GymnasiumToSafetyGymnasium"]
 
 
@@ -40,7 +42,7 @@ class SafetyGymnasiumToGymnasium(gym.Wrapper):
         observation, reward, cost, terminated, truncated, info = result
         if "cost" in info and info["cost"] != cost:
             gym.logger.warn(f"info['cost'] = {info['cost']!r} is overwritten by the step's cost element {cost!r}")
-        info["cost"] = float(cost)
+        info["cost"] = check_cost(cost, "this step of the Safety-Gymnasium env")
         return observation, reward, terminated, truncated, info
 
 
@@ -56,4 +58,4 @@ class GymnasiumToSafetyGymnasium(gym.Wrapper):
         observation, reward, terminated, truncated, info = self.env.step(action)
         if "cost" not in info:
             raise ValueError("the info dict has no 'cost', which the Safety-Gymnasium API requires")
-        return observation, reward, float(info["cost"]), terminated, truncated, info
+        return observation, reward, check_cost(info["cost"], "this step"), terminated, truncated, info

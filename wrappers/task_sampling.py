@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from cmdp_envs.task import Task, check_count
+from cmdp_envs.validation import check_reset_options
 
 __all__ = ["TaskSampling"]
 
@@ -24,7 +25,8 @@ class TaskSampling(gym.Wrapper):
     * ``reset()`` continues the stream; before any seeded reset the stream starts from ``seed`` (fresh entropy if
       ``None``).
 
-    A task passed explicitly as ``reset(options={"task": task})`` takes precedence and consumes no draw.
+    A task passed explicitly as ``reset(options={"task": task})`` takes precedence and consumes no draw. ``"task"`` is
+    the only reset option: any other key raises ``ValueError`` before a task is drawn or the env is touched.
 
     Example::
 
@@ -36,7 +38,8 @@ class TaskSampling(gym.Wrapper):
         0.3228
 
     :param env: an env whose ``unwrapped`` has ``family`` and ``set_task``.
-    :param tasks: draw from these tasks instead of the family.
+    :param tasks: draw from these tasks instead of the family: a non-empty list (or other iterable) of valid tasks of
+        the env's family.
     :param seed: seed of the task draws (combined with the seed of a seeded reset).
 
     Change log: v0.1.0 first version.
@@ -45,19 +48,15 @@ class TaskSampling(gym.Wrapper):
     # Mixed into the task stream's seed so that it never coincides with the env's own stream for the same seed.
     _STREAM_TAG = 0x7A5C
 
-    def __init__(self, env: gym.Env, tasks: Sequence[Task] | None = None, seed: int | None = None):
-        super().__init__(env)
+    def __init__(self, env: gym.Env, tasks: Iterable[Task] | None = None, seed: int | None = None):
         base = env.unwrapped
         if not (hasattr(base, "family") and hasattr(base, "set_task")):
             raise TypeError(f"TaskSampling needs an env with .family and .set_task (a cmdp_envs env), got {base!r}")
-        if tasks is not None:
-            tasks = list(tasks)
-            if not tasks:
-                raise ValueError("tasks must not be empty")
-            for task in tasks:
-                base.family.check_task(task)
+        tasks = None if tasks is None else _check_tasks(tasks, base.family)
+        seed = None if seed is None else check_count("seed", seed)
+        super().__init__(env)
         self.tasks = tasks
-        self.seed = None if seed is None else check_count("seed", seed)
+        self.seed = seed
         self._task_rng = np.random.default_rng(self._entropy())
 
     def _entropy(self, reset_seed: int | None = None) -> list[int] | None:
@@ -71,9 +70,29 @@ class TaskSampling(gym.Wrapper):
         return self.env.unwrapped.family.sample(1, seed=self._task_rng)[0]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = check_reset_options(options, ("task",))
         if seed is not None:
             self._task_rng = np.random.default_rng(self._entropy(check_count("seed", seed)))
-        options = dict(options or {})
         if "task" not in options:
             options["task"] = self.draw_task()
         return self.env.reset(seed=seed, options=options)
+
+
+def _check_tasks(tasks: Any, family: Any) -> list[Task]:
+    """``tasks`` as a non-empty list of valid tasks of ``family``; the errors name the offending index."""
+    if isinstance(tasks, Task):
+        # A frozen dataclass is not iterable: without this the error would be "object is not iterable".
+        raise TypeError(f"tasks got a single task ({tasks!r}); pass a list of tasks, e.g. tasks=[task]")
+    if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Iterable):
+        raise TypeError(f"tasks must be a list of tasks or None, got {tasks!r}")
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks must not be empty")
+    for index, task in enumerate(tasks):
+        if not isinstance(task, Task):
+            raise TypeError(f"tasks[{index}] must be a Task, got {task!r}")
+        try:
+            family.check_task(task)
+        except ValueError as error:
+            raise ValueError(f"tasks[{index}]: {error}") from error
+    return tasks

@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from cmdp_envs.tabular import TabularCMDP, cmdp_distance, cumulative_distribution
 from cmdp_envs.task import ClippedNormal, Fixed, ParameterDistribution, Task, TaskFamily
+from cmdp_envs.validation import check_discrete_action, check_family_kwargs, check_number, check_reset_options
 
 __all__ = [
     "GridWorldTask",
@@ -41,6 +42,8 @@ PAPER_TEST_NOISE_LEVELS: tuple[float, ...] = (
 
 GOAL_REWARD = 10.0
 UNSAFE_COST = 10.0
+#: The keys ``reset(options=...)`` takes; any other is refused, so a misspelt ``"task"`` is not silently ignored.
+RESET_OPTIONS: tuple[str, ...] = ("task",)
 
 
 def cell_to_state(cell: Cell) -> int:
@@ -96,10 +99,11 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
         ``i`` is spread uniformly over {intended cell} ∪ {in-grid 4-neighbours}; this is the authors' code and
         reproduces their optimal values. ``"random_action"``: the paper's prose, with probability ``i`` the action is
         replaced by a uniformly random one (each of the four with ``i / 4``).
-    :param gamma: discount factor.
+    :param gamma: discount factor, a real number in ``[0, 1)``.
     """
 
     task_type: ClassVar[type[Task]] = GridWorldTask
+    env_id: ClassVar[str] = "cmdp_envs/GridWorld-v0"
 
     def __init__(
         self,
@@ -112,14 +116,13 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
     ):
         if noise_model not in ("reference", "random_action"):
             raise ValueError(f"noise_model must be 'reference' or 'random_action', got {noise_model!r}")
-        if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+        gamma = check_number("gamma", gamma, 0.0, 1.0, high_open=True)
         for name, dist in (("noise", noise), ("goal", goal), ("unsafe_cells", unsafe_cells), ("cost_limit", cost_limit)):
             if not isinstance(dist, ParameterDistribution):
                 raise TypeError(f"{name} must be a ParameterDistribution, got {dist!r}")
         self.parameters = {"cost_limit": cost_limit, "noise": noise, "goal": goal, "unsafe_cells": unsafe_cells}
         self.noise_model: NoiseModel = noise_model
-        self.gamma = float(gamma)
+        self.gamma = gamma
         self.check_support()
         self._tables = functools.lru_cache(maxsize=256)(self._build_tables)
 
@@ -274,8 +277,9 @@ class GridWorldEnv(gym.Env):
     ``cmdp_envs/GridWorld-v0`` (the paper's family): the noise ``i ~ Normal(0.3, 0.03)`` clipped to ``[0, 0.5]``; goal,
     layout and cost limit fixed. ``cmdp_envs/GridWorldVaried-v0``: also the goal (one of five border cells), the unsafe
     layout (one of three) and the cost limit (``Uniform[1, 2]``). The env starts on the family's default task (the
-    mean noise); set another with ``env.unwrapped.set_task(task)`` or ``env.reset(options={"task": task})``, or draw a
-    new one at every reset with :class:`cmdp_envs.wrappers.TaskSampling`.
+    mean noise); set another with ``env.unwrapped.set_task(task)`` or ``env.reset(options={"task": task})`` (the only
+    reset option: any other key raises ``ValueError``), or draw a new one at every reset with
+    :class:`cmdp_envs.wrappers.TaskSampling`.
 
     ## Episode End
     There is no terminal state: the goal is absorbing. Episodes end by truncation after ``max_episode_steps`` (200 as
@@ -290,7 +294,7 @@ class GridWorldEnv(gym.Env):
     **family_kwargs)``: ``family_kwargs`` (``noise``, ``goal``, ``unsafe_cells``, ``cost_limit`` distributions,
     ``noise_model``, ``gamma``) override the defaults of the id's family (``variant="paper"`` or ``"varied"``, set
     by the registered id); or pass a ready ``family``, which then replaces the id's. ``task`` is the initial task
-    (default: the family's default task).
+    (default: the family's default task). Any other keyword argument raises ``TypeError`` listing the accepted ones.
 
     ## Version History
     * v0: initial version.
@@ -307,17 +311,20 @@ class GridWorldEnv(gym.Env):
         variant: Literal["paper", "varied"] = "paper",
         **family_kwargs: Any,
     ):
+        check_family_kwargs(type(self), GridWorldFamily, family_kwargs)
         if family is not None and family_kwargs:
             raise ValueError(f"pass either family or family keyword arguments, not both: {sorted(family_kwargs)}")
+        if family is not None and not isinstance(family, GridWorldFamily):
+            raise TypeError(f"family must be a GridWorldFamily or None, got {family!r}")
         if variant not in ("paper", "varied"):
             raise ValueError(f"variant must be 'paper' or 'varied', got {variant!r}")
-        if family is None:
-            family = GridWorldFamily(**family_kwargs) if variant == "paper" else GridWorldFamily.varied(**family_kwargs)
-        self.family = family
         if observation_type not in ("discrete", "onehot"):
             raise ValueError(f"observation_type must be 'discrete' or 'onehot', got {observation_type!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if family is None:
+            family = GridWorldFamily(**family_kwargs) if variant == "paper" else GridWorldFamily.varied(**family_kwargs)
+        self.family = family
         self.observation_type = observation_type
         self.render_mode = render_mode
         n_states = SIZE * SIZE
@@ -349,7 +356,8 @@ class GridWorldEnv(gym.Env):
         return self._one_hot[state].copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if options and "task" in options:
+        options = check_reset_options(options, RESET_OPTIONS)
+        if "task" in options:
             self.set_task(options["task"])  # validates first: a bad task leaves the env and its seed untouched
         super().reset(seed=seed)
         self._state = bisect.bisect_right(self._mu_cumulative, float(self.np_random.random()))
@@ -358,9 +366,7 @@ class GridWorldEnv(gym.Env):
     def step(self, action: int):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, {len(MOVES) - 1}], got {action!r}")
-        s, a = self._state, int(action)
+        s, a = self._state, check_discrete_action(self.action_space, action)
         i = bisect.bisect_right(self._cumulative[s][a], float(self.np_random.random()))
         self._state = self._next_states[s][a][i]
         return self._observation(self._state), self._reward[s][a], False, False, {"cost": self._cost[s][a]}

@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cmdp_envs.task import ParameterDistribution, Task, TaskFamily, Uniform
+from cmdp_envs.validation import check_discrete_action, check_family_kwargs, check_number, check_reset_options
 
 __all__ = ["PointNavigationTask", "PointNavigationFamily", "PointNavigationEnv"]
 
@@ -24,6 +25,8 @@ START_LOW = np.array([-0.1, -0.9])
 START_HIGH = np.array([0.1, -0.7])
 #: Outside the goal disc the reward falls linearly with the distance to the goal, reaching 0 at this distance.
 REWARD_REACH = 2.0
+#: The keys ``reset(options=...)`` takes; any other is refused, so a misspelt ``"task"`` is not silently ignored.
+RESET_OPTIONS: tuple[str, ...] = ("task",)
 
 #: The bounds outside which the model is undefined; a family's distributions may only narrow them.
 PARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
@@ -78,10 +81,11 @@ class PointNavigationFamily(TaskFamily[PointNavigationTask]):
     :param hazard_x: distribution of the hazard's x.
     :param hazard_y: distribution of the hazard's y.
     :param hazard_radius: distribution of the hazard's radius.
-    :param gamma: discount factor.
+    :param gamma: discount factor, a real number in ``[0, 1)``.
     """
 
     task_type: ClassVar[type[Task]] = PointNavigationTask
+    env_id: ClassVar[str] = "cmdp_envs/PointNavigation-v0"
 
     def __init__(
         self,
@@ -94,14 +98,13 @@ class PointNavigationFamily(TaskFamily[PointNavigationTask]):
         hazard_radius: ParameterDistribution = Uniform(0.2, 0.35),
         gamma: float = 0.95,
     ):
-        if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+        gamma = check_number("gamma", gamma, 0.0, 1.0, high_open=True)
         self.parameters = {"cost_limit": cost_limit, "noise": noise, "goal_x": goal_x, "goal_y": goal_y,
                            "hazard_x": hazard_x, "hazard_y": hazard_y, "hazard_radius": hazard_radius}
         for name, dist in self.parameters.items():
             if not isinstance(dist, ParameterDistribution):
                 raise TypeError(f"{name} must be a ParameterDistribution, got {dist!r}")
-        self.gamma = float(gamma)
+        self.gamma = gamma
         self.check_support()
 
     def check_task(self, task: Task) -> None:
@@ -168,8 +171,8 @@ class PointNavigationEnv(gym.Env):
     ## Task distribution
     See :class:`PointNavigationFamily`: goal, hazard centre and radius, noise and cost limit, each uniform and
     independent. The env starts on the family's default task (the midpoints); set another with
-    ``env.unwrapped.set_task(task)`` or ``env.reset(options={"task": task})``, or draw one at every reset with
-    :class:`cmdp_envs.wrappers.TaskSampling`.
+    ``env.unwrapped.set_task(task)`` or ``env.reset(options={"task": task})`` (the only reset option: any other key
+    raises ``ValueError``), or draw one at every reset with :class:`cmdp_envs.wrappers.TaskSampling`.
 
     ## Episode End
     No terminal state (the goal does not absorb; the reward is for staying in it). Episodes end by truncation after
@@ -181,7 +184,8 @@ class PointNavigationEnv(gym.Env):
     ## Arguments
     ``gym.make("cmdp_envs/PointNavigation-v0", render_mode=None, task=None, family=None, **family_kwargs)``:
     ``family_kwargs`` (the parameter distributions and ``gamma``) override :class:`PointNavigationFamily`'s defaults;
-    or pass a ready ``family``. ``task`` is the initial task (default: the family's default task).
+    or pass a ready ``family``. ``task`` is the initial task (default: the family's default task). Any other keyword
+    argument raises ``TypeError`` listing the accepted ones.
     ``render_mode="rgb_array"`` draws a 200 x 200 image: hazard red, goal green, robot blue.
 
     ## Version History
@@ -192,8 +196,11 @@ class PointNavigationEnv(gym.Env):
 
     def __init__(self, family: PointNavigationFamily | None = None, task: PointNavigationTask | None = None,
                  render_mode: str | None = None, **family_kwargs: Any):
+        check_family_kwargs(type(self), PointNavigationFamily, family_kwargs)
         if family is not None and family_kwargs:
             raise ValueError(f"pass either family or family keyword arguments, not both: {sorted(family_kwargs)}")
+        if family is not None and not isinstance(family, PointNavigationFamily):
+            raise TypeError(f"family must be a PointNavigationFamily or None, got {family!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.family = family if family is not None else PointNavigationFamily(**family_kwargs)
@@ -221,7 +228,8 @@ class PointNavigationEnv(gym.Env):
         return 1.0 if float(np.linalg.norm(position - self._hazard)) < self.task.hazard_radius else 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if options and "task" in options:
+        options = check_reset_options(options, RESET_OPTIONS)
+        if "task" in options:
             self.set_task(options["task"])  # validates first: a bad task leaves the env and its seed untouched
         super().reset(seed=seed)
         self._position = self.np_random.uniform(START_LOW, START_HIGH)
@@ -230,12 +238,11 @@ class PointNavigationEnv(gym.Env):
     def step(self, action: int):
         if self._position is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, {len(MOVES) - 1}], got {action!r}")
+        action = check_discrete_action(self.action_space, action)
         position = self._position
         reward, cost = self.reward(position), self.cost(position)
         noise = self.task.noise * self.np_random.standard_normal(2)
-        self._position = np.clip(position + STEP_SIZE * MOVES[int(action)] + noise, -1.0, 1.0)
+        self._position = np.clip(position + STEP_SIZE * MOVES[action] + noise, -1.0, 1.0)
         return self._position.astype(np.float32), reward, False, False, {"cost": cost}
 
     def render(self) -> np.ndarray | None:

@@ -7,7 +7,7 @@ import dataclasses
 from cmdp_envs.meta.oracles.protocol import OracleResult, ValueEstimate
 from cmdp_envs.meta.policies import TabularPolicy
 from cmdp_envs.tabular import solve_cmdp
-from cmdp_envs.task import Task, TaskFamily
+from cmdp_envs.task import TabularFamily, Task
 
 __all__ = ["ExactLPOracle"]
 
@@ -16,8 +16,8 @@ class ExactLPOracle:
     """``O_l`` by :func:`~cmdp_envs.tabular.solve_cmdp`: the optimal feasible policy of a tabular task and its exact
     values. ``seed`` is accepted for the protocol and unused: the answer is deterministic."""
 
-    def __init__(self, family: TaskFamily):
-        if not hasattr(family, "tabular"):
+    def __init__(self, family: TabularFamily):
+        if not isinstance(family, TabularFamily):
             raise TypeError(f"ExactLPOracle needs a tabular family, got {family!r}")
         self.family = family
 

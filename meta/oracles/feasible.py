@@ -21,7 +21,7 @@ import numpy as np
 from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEstimate, evaluate
 from cmdp_envs.meta.policies import TabularPolicy, softmax
 from cmdp_envs.tabular import value_functions
-from cmdp_envs.task import Task, TaskFamily, check_count
+from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 
 __all__ = [
     "DistanceCheck",
@@ -115,7 +115,7 @@ class ExactSimultaneouslyFeasibleOracle:
 
     def __init__(self, family: TaskFamily, iterations: int = 2000, step_size: float = 0.5,
                  reference_tasks: Sequence[Task] = (), exploration: float = 0.0):
-        if not hasattr(family, "tabular"):
+        if not isinstance(family, TabularFamily):
             raise TypeError(f"ExactSimultaneouslyFeasibleOracle needs a tabular family, got {family!r}")
         self.family = family
         self.iterations = check_count("iterations", iterations, minimum=1)
@@ -183,16 +183,20 @@ class ExactSimultaneouslyFeasibleOracle:
 
 class LearnedSimultaneouslyFeasibleOracle:
     """``O_s`` with any learner oracle: train against the worst task of ``U`` with the limit tightened by ``xi``,
-    evaluate the policy on every task (exact or Monte Carlo, per the oracle's family), and repeat on the new worst
-    task until the policy is xi-feasible everywhere or ``max_rounds`` is reached."""
+    evaluate the policy on every task under the learner's own family (exact on tabular families, else Monte Carlo
+    through ``learner.family.make_env()`` with ``evaluate_kwargs``), and repeat on the new worst task until the policy
+    is xi-feasible everywhere or ``max_rounds`` is reached."""
 
-    def __init__(self, family: TaskFamily, learner: LearnerOracle, max_rounds: int = 5, **evaluate_kwargs):
+    def __init__(self, learner: LearnerOracle, max_rounds: int = 5, **evaluate_kwargs):
+        family = getattr(learner, "family", None)
+        if not isinstance(family, TaskFamily):
+            raise TypeError(f"the learner must carry its task family as .family, got {learner!r}")
         self.family = family
         self.learner = learner
         self.max_rounds = check_count("max_rounds", max_rounds, minimum=1)
         self.evaluate_kwargs = evaluate_kwargs
 
-    def __call__(self, tasks: Sequence[Task], xi: float, seed: int = 0, env=None) -> SimultaneouslyFeasibleResult:
+    def __call__(self, tasks: Sequence[Task], xi: float, seed: int = 0) -> SimultaneouslyFeasibleResult:
         tasks = tuple(tasks)
         if not tasks:
             raise ValueError("O_s needs at least one task")
@@ -202,8 +206,7 @@ class LearnedSimultaneouslyFeasibleOracle:
         for round_index in range(self.max_rounds):
             answer: OracleResult = self.learner(tasks[target], seed=seed + round_index,
                                                 cost_limit=tasks[target].cost_limit - xi)
-            values = [evaluate(self.family, task, answer.policy, env, seed=seed, **self.evaluate_kwargs)
-                      for task in tasks]
+            values = [evaluate(self.family, task, answer.policy, seed=seed, **self.evaluate_kwargs) for task in tasks]
             result = SimultaneouslyFeasibleResult(
                 policy=answer.policy, tasks=tasks, reward=tuple(v[0] for v in values),
                 cost=tuple(v[1] for v in values), xi=xi,

@@ -10,42 +10,48 @@ from typing import Any
 
 import gymnasium as gym
 
-from cmdp_envs.meta.oracles.protocol import OracleResult, evaluate
+from cmdp_envs.meta.oracles.learned import LearnedOracle
+from cmdp_envs.meta.oracles.protocol import Policy
 from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_omnisafe
-from cmdp_envs.task import Task
-from cmdp_envs.wrappers.omnisafe_bridge import import_omnisafe, omnisafe_custom_cfgs, register_omnisafe_task
+from cmdp_envs.task import Task, TaskFamily, check_count
+from cmdp_envs.wrappers.omnisafe_bridge import (
+    cost_limit_keys,
+    import_omnisafe,
+    omnisafe_custom_cfgs,
+    register_omnisafe_task,
+)
 
 __all__ = ["OmniSafeOracle"]
 
 
-class OmniSafeOracle:
-    """``O_l`` by OmniSafe: ``algo`` (e.g. "PPOLag", "TRPOLag", "CPO", "FOCOPS") trained ``total_steps`` on a task,
-    with the bridge's discounted cost semantics so the algorithm's limit is the task's ``J_c`` limit.
+class OmniSafeOracle(LearnedOracle):
+    """``O_l`` by OmniSafe: ``algo`` (e.g. "PPOLag", "TRPOLag", "CPO", "FOCOPS") trained ``total_steps`` on a task of
+    ``family``, with the bridge's discounted cost semantics so the algorithm's limit is the task's ``J_c`` limit.
 
     ``info["curve"]`` holds the learning curve read from OmniSafe's log (per epoch: steps, mean undiscounted episode
-    return, mean discounted episode cost). On tabular families the learned categorical policy is estimated with ``n_probability_samples`` Gaussian draws
-    per state and evaluated exactly; elsewhere by Monte Carlo rollouts with a ``confidence`` interval.
-    ``cfgs_overrides`` are passed to :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
+    return, mean discounted episode cost). On tabular families the learned categorical policy is estimated with
+    ``n_probability_samples`` Gaussian draws per state and evaluated exactly; elsewhere by Monte Carlo
+    (:class:`~cmdp_envs.meta.oracles.learned.LearnedOracle`). ``cfgs_overrides`` are passed to
+    :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
     """
 
-    def __init__(self, env_id: str, algo: str = "PPOLag", total_steps: int = 50_000, steps_per_epoch: int = 2000,
-                 n_probability_samples: int = 20_000, n_eval_episodes: int = 1000, confidence: float = 0.95,
-                 **cfgs_overrides: Any):
+    def __init__(self, family: TaskFamily, algo: str = "PPOLag", total_steps: int = 50_000,
+                 steps_per_epoch: int = 2000, n_probability_samples: int = 20_000,
+                 env_kwargs: dict[str, Any] | None = None, n_eval_episodes: int = 1000, eval_horizon: int = 200,
+                 confidence: float = 0.95, **cfgs_overrides: Any):
         import_omnisafe()
-        self.env_id = env_id
+        super().__init__(family, env_kwargs, n_eval_episodes, eval_horizon, confidence)
+        cost_limit_keys(algo)  # a clear error for an unknown name, before any training
         self.algo = algo
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
-        self.family = gym.make(env_id).unwrapped.family
-        self.n_probability_samples = n_probability_samples
-        self.n_eval_episodes = n_eval_episodes
-        self.confidence = confidence
+        self.total_steps = check_count("total_steps", total_steps, minimum=1)
+        self.steps_per_epoch = check_count("steps_per_epoch", steps_per_epoch, minimum=1)
+        self.n_probability_samples = check_count("n_probability_samples", n_probability_samples, minimum=1)
         self.cfgs_overrides = cfgs_overrides
 
-    def __call__(self, task: Task, seed: int = 0, cost_limit: float | None = None) -> OracleResult:
+    def _train(self, task: Task, seed: int, cost_limit: float) -> tuple[Policy, dict[str, Any]]:
         import omnisafe
 
-        omnisafe_id = register_omnisafe_task(self.env_id, task=task)
+        omnisafe_id = register_omnisafe_task(self.family, task=task, **self.env_kwargs)
         with tempfile.TemporaryDirectory(prefix="cmdp-envs-omnisafe-") as log_dir:
             cfgs = omnisafe_custom_cfgs(
                 self.algo, omnisafe_id, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
@@ -55,20 +61,16 @@ class OmniSafeOracle:
             agent.learn()
             curve = _read_curve(Path(log_dir))
         actor = agent.agent._actor_critic.actor
-        env = gym.make(self.env_id)
-        if hasattr(self.family, "tabular"):
-            policy: Any = tabular_policy_from_omnisafe(
-                actor, self.family.tabular(task).n_states, n_samples=self.n_probability_samples, seed=seed
-            )
+        if self.tabular:
+            policy: Policy = tabular_policy_from_omnisafe(actor, self.family.tabular(task).n_states,
+                                                          n_samples=self.n_probability_samples, seed=seed)
         else:
+            env = self.make_env()
             discrete = isinstance(env.action_space, gym.spaces.Discrete)
             bounds = None if discrete else (env.action_space.low, env.action_space.high)
             policy = MLPPolicy.from_omnisafe(actor, env.observation_space, discrete, action_bounds=bounds, seed=seed)
-        reward, cost = evaluate(self.family, task, policy, env, n_episodes=self.n_eval_episodes,
-                                confidence=self.confidence, seed=seed)
-        return OracleResult(task=task, policy=policy, reward=reward, cost=cost,
-                            info={"oracle": f"omnisafe_{self.algo}", "total_steps": self.total_steps,
-                                  "cost_semantics": "discounted", "curve": curve})
+        return policy, {"oracle": f"omnisafe_{self.algo}", "total_steps": self.total_steps,
+                        "cost_semantics": "discounted", "curve": curve}
 
 
 def _read_curve(log_dir: Path) -> list[dict[str, float]]:

@@ -20,9 +20,10 @@ values. Methods (the name is the key in ``summary.json``):
 * ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``.
 
 Results are written after every method, and a rerun resumes from them when everything that determines them is
-unchanged: the configuration, the training settings (``O_s`` included), the method's settings and the source code
-of the modules involved (a hash of it). Training and test
-runs draw from independent seed streams.
+unchanged: the configuration, the training settings (``O_s`` included), the method's settings (the ``repr`` of its
+:class:`~cmdp_envs.meta.evaluation.MetaTestMethod` value), the result format and the source code of the modules
+involved (a hash of it). A resumed run's ``summary.json`` is byte-identical to an uninterrupted run's. Training and
+test runs draw from independent seed streams.
 
 The exact check counts violations; it does not presume them absent. With the practical constants the safe mixture
 can execute slightly infeasible mixtures, and ``lb_sgd_tuned``'s smoothness ``M = 0.1`` is far below a valid
@@ -35,8 +36,8 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +45,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import cmdp_envs
-from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
-from cmdp_envs.io import write_json
 from cmdp_envs import tabular
 from cmdp_envs.families import gridworld as gridworld_family
+from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
+from cmdp_envs.io import UnreadableFileError, read_json, write_json
 from cmdp_envs.meta import covering as covering_module
-from cmdp_envs.meta import evaluation, lb_sgd, policies, safe_adaptation, safe_mixture
+from cmdp_envs.meta import estimators, evaluation, lb_sgd, policies, safe_mixture
 from cmdp_envs.meta.covering import CoveringResult, train
-from cmdp_envs.meta.evaluation import TestRun, plot_runs, summarise
+from cmdp_envs.meta.evaluation import MetaTestMethod, plot_runs, summarise
+from cmdp_envs.meta.lb_sgd import LBSGD, LBSGDConfig
 from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
 from cmdp_envs.meta.oracles import exact as exact_oracle
 from cmdp_envs.meta.oracles import feasible as feasible_oracles
-from cmdp_envs.tabular import TabularCMDP, solve_cmdp
+from cmdp_envs.meta.safe_adaptation import SafeAdaptationConfig, SafeMetaRL, closed_form
+from cmdp_envs.meta.safe_mixture import SafeMixtureMethod
+from cmdp_envs.tabular import solve_cmdp
 
 __all__ = ["ReproductionConfig", "METHODS", "run", "format_table"]
 
@@ -85,66 +89,54 @@ class ReproductionConfig:
         return cls(n_episodes=5_000, seed=seed)
 
 
-TestMethod = Callable[[TabularCMDP, CoveringResult, ReproductionConfig, np.random.SeedSequence], TestRun]
+def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
+    return SafeMetaRL(SafeAdaptationConfig(advantages="sampled", **overrides))
 
 
-def _with_settings(method: TestMethod, settings: Any) -> TestMethod:
-    """Attach the repr of everything that determines the method's results, for the resume check."""
-    method.settings = repr(settings)  # type: ignore[attr-defined]
-    return method
-
-
-def _safe_mixture(constants: Any, mixture: bool = True) -> TestMethod:
-    def method(cmdp: TabularCMDP, covering: CoveringResult, config: ReproductionConfig,
-               seed: np.random.SeedSequence) -> TestRun:
-        algorithm = safe_mixture.SafeMixture(covering.policy_values, cmdp.cost_limit, cmdp.gamma, config.n_episodes,
-                                             constants, mixture=mixture)
-        return safe_mixture.run_on_tabular(algorithm, covering, cmdp, config.horizon, seed=np.random.default_rng(seed))
-    return _with_settings(method, (constants, mixture))
-
-
-def _safe_meta_rl(**overrides: Any) -> TestMethod:
-    adaptation = safe_adaptation.SafeAdaptationConfig(advantages="sampled", **overrides)
-
-    def method(cmdp: TabularCMDP, covering: CoveringResult, config: ReproductionConfig,
-               seed: np.random.SeedSequence) -> TestRun:
-        adaptation_config = dataclasses.replace(adaptation, horizon=config.horizon)
-        return safe_adaptation.run_on_tabular(cmdp, covering.safe_policy.probabilities, config.n_episodes,
-                                              adaptation_config, seed=int(seed.generate_state(1)[0]))
-    return _with_settings(method, adaptation)
-
-
-def _lb_sgd(**overrides: Any) -> TestMethod:
-    def method(cmdp: TabularCMDP, covering: CoveringResult, config: ReproductionConfig,
-               seed: np.random.SeedSequence) -> TestRun:
-        lb_config = lb_sgd.LBSGDConfig(horizon=config.horizon, **overrides)
-        return lb_sgd.run_on_tabular(cmdp, covering.safe_policy.probabilities, config.n_episodes, lb_config,
-                                     seed=np.random.default_rng(seed))
-    return _with_settings(method, lb_sgd.LBSGDConfig(**overrides))
-
-
-#: name -> (test method, a one-line description for summary.json)
-METHODS: dict[str, tuple[TestMethod, str]] = {
-    "safe_mixture": (_safe_mixture(safe_mixture.PracticalConstants()),
+#: name -> (test-time method, a one-line description for summary.json)
+METHODS: dict[str, tuple[MetaTestMethod, str]] = {
+    "safe_mixture": (SafeMixtureMethod(safe_mixture.PracticalConstants()),
                      "Algorithm 2, practical constants of the authors' code"),
-    "safe_mixture_paper_constants": (_safe_mixture(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
-                                                                                value_range=10.0)),
+    "safe_mixture_paper_constants": (SafeMixtureMethod(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
+                                                                                    value_range=10.0)),
                                      "Algorithm 2, Eq. 5-7 (range 10)"),
-    "unsafe_pce": (_safe_mixture(safe_mixture.PracticalConstants(), mixture=False),
+    "unsafe_pce": (SafeMixtureMethod(safe_mixture.PracticalConstants(), mixture=False),
                    "PCE testing phase (Algorithm 4): candidates run directly"),
     "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
     "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
-    "lb_sgd": (_lb_sgd(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
-    "lb_sgd_tuned": (_lb_sgd(smoothness=0.1), "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
+    "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
+    "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)), "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
 }
+
+#: The methods of the paper's Figure 2, in its order.
+FIGURE2_METHODS = ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")
+
+#: Written into every result file; a file of another format is recomputed.
+RESULT_FORMAT = 2
 
 
 def _code_fingerprint() -> str:
     """A hash of the source of every module the reproduction's numbers depend on."""
-    modules = (tabular, gridworld_family, covering_module, evaluation, lb_sgd, policies, safe_adaptation,
+    modules = (tabular, gridworld_family, covering_module, estimators, evaluation, lb_sgd, policies, closed_form,
                safe_mixture, exact_oracle, feasible_oracles)
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, clear of the progress bars."""
+    tqdm.write(f"cmdp-envs reproduce: warning: {message}", file=sys.stderr)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """The JSON in ``path``; ``None`` when there is none or it cannot be read (then one warning names it)."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except UnreadableFileError as error:
+        _warn(f"{error}; recomputing it")
+        return None
 
 
 def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tuple[CoveringResult, dict[str, Any]]:
@@ -156,21 +148,80 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                                     "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION},
                 "version": cmdp_envs.__version__, "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    if _load_json(directory / "settings.json") == settings:
-        try:
-            return CoveringResult.load(directory, family), settings
-        except ValueError:
-            pass  # an interrupted or corrupt save: train again
+    # settings.json is written last, so its presence marks a complete save.
+    saved_settings = _read_checkpoint(directory / "settings.json")
+    if saved_settings is not None:
+        if saved_settings != settings:
+            _warn(f"{directory / 'settings.json'} does not match this run's training settings; training again")
+        else:
+            try:
+                return CoveringResult.load(directory, family), settings
+            except ValueError as error:
+                _warn(f"{error}; training again")
     covering = train(family, ExactLPOracle(family), DistanceCheck(family, parameter="noise"), feasible_oracle,
                      delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
+    (directory / "settings.json").unlink(missing_ok=True)
     covering.save(directory)
     write_json(directory / "settings.json", settings)
     return covering, settings
 
 
+def _saved_result(path: Path, config_json: dict[str, Any], settings: str, n_tasks: int) -> dict[str, Any] | None:
+    """A method's finished result from ``path`` if it was computed under this configuration and these settings and
+    has the shape :func:`~cmdp_envs.meta.evaluation.summarise` gives; else ``None``, with one warning line naming the
+    file unless it does not exist."""
+    saved = _read_checkpoint(path)
+    if saved is None:
+        return None
+    problem = _result_file_problem(saved, n_tasks)
+    if problem is not None:
+        _warn(f"{path}: {problem}; recomputing it")
+        return None
+    if saved["format"] != RESULT_FORMAT or saved["config"] != config_json or saved["settings"] != settings:
+        _warn(f"{path} was written with other settings or by another version; recomputing it")
+        return None
+    return saved["result"]
+
+
+def _result_file_problem(saved: Any, n_tasks: int) -> str | None:
+    """What is wrong with the shape of a method's result file, or ``None``."""
+    if not isinstance(saved, dict):
+        return f"expected a JSON object, found {type(saved).__name__}"
+    missing = {"format", "config", "settings", "result"} - set(saved)
+    if missing:
+        return f"missing {sorted(missing)}"
+    result = saved["result"]
+    if not isinstance(result, dict):
+        return "'result' is not a JSON object"
+    numbers = {"final_regret_mean": float, "max_cost_value": float, "violating_policies": int,
+               "violating_episodes": int, "executed_policies": int}
+    for key, kind in numbers.items():
+        value = result.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            return f"'result.{key}' is {value!r}, not a {kind.__name__}"
+    per_task = result.get("final_regret_per_task")
+    if not (isinstance(per_task, list) and len(per_task) == n_tasks):
+        return f"'result.final_regret_per_task' is not a list of {n_tasks} numbers"
+    curve = result.get("curve")
+    try:
+        lengths = {len(curve["episode"])} | {len(curve[key][band]) for key in ("regret", "cost_value")
+                                             for band in ("mean", "p10", "p90")}
+    except (TypeError, KeyError):
+        return "'result.curve' lacks the episode, regret and cost_value curves"
+    if len(lengths) != 1:
+        return "the curves of 'result.curve' differ in length"
+    return None
+
+
 def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None = None) -> dict[str, Any]:
     """Train, run every method on the ten test tasks, write ``out/summary.json`` and the figures; return the
-    summary. Finished methods found in ``out/methods/`` under the same configuration are reused."""
+    summary. Finished methods found in ``out/methods/`` under the same configuration are reused; a result file that
+    cannot be read, has the wrong shape or was written under other settings is named in a warning and recomputed.
+
+    The summary holds results only, so a resumed run writes the same bytes as an uninterrupted one; wall times go to
+    ``out/timings.json``. The figures are written before the summary, and a figure this run does not draw is removed,
+    so none is left from an older run.
+    """
     out = Path(out)
     methods = list(METHODS) if methods is None else methods
     unknown = sorted(set(methods) - set(METHODS))
@@ -186,24 +237,26 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     # Training draws from SeedSequence(seed); the test runs from a separate stream.
     test_seeds = np.random.SeedSequence([config.seed, 1]).spawn(len(cmdps))
     results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
     with tqdm(total=len(methods) * len(cmdps), desc="test runs") as progress:
         for name in methods:
             path = out / "methods" / f"{name}.json"
             method, description = METHODS[name]
-            saved = _load_json(path)
-            if saved is not None and saved.get("config") == config_json and saved.get("settings") == method.settings:
-                results[name] = saved["result"]
+            settings = repr(method)
+            saved = _saved_result(path, config_json, settings, len(cmdps))
+            if saved is not None:
+                results[name] = saved
                 progress.update(len(cmdps))
                 continue
             method_started = time.perf_counter()
             runs = []
             for cmdp, seed in zip(cmdps, test_seeds):
-                runs.append(method(cmdp, covering, config, seed))
+                runs.append(method.run_on_tabular(cmdp, covering, config.n_episodes, config.horizon, seed))
                 progress.update()
-            result = {"description": description, "settings": method.settings,
-                      **summarise(runs, optimal), "seconds": time.perf_counter() - method_started}
-            write_json(path, {"config": config_json, "settings": method.settings, "result": result})
-            results[name] = result
+            results[name] = {"description": description, "settings": settings, **summarise(runs, optimal)}
+            timings[name] = time.perf_counter() - method_started
+            write_json(path, {"format": RESULT_FORMAT, "config": config_json, "settings": settings,
+                              "result": results[name]})
     summary = {
         "config": config_json,
         "training": {"n_samples": covering.n_samples, "cover_size": covering.cover_size,
@@ -211,23 +264,18 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
                      "cover_noise_levels": [entry.task.noise for entry in covering.policy_values]},
         "optimal_reward_values": optimal,
         "methods": results,
-        "seconds": time.perf_counter() - started,
     }
-    write_json(out / "summary.json", summary)
     cost_limit = cmdps[0].cost_limit
-    figure2 = {name: results[name] for name in ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")
-               if name in results}
+    figure2 = {name: results[name] for name in FIGURE2_METHODS if name in results}
     if figure2:
         plot_runs(figure2, cost_limit, out / "figure2.png", title=f"GridWorld, {len(cmdps)} test tasks (Figure 2 style)")
+    else:
+        (out / "figure2.png").unlink(missing_ok=True)
     plot_runs(results, cost_limit, out / "all_methods.png", title="GridWorld, every method")
+    write_json(out / "summary.json", summary)
+    write_json(out / "timings.json", {"seconds": time.perf_counter() - started,
+                                      "computed_methods_seconds": timings})
     return summary
-
-
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def format_table(summary: dict[str, Any]) -> str:
