@@ -15,6 +15,7 @@ import numpy as np
 import scipy.optimize
 
 from cmdp_envs.task import SeedLike, as_generator, check_count
+from cmdp_envs.validation import check_number
 
 __all__ = [
     "TabularCMDP",
@@ -373,7 +374,6 @@ class EpisodeSampler:
         self._reward = cmdp.r
         self._cost = cmdp.c
         self._mu_cumulative = cumulative_distribution(cmdp.mu)
-        self._index_dtype = np.min_scalar_type(self.n_policies - 1)
         # Per episode and step: the gathered cumulative rows (float64) and their comparison with the uniform (bool),
         # plus at most 16 vectors of 8-byte numbers (uniforms, rows, outcomes, states, actions, returns, ...).
         self.chunk_episodes = max(1, working_memory // (9 * width + 16 * 8))
@@ -390,10 +390,7 @@ class EpisodeSampler:
         return weights
 
     def _check_gamma(self, gamma: float | None) -> float:
-        gamma = self.cmdp.gamma if gamma is None else float(gamma)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        return gamma
+        return self.cmdp.gamma if gamma is None else check_number("gamma", gamma, 0.0, 1.0)
 
     def _chunk_sizes(self, n: int) -> Iterator[int]:
         for start in range(0, n, self.chunk_episodes):
@@ -445,7 +442,7 @@ class EpisodeSampler:
                 cost_return += discount * self._cost[state, action]
                 discount *= gamma
             yield EpisodeBatch(reward_return=reward_return, cost_return=cost_return,
-                               policy_index=member.astype(self._index_dtype))
+                               policy_index=member.astype(np.intp))
 
     def sample(
         self,
@@ -462,7 +459,7 @@ class EpisodeSampler:
         chunks = self.sample_chunks(n_episodes, seed=seed, weights=weights, gamma=gamma)
         n = int(n_episodes)
         batch = EpisodeBatch(reward_return=np.empty(n), cost_return=np.empty(n),
-                             policy_index=np.empty(n, dtype=self._index_dtype))
+                             policy_index=np.empty(n, dtype=np.intp))
         start = 0
         for chunk in chunks:
             stop = start + len(chunk.reward_return)
@@ -472,30 +469,52 @@ class EpisodeSampler:
             start = stop
         return batch
 
+    def sample_trajectory_chunks(self, n_episodes: int, seed: SeedLike = None,
+                                 weights: Sequence[float] | np.ndarray | None = None) -> Iterator[Trajectories]:
+        """The trajectories of :meth:`sample_trajectories` (same arguments, same draws), as consecutive batches of at
+        most :attr:`chunk_episodes` episodes, so that estimators can stream any number of them in bounded memory."""
+        n = check_count("n_episodes", n_episodes)
+        weights = self._check_weights(weights)
+        return self._trajectory_chunks(n, as_generator(seed), weights)
+
+    def _trajectory_chunks(self, n: int, rng: np.random.Generator, weights: np.ndarray,
+                           out: Trajectories | None = None) -> Iterator[Trajectories]:
+        """The chunks of ``n`` trajectories; with ``out``, each chunk is written into (and yielded as) its slice of
+        ``out``, so that a whole sample is built without a second copy."""
+        start = 0
+        for size in self._chunk_sizes(n):
+            episodes = slice(start, start + size)
+            start += size
+            member = self._mixture_members(size, rng, weights)
+            if out is None:
+                chunk = Trajectories(states=np.empty((size, self.horizon), dtype=np.intp),
+                                     actions=np.empty((size, self.horizon), dtype=np.intp),
+                                     rewards=np.empty((size, self.horizon)), costs=np.empty((size, self.horizon)),
+                                     policy_index=member)
+            else:
+                chunk = Trajectories(**{field.name: getattr(out, field.name)[episodes]
+                                        for field in dataclasses.fields(Trajectories)})
+                chunk.policy_index[:] = member
+            for t, (state, action) in enumerate(self._steps(member, rng)):
+                chunk.states[:, t] = state
+                chunk.actions[:, t] = action
+                chunk.rewards[:, t] = self._reward[state, action]
+                chunk.costs[:, t] = self._cost[state, action]
+            yield chunk
+
     def sample_trajectories(self, n_episodes: int, seed: SeedLike = None,
                             weights: Sequence[float] | np.ndarray | None = None) -> Trajectories:
         """Like :meth:`sample`, but keep every step: states and actions of shape ``(n_episodes, horizon)``. Runs in
         the same chunks as :meth:`sample`, so its working memory beyond the returned arrays is bounded too."""
         n = check_count("n_episodes", n_episodes)
         weights = self._check_weights(weights)
-        rng = as_generator(seed)
         shape = (n, self.horizon)
         trajectories = Trajectories(states=np.empty(shape, dtype=np.intp), actions=np.empty(shape, dtype=np.intp),
                                     rewards=np.empty(shape), costs=np.empty(shape),
-                                    policy_index=np.empty(n, dtype=self._index_dtype))
-        start = 0
-        for size in self._chunk_sizes(n):
-            episodes = slice(start, start + size)
-            member = self._mixture_members(size, rng, weights)
-            trajectories.policy_index[episodes] = member
-            for t, (state, action) in enumerate(self._steps(member, rng)):
-                trajectories.states[episodes, t] = state
-                trajectories.actions[episodes, t] = action
-                trajectories.rewards[episodes, t] = self._reward[state, action]
-                trajectories.costs[episodes, t] = self._cost[state, action]
-            start += size
+                                    policy_index=np.empty(n, dtype=np.intp))
+        for _ in self._trajectory_chunks(n, as_generator(seed), weights, out=trajectories):
+            pass
         return trajectories
-
 
 def sample_episodes(
     cmdp: TabularCMDP,

@@ -18,17 +18,12 @@ from tqdm.auto import tqdm
 
 from cmdp_envs.io import UnreadableFileError, read_json, save_figure, write_json
 from cmdp_envs.task import Task, TaskFamily, check_count
+from cmdp_envs.wrappers.omnisafe_bridge import ON_POLICY_ALGORITHMS
 
-__all__ = ["SB3_LEARNERS", "OMNISAFE_ALGORITHMS", "check_algorithms", "make_oracle", "run_comparison"]
+__all__ = ["SB3_LEARNERS", "check_algorithms", "make_oracle", "run_comparison"]
 
 #: Our SB3 Lagrangian learners, by the name ``compare`` uses, with the SB3 algorithm behind each.
 SB3_LEARNERS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO"}
-
-#: OmniSafe 0.5.0's constrained on-policy algorithms (those whose config has a cost limit), by its own names, so an
-#: unknown name is reported as such whether or not OmniSafe is installed.
-OMNISAFE_ALGORITHMS = ("CPO", "CPPOPID", "CUP", "FOCOPS", "IPO", "OnCRPO", "P3O", "PCPO", "PDO",
-                       "PPOEarlyTerminated", "PPOLag", "PPOSaute", "PPOSimmerPID", "RCPO", "TRPOEarlyTerminated",
-                       "TRPOLag", "TRPOPID", "TRPOSaute", "TRPOSimmerPID")
 
 
 def check_algorithms(algos: Sequence[str]) -> list[str]:
@@ -38,11 +33,12 @@ def check_algorithms(algos: Sequence[str]) -> list[str]:
     algos = list(algos)
     if not algos:
         raise ValueError("name at least one algorithm")
-    unknown = [algo for algo in algos if algo not in SB3_LEARNERS and algo not in OMNISAFE_ALGORITHMS]
+    unknown = [algo for algo in algos if algo not in SB3_LEARNERS and algo not in ON_POLICY_ALGORITHMS]
     if unknown:
         raise ValueError(f"unknown algorithm(s) {unknown}; known: ours {list(SB3_LEARNERS)} (the 'sb3' extra) and "
-                         f"OmniSafe's {list(OMNISAFE_ALGORITHMS)} (the 'omnisafe' extra, Python 3.10)")
-    if any(algo in OMNISAFE_ALGORITHMS for algo in algos):
+                         f"OmniSafe's on-policy constrained ones {list(ON_POLICY_ALGORITHMS)} (the 'omnisafe' "
+                         "extra, Python 3.10)")
+    if any(algo in ON_POLICY_ALGORITHMS for algo in algos):
         from cmdp_envs.wrappers.omnisafe_bridge import import_omnisafe
 
         import_omnisafe()

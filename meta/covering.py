@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from cmdp_envs.io import UnreadableFileError, check_json_fields, read_json, write_json
@@ -94,7 +95,8 @@ class CoveringResult:
         entries = tuple(_policy_value(index, f"policy_values[{i}]", entry, family)
                         for i, entry in enumerate(data["policy_values"]))
         shape = _tabular_shape(family, entries[0].task) if entries else None
-        return cls(policy_values=entries, safe_policy=_load_policy(index, "safe_policy", data["safe_policy"], shape),
+        safe_policy = _load_policy(index, "safe_policy", data["safe_policy"], shape, family)
+        return cls(policy_values=entries, safe_policy=safe_policy,
                    n_samples=data["n_samples"], doublings=data["doublings"],
                    coverage_error=float(data["coverage_error"]), config=data["config"])
 
@@ -120,6 +122,11 @@ def _read_index(index: Path) -> dict[str, Any]:
     except OSError as error:  # a missing file is a bad save here, a ValueError like the others
         raise UnreadableFileError(index, f"cannot be read ({error.strerror or error})") from error
     data = check_json_fields(index, "the top level", data, _INDEX_FIELDS)
+    if data["n_samples"] < 1 or data["doublings"] < 0 or not (math.isfinite(data["coverage_error"])
+                                                              and data["coverage_error"] >= 0):
+        raise UnreadableFileError(index, f"n_samples = {data['n_samples']}, doublings = {data['doublings']} and "
+                                         f"coverage_error = {data['coverage_error']} must be >= 1, >= 0 and a finite "
+                                         "number >= 0")
     if data["cover_size"] != len(data["policy_values"]):
         raise UnreadableFileError(index, f"cover_size is {data['cover_size']} but policy_values has "
                                          f"{len(data['policy_values'])} entries")
@@ -129,14 +136,32 @@ def _read_index(index: Path) -> dict[str, Any]:
 def _policy_value(index: Path, where: str, entry: Any, family: TaskFamily) -> PolicyValue:
     """One entry of covering.json's policy_values, with its task and its policy."""
     entry = check_json_fields(index, where, entry, _ENTRY_FIELDS)
+    for key in ("reward_value", "margin", "safe_reward_value", "safe_margin"):
+        if not math.isfinite(entry[key]):
+            raise UnreadableFileError(index, f"{where}: {key!r} must be a finite number, got {entry[key]!r}")
     try:
         task = family.task(**entry["task"])
     except ValueError as error:
         raise UnreadableFileError(index, f"{where}: task {entry['task']} is not a task of this family: "
                                          f"{error}") from error
-    return PolicyValue(task=task, policy=_load_policy(index, where, entry, _tabular_shape(family, task)),
+    return PolicyValue(task=task, policy=_load_policy(index, where, entry, _tabular_shape(family, task), family),
                        reward_value=float(entry["reward_value"]), margin=float(entry["margin"]),
                        safe_reward_value=float(entry["safe_reward_value"]), safe_margin=float(entry["safe_margin"]))
+
+
+def _checked_network(path: Path, policy: MLPPolicy, family: TaskFamily) -> MLPPolicy:
+    """``policy`` if its input and output sizes are those of the family's env, else ``UnreadableFileError``."""
+    env = family.make_env()
+    observations = gym.spaces.flatdim(env.observation_space)
+    actions = int(env.action_space.n) if isinstance(env.action_space, gym.spaces.Discrete) else gym.spaces.flatdim(
+        env.action_space)
+    env.close()
+    outputs = policy.weights[-1].shape[0]
+    if policy.observation_size != observations or outputs != actions:
+        raise UnreadableFileError(path, f"the network takes {policy.observation_size} inputs and gives {outputs} "
+                                        f"outputs; this family's env has {observations} observation entries and "
+                                        f"{actions} actions")
+    return policy
 
 
 def _tabular_shape(family: TaskFamily, task: Task) -> tuple[int, int] | None:
@@ -147,8 +172,10 @@ def _tabular_shape(family: TaskFamily, task: Task) -> tuple[int, int] | None:
     return cmdp.n_states, cmdp.n_actions
 
 
-def _load_policy(index: Path, where: str, entry: Any, shape: tuple[int, int] | None) -> TabularPolicy | MLPPolicy:
-    """The policy file an entry of covering.json names; a TabularPolicy must have ``shape`` (None: any)."""
+def _load_policy(index: Path, where: str, entry: Any, shape: tuple[int, int] | None,
+                 family: TaskFamily) -> TabularPolicy | MLPPolicy:
+    """The policy file an entry of covering.json names; a TabularPolicy must have ``shape`` (None: any), a network
+    the input and output sizes of the family's env."""
     entry = check_json_fields(index, where, entry, _POLICY_FIELDS)
     name, kind = entry["policy"], entry["kind"]
     if kind not in _POLICY_KINDS:
@@ -159,7 +186,7 @@ def _load_policy(index: Path, where: str, entry: Any, shape: tuple[int, int] | N
     try:
         if kind == "TabularPolicy":
             return TabularPolicy.load(path, shape=shape)
-        return MLPPolicy.load(path)
+        return _checked_network(path, MLPPolicy.load(path), family)
     except OSError as error:
         raise UnreadableFileError(path, f"cannot be read ({error.strerror or error}); {index.name} names it in "
                                         f"{where}") from error

@@ -128,25 +128,43 @@ def sampled_advantages(cmdp: TabularCMDP, policy: np.ndarray, n_episodes: int, h
     """Monte Carlo estimates from ``n_episodes`` trajectories of ``policy``: ``Q(s, a)`` and ``V(s)`` are mean
     discounted returns-to-go after visits of ``(s, a)`` and of ``s``; advantages of pairs never visited are 0 (the
     closed form then leaves those action probabilities at ``pi_phi``'s relative weights); ``nu`` is the discounted
-    visit frequency; ``J_c`` the mean discounted episode cost."""
-    return trajectory_advantages(cmdp, EpisodeSampler(cmdp, policy, horizon).sample_trajectories(n_episodes, seed=seed))
+    visit frequency; ``J_c`` the mean discounted episode cost. The trajectories are streamed in the sampler's chunks
+    and only their sums kept, so memory stays bounded for any ``n_episodes``."""
+    chunks = EpisodeSampler(cmdp, policy, horizon).sample_trajectory_chunks(n_episodes, seed=seed)
+    sums = None
+    for chunk in chunks:
+        chunk_sums = _advantage_sums(cmdp, chunk)
+        sums = chunk_sums if sums is None else [a + b for a, b in zip(sums, chunk_sums)]
+    if sums is None:
+        raise ValueError("sampled advantages need at least one episode")
+    return _advantage_estimate(cmdp, sums)
 
 
 def trajectory_advantages(cmdp: TabularCMDP, trajectories: Trajectories) -> AdvantageEstimate:
     """The estimates of :func:`sampled_advantages` from trajectories already sampled."""
+    return _advantage_estimate(cmdp, _advantage_sums(cmdp, trajectories))
+
+
+def _advantage_sums(cmdp: TabularCMDP, trajectories: Trajectories) -> list[Any]:
+    """What the estimates need, as sums over episodes (so chunks add up): visit counts of pairs and states, the sums
+    of their reward and cost returns-to-go, the discounted visits, the summed discounted episode cost, the episodes."""
     n_episodes, horizon = trajectories.states.shape
     S, A = cmdp.n_states, cmdp.n_actions
     states, actions = trajectories.states.ravel(), trajectories.actions.ravel()
     pairs = states * A + actions
-    advantages = []
-    for values in (trajectories.rewards, trajectories.costs):
-        returns = returns_to_go(values, cmdp.gamma).ravel()
-        pair_count = np.bincount(pairs, minlength=S * A).reshape(S, A)
-        pair_mean = np.bincount(pairs, returns, S * A).reshape(S, A) / np.maximum(pair_count, 1)
-        state_count = np.bincount(states, minlength=S)
-        state_mean = np.bincount(states, returns, S) / np.maximum(state_count, 1)
-        advantages.append(np.where(pair_count > 0, pair_mean - state_mean[:, None], 0.0))
+    returns = [returns_to_go(values, cmdp.gamma).ravel() for values in (trajectories.rewards, trajectories.costs)]
     discounts = cmdp.gamma ** np.arange(horizon)
-    visitation = np.bincount(states, np.tile(discounts, n_episodes), S) * (1 - cmdp.gamma) / n_episodes
-    cost_value = float((trajectories.costs @ discounts).mean())
-    return AdvantageEstimate(advantages[0], advantages[1], visitation, cost_value)
+    return [np.bincount(pairs, minlength=S * A).reshape(S, A), np.bincount(states, minlength=S),
+            np.stack([np.bincount(pairs, values, S * A).reshape(S, A) for values in returns]),
+            np.stack([np.bincount(states, values, S) for values in returns]),
+            np.bincount(states, np.tile(discounts, n_episodes), S), (trajectories.costs @ discounts).sum(),
+            n_episodes]
+
+
+def _advantage_estimate(cmdp: TabularCMDP, sums: list[Any]) -> AdvantageEstimate:
+    pair_count, state_count, pair_returns, state_returns, discounted_visits, cost_sum, n_episodes = sums
+    pair_mean = pair_returns / np.maximum(pair_count, 1)
+    state_mean = state_returns / np.maximum(state_count, 1)
+    reward_advantage, cost_advantage = np.where(pair_count > 0, pair_mean - state_mean[:, :, None], 0.0)
+    visitation = discounted_visits * (1 - cmdp.gamma) / n_episodes
+    return AdvantageEstimate(reward_advantage, cost_advantage, visitation, float(cost_sum / n_episodes))

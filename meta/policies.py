@@ -59,6 +59,9 @@ class TabularPolicy:
     """
 
     def __init__(self, probabilities: np.ndarray, seed: SeedLike = None):
+        kind = np.asarray(probabilities).dtype.kind
+        if kind not in "iuf":  # no silent parsing of strings, and bools or objects are not probabilities
+            raise ValueError(f"probabilities must be an int or float array, got dtype {np.asarray(probabilities).dtype}")
         probabilities = np.array(probabilities, dtype=np.float64)
         if probabilities.ndim != 2 or probabilities.shape[1] < 1:
             raise ValueError(f"probabilities must have shape (S, A) with A >= 1, got {probabilities.shape}")

@@ -90,7 +90,7 @@ def test_requests_the_algorithms_make_draw_the_unchunked_stream(gridworld, n):
             reward_return, cost_return, member = reference.sample(n, seed=n, weights=weights, gamma=gamma)
             assert np.array_equal(batch.reward_return, reward_return)
             assert np.array_equal(batch.cost_return, cost_return)
-            assert np.array_equal(batch.policy_index, member) and batch.policy_index.dtype == np.uint8
+            assert np.array_equal(batch.policy_index, member) and batch.policy_index.dtype == np.intp
         ours, theirs = np.random.default_rng(3), np.random.default_rng(3)
         trajectories = sampler.sample_trajectories(n, seed=ours, weights=weights)
         states, actions, member = reference.sample_trajectories(n, seed=theirs, weights=weights)
@@ -216,3 +216,39 @@ def test_interval_cover_needs_no_square_matrix(paper_family):
                                                    max_uncovered=0.1 * n))
     assert peak < 4 * MiB
     assert len(cover) > 10
+
+
+def test_sampled_advantages_stream_trajectory_chunks_and_add_up(paper_family):
+    """Safe Meta-RL's estimates keep sums, not trajectories: within one chunk they equal the estimates from the whole
+    sample bit for bit, and sums over two halves of a sample give the estimates of the whole."""
+    from cmdp_envs.meta import estimators
+    from cmdp_envs.tabular import EpisodeSampler, Trajectories
+
+    cmdp = paper_family.tabular(paper_family.default_task)
+    policy = np.random.default_rng(0).dirichlet(np.ones(4), cmdp.n_states)
+    streamed = estimators.sampled_advantages(cmdp, policy, 1000, 100, seed=5)
+    whole = EpisodeSampler(cmdp, policy, 100).sample_trajectories(1000, seed=5)
+    direct = estimators.trajectory_advantages(cmdp, whole)
+    for name in ("reward_advantage", "cost_advantage", "visitation", "cost_value"):
+        assert np.array_equal(getattr(streamed, name), getattr(direct, name)), name
+    halves = [Trajectories(**{f: getattr(whole, f)[part] for f in ("states", "actions", "rewards", "costs",
+                                                                      "policy_index")})
+              for part in (slice(0, 400), slice(400, 1000))]
+    sums = [a + b for a, b in zip(*(estimators._advantage_sums(cmdp, half) for half in halves))]
+    added = estimators._advantage_estimate(cmdp, sums)
+    for name in ("reward_advantage", "cost_advantage", "visitation"):
+        np.testing.assert_allclose(getattr(added, name), getattr(direct, name), rtol=1e-9, atol=1e-9)
+    assert added.cost_value == pytest.approx(direct.cost_value, rel=1e-9)
+
+
+def test_trajectory_chunks_concatenate_to_the_whole_sample(paper_family):
+    from cmdp_envs.tabular import EpisodeSampler
+
+    cmdp = paper_family.tabular(paper_family.default_task)
+    sampler = EpisodeSampler(cmdp, np.full((cmdp.n_states, 4), 0.25), 20, working_memory=20_000)
+    assert sampler.chunk_episodes < 300
+    whole = sampler.sample_trajectories(300, seed=1)
+    chunks = list(sampler.sample_trajectory_chunks(300, seed=1))
+    assert len(chunks) > 1 and whole.states.shape == (300, 20)
+    assert np.array_equal(np.concatenate([c.states for c in chunks]), whole.states)
+    assert whole.policy_index.dtype == np.intp

@@ -106,8 +106,7 @@ def test_compare_names_an_unknown_algorithm_before_any_missing_extra(tmp_path, c
 def test_known_omnisafe_names_are_omnisafe_constrained_on_policy_algorithms():
     from omnisafe.algorithms import ALGORITHM2TYPE
 
-    from cmdp_envs.meta.compare import OMNISAFE_ALGORITHMS
-    from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys
+    from cmdp_envs.wrappers.omnisafe_bridge import ON_POLICY_ALGORITHMS, cost_limit_keys
 
     on_policy = {algo for algo, kind in ALGORITHM2TYPE.items() if kind == "on-policy" and cost_limit_keys(algo)}
-    assert set(OMNISAFE_ALGORITHMS) == on_policy
+    assert set(ON_POLICY_ALGORITHMS) == on_policy

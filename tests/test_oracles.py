@@ -18,6 +18,7 @@ from cmdp_envs.meta.oracles import (
     evaluate,
 )
 from cmdp_envs.meta.estimators import monte_carlo_values
+from cmdp_envs.meta.oracles.learned import LearnedOracle
 from cmdp_envs.meta.policies import TabularPolicy, gaussian_argmax_probabilities
 from cmdp_envs.tabular import evaluate_policy, solve_cmdp
 
@@ -286,3 +287,51 @@ def test_mlp_policy_maps_gaussian_actions_onto_the_bounds(tmp_path):
     np.testing.assert_allclose(loaded.act(np.zeros(3), deterministic=True), [4.0, -2.0])
     with pytest.raises(ValueError, match="action_bounds"):
         MLPPolicy([np.zeros((2, 3))], [np.zeros(2)], ["identity"], "categorical", 3, False, action_bounds=bounds)
+
+
+class _ConstantActionOracle(LearnedOracle):
+    """A learner oracle whose "training" returns a fixed policy: always move down, away from the hazard. Enough to
+    see where O_s evaluates."""
+
+    class _Down:
+        def act(self, observation):
+            return 2
+
+    def _train(self, task, seed, cost_limit):
+        return self._Down(), {"oracle": "constant"}
+
+
+def test_learned_o_s_evaluates_in_the_learners_own_env():
+    """Regression: O_s rolled out in family.make_env() (50-step episodes) while the learner used its env_kwargs
+    (7-step episodes); both must use the learner's env."""
+    from cmdp_envs.families.point_navigation import PointNavigationFamily
+
+    family = PointNavigationFamily()
+    learner = _ConstantActionOracle(family, env_kwargs={"max_episode_steps": 7}, n_eval_episodes=20)
+    task = family.default_task
+    result = LearnedSimultaneouslyFeasibleOracle(learner, max_rounds=1, n_episodes=20, horizon=200)([task], xi=0.0)
+    short = monte_carlo_values(learner.make_env(), learner._Down(), task, family.gamma, 20, 200)
+    long = monte_carlo_values(family.make_env(), learner._Down(), task, family.gamma, 20, 200)
+    assert result.reward[0].value == short[0].value != long[0].value
+
+
+def test_learned_oracles_refuse_a_second_discount_and_bad_env_arguments():
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is in the 'sb3' extra")
+    from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
+
+    family = GridWorldFamily(gamma=0.5)
+    with pytest.raises(ValueError, match=r"the discount is the family's \(gamma = 0.5\)"):
+        SB3LagrangianOracle(family, gamma=0.99)
+    with pytest.raises(ValueError, match="family keyword arguments"):
+        SB3LagrangianOracle(family, env_kwargs={"noise_model": "random_action"})  # at construction, not training
+
+
+@pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                    reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+def test_omnisafe_cfgs_refuse_a_discount_other_than_the_familys():
+    from cmdp_envs.wrappers.omnisafe_bridge import omnisafe_custom_cfgs, register_omnisafe_task
+
+    omnisafe_id = register_omnisafe_task(GridWorldFamily(gamma=0.5))
+    assert omnisafe_custom_cfgs("PPOLag", omnisafe_id, total_steps=1000)["algo_cfgs"]["gamma"] == 0.5
+    with pytest.raises(ValueError, match=r"algo_cfgs.gamma = 0.99 differs from the family's discount gamma = 0.5"):
+        omnisafe_custom_cfgs("PPOLag", omnisafe_id, total_steps=1000, algo_cfgs={"gamma": 0.99})

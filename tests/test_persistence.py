@@ -391,3 +391,30 @@ def test_a_missing_or_empty_covering_json_is_a_value_error_naming_it(paper_famil
     (copy / "covering.json").unlink()
     with pytest.raises(UnreadableFileError, match="covering.json: cannot be read"):
         CoveringResult.load(copy, paper_family)
+
+
+def test_tabular_policy_refuses_strings_instead_of_parsing_them():
+    with pytest.raises(ValueError, match="dtype <U4"):
+        TabularPolicy(np.full((3, 2), "0.50"))
+
+
+def test_a_covered_network_must_fit_the_familys_env(tmp_path):
+    """A network saved into a cover of a family whose env it does not fit is refused at load, naming the file."""
+    from cmdp_envs.families.point_navigation import PointNavigationFamily
+    from cmdp_envs.meta.covering import CoveringResult, PolicyValue
+
+    family = PointNavigationFamily()
+    rng = np.random.default_rng(0)
+
+    def network(inputs, outputs):
+        return MLPPolicy([rng.standard_normal((8, inputs)), rng.standard_normal((outputs, 8))],
+                         [np.zeros(8), np.zeros(outputs)], ["tanh", "identity"], "categorical", inputs, False)
+
+    task = family.default_task
+    good = CoveringResult((PolicyValue(task, network(2, 4), 1.0, 0.1, 0.5, 0.2),), network(2, 4), 10, 0, 0.1, {})
+    good.save(tmp_path / "good")
+    assert CoveringResult.load(tmp_path / "good", family).policy_values[0].policy.observation_size == 2
+    bad = CoveringResult((PolicyValue(task, network(10, 3), 1.0, 0.1, 0.5, 0.2),), network(2, 4), 10, 0, 0.1, {})
+    bad.save(tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"pi_0\.npz: the network takes 10 inputs and gives 3 outputs"):
+        CoveringResult.load(tmp_path / "bad", family)

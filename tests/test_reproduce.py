@@ -93,13 +93,27 @@ def copy_run(source, target):
     return target
 
 
+def rewrite_result(path, **changes):
+    """Edit a result file's values and re-sign it, as a careless script would: the value checks must catch it."""
+    saved = json.loads(path.read_text())
+    saved["result"].update(changes)
+    saved["sha256"] = gridworld._digest(saved["result"])
+    path.write_text(json.dumps(saved))
+
+
 @pytest.mark.parametrize("damage, reason", [
     (lambda path: path.write_bytes(path.read_bytes()[:40]), "not valid JSON"),
     (lambda path: path.write_bytes(b""), "empty"),
     (lambda path: path.write_bytes(b"\xff\xfe\x00garbage"), "UTF-8"),
     (lambda path: path.write_text("[1, 2, 3]"), "expected a JSON object"),
     (lambda path: path.write_text('{"result": {}}'), "missing"),
-    (lambda path: path.write_text(path.read_text().replace('"format": 2', '"format": 1')), "another version"),
+    (lambda path: path.write_text(path.read_text().replace('"format": 3', '"format": 1')), "another version"),
+    (lambda path: path.write_text(path.read_text().replace('"final_regret_mean": ', '"final_regret_mean": 1')),
+     "checksum"),
+    (lambda path: rewrite_result(path, final_regret_mean=float("nan")), "not a finite number"),
+    (lambda path: rewrite_result(path, final_regret_per_task=["a"] * 10), "finite numbers"),
+    (lambda path: rewrite_result(path, violating_policies=-1), "not a count"),
+    (lambda path: rewrite_result(path, description=None), "description"),
 ])
 def test_a_damaged_method_file_is_named_and_recomputed(clean_run, tmp_path, capsys, damage, reason):
     out = copy_run(clean_run, tmp_path / "out")
@@ -113,11 +127,17 @@ def test_a_damaged_method_file_is_named_and_recomputed(clean_run, tmp_path, caps
     assert path.read_bytes() == (clean_run / "methods" / "safe_mixture.json").read_bytes(), "recomputed, same result"
 
 
-@pytest.mark.parametrize("name", ["covering.json", "pi_s.npz", "pi_0.npz", "settings.json"])
-def test_a_damaged_covering_file_is_named_and_training_redone(clean_run, tmp_path, capsys, name):
+@pytest.mark.parametrize("name, damage", [
+    *[(name, lambda data: data[:30]) for name in ("covering.json", "pi_s.npz", "pi_0.npz", "settings.json")],
+    # Values that still parse: a NaN coverage error, a duplicated cover entry. The checksum catches them.
+    ("covering.json", lambda data: data.replace(b'"coverage_error": ', b'"coverage_error": NaN, "x": ')),
+    ("covering.json", lambda data: data.replace(b'"policy_values": [', b'"policy_values": [' + data[
+        data.index(b'"policy_values": [') + 18:data.index(b"}", data.index(b'"policy_values": [')) + 1] + b",")),
+])
+def test_a_damaged_covering_file_is_named_and_training_redone(clean_run, tmp_path, capsys, name, damage):
     out = copy_run(clean_run, tmp_path / "out")
     (directory,) = (out / "covering").iterdir()
-    (directory / name).write_bytes((directory / name).read_bytes()[:30])
+    (directory / name).write_bytes(damage((directory / name).read_bytes()))
     capsys.readouterr()
     gridworld.run(out, gridworld.ReproductionConfig(n_episodes=300), methods=CHEAP)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]

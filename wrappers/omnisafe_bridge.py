@@ -54,9 +54,17 @@ __all__ = [
     "BridgeSettings",
     "cost_limit_keys",
     "import_omnisafe",
+    "ON_POLICY_ALGORITHMS",
 ]
 
 COST_SEMANTICS = ("discounted", "undiscounted")
+
+#: OmniSafe 0.5.0's constrained on-policy algorithms (those whose config has a cost limit), by its own names: the
+#: ones the bridge and the OmniSafe oracle train. Known without importing OmniSafe, so a misspelt name is reported as
+#: such whether or not OmniSafe is installed.
+ON_POLICY_ALGORITHMS = ("CPO", "CPPOPID", "CUP", "FOCOPS", "IPO", "OnCRPO", "P3O", "PCPO", "PDO",
+                       "PPOEarlyTerminated", "PPOLag", "PPOSaute", "PPOSimmerPID", "RCPO", "TRPOEarlyTerminated",
+                       "TRPOLag", "TRPOPID", "TRPOSaute", "TRPOSimmerPID")
 
 
 def import_omnisafe() -> Any:
@@ -232,6 +240,12 @@ def omnisafe_custom_cfgs(
             cfgs.setdefault(section, {}).update(values)
         else:
             cfgs[section] = values
+    for key in ("gamma", "cost_gamma"):
+        # The bridge discounts costs and our evaluation values with the family's gamma: a different training
+        # discount would optimise another objective than the one checked.
+        if cfgs["algo_cfgs"].get(key) != family.gamma:
+            raise ValueError(f"algo_cfgs.{key} = {cfgs['algo_cfgs'].get(key)!r} differs from the family's discount "
+                             f"gamma = {family.gamma}; build the family with the discount you want instead")
     return cfgs
 
 

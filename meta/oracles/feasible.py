@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from cmdp_envs.meta.oracles.learned import LearnedOracle
 from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEstimate, evaluate
 from cmdp_envs.meta.policies import TabularPolicy, softmax
 from cmdp_envs.tabular import value_functions
@@ -184,7 +185,8 @@ class ExactSimultaneouslyFeasibleOracle:
 class LearnedSimultaneouslyFeasibleOracle:
     """``O_s`` with any learner oracle: train against the worst task of ``U`` with the limit tightened by ``xi``,
     evaluate the policy on every task under the learner's own family (exact on tabular families, else Monte Carlo
-    through ``learner.family.make_env()`` with ``evaluate_kwargs``), and repeat on the new worst task until the policy
+    with ``evaluate_kwargs`` through the learner's own env, ``learner.make_env()``, when it has one, else
+    ``learner.family.make_env()``), and repeat on the new worst task until the policy
     is xi-feasible everywhere or ``max_rounds`` is reached."""
 
     def __init__(self, learner: LearnerOracle, max_rounds: int = 5, **evaluate_kwargs):
@@ -206,7 +208,9 @@ class LearnedSimultaneouslyFeasibleOracle:
         for round_index in range(self.max_rounds):
             answer: OracleResult = self.learner(tasks[target], seed=seed + round_index,
                                                 cost_limit=tasks[target].cost_limit - xi)
-            values = [evaluate(self.family, task, answer.policy, seed=seed, **self.evaluate_kwargs) for task in tasks]
+            env = self.learner.make_env() if isinstance(self.learner, LearnedOracle) else None
+            values = [evaluate(self.family, task, answer.policy, env, seed=seed, **self.evaluate_kwargs)
+                      for task in tasks]
             result = SimultaneouslyFeasibleResult(
                 policy=answer.policy, tasks=tasks, reward=tuple(v[0] for v in values),
                 cost=tuple(v[1] for v in values), xi=xi,

@@ -43,6 +43,7 @@ class LearnedOracle(abc.ABC):
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
         self.confidence = float(confidence)
+        self.make_env().close()  # a bad env argument fails here, not at the first training call
 
     @property
     def tabular(self) -> bool:

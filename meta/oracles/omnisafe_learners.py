@@ -15,7 +15,7 @@ from cmdp_envs.meta.oracles.protocol import Policy
 from cmdp_envs.meta.policies import MLPPolicy, tabular_policy_from_omnisafe
 from cmdp_envs.task import Task, TaskFamily, check_count
 from cmdp_envs.wrappers.omnisafe_bridge import (
-    cost_limit_keys,
+    ON_POLICY_ALGORITHMS,
     import_omnisafe,
     omnisafe_custom_cfgs,
     register_omnisafe_task,
@@ -41,7 +41,9 @@ class OmniSafeOracle(LearnedOracle):
                  confidence: float = 0.95, **cfgs_overrides: Any):
         import_omnisafe()
         super().__init__(family, env_kwargs, n_eval_episodes, eval_horizon, confidence)
-        cost_limit_keys(algo)  # a clear error for an unknown name, before any training
+        if algo not in ON_POLICY_ALGORITHMS:
+            raise ValueError(f"unknown OmniSafe algorithm {algo!r} for this oracle; it trains OmniSafe's on-policy "
+                             f"constrained algorithms: {list(ON_POLICY_ALGORITHMS)}")
         self.algo = algo
         self.total_steps = check_count("total_steps", total_steps, minimum=1)
         self.steps_per_epoch = check_count("steps_per_epoch", steps_per_epoch, minimum=1)

@@ -36,6 +36,9 @@ class SB3LagrangianOracle(LearnedOracle):
         super().__init__(family, env_kwargs, n_eval_episodes, eval_horizon, confidence)
         if self.tabular:
             self.env_kwargs.setdefault("observation_type", "onehot")
+        if "gamma" in algo_kwargs:
+            raise ValueError(f"the discount is the family's (gamma = {family.gamma}); build the family with "
+                             f"another gamma instead of passing gamma = {algo_kwargs['gamma']!r} to the learner")
         if algo not in ("PPO", "TRPO"):
             raise ValueError(f"algo must be 'PPO' or 'TRPO', got {algo!r}")
         self.algo = algo

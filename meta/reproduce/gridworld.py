@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -112,7 +113,7 @@ METHODS: dict[str, tuple[MetaTestMethod, str]] = {
 FIGURE2_METHODS = ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")
 
 #: Written into every result file; a file of another format is recomputed.
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 
 
 def _code_fingerprint() -> str:
@@ -148,11 +149,15 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                                     "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION},
                 "version": cmdp_envs.__version__, "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    # settings.json is written last, so its presence marks a complete save.
-    saved_settings = _read_checkpoint(directory / "settings.json")
-    if saved_settings is not None:
-        if saved_settings != settings:
+    # settings.json is written last, so its presence marks a complete save; it records a checksum of every file.
+    saved = _read_checkpoint(directory / "settings.json")
+    if saved is not None:
+        changed = _changed_covering_file(directory, saved)
+        if not isinstance(saved, dict) or saved.get("settings") != settings:
             _warn(f"{directory / 'settings.json'} does not match this run's training settings; training again")
+        elif changed is not None:
+            _warn(f"{changed} does not match the checksum recorded when it was saved (edited or damaged); "
+                  "training again")
         else:
             try:
                 return CoveringResult.load(directory, family), settings
@@ -162,8 +167,27 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                      delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
     (directory / "settings.json").unlink(missing_ok=True)
     covering.save(directory)
-    write_json(directory / "settings.json", settings)
+    checksums = {path.name: _file_digest(path) for path in sorted(directory.iterdir())
+                 if path.name != "settings.json" and not path.name.startswith(".")}
+    write_json(directory / "settings.json", {"settings": settings, "sha256": checksums})
     return covering, settings
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _changed_covering_file(directory: Path, saved: Any) -> Path | None:
+    """The first file of a saved covering whose bytes differ from the checksum recorded at save, or that is
+    missing; ``None`` when all match (or the record is not a checksum table: then the settings check reports it)."""
+    checksums = saved.get("sha256") if isinstance(saved, dict) else None
+    if not isinstance(checksums, dict) or "covering.json" not in checksums:
+        return None if not isinstance(saved, dict) or "settings" not in saved else directory / "settings.json"
+    for name, digest in checksums.items():
+        path = directory / str(name)
+        if not path.is_file() or _file_digest(path) != digest:
+            return path
+    return None
 
 
 def _saved_result(path: Path, config_json: dict[str, Any], settings: str, n_tasks: int) -> dict[str, Any] | None:
@@ -183,33 +207,47 @@ def _saved_result(path: Path, config_json: dict[str, Any], settings: str, n_task
     return saved["result"]
 
 
+def _digest(result: Any) -> str:
+    """The checksum a result file carries of its result: any edit or damage that still parses is caught by it."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+
+
+def _finite_numbers(values: Any, length: int | None = None) -> bool:
+    return (isinstance(values, list) and (length is None or len(values) == length)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+
+
 def _result_file_problem(saved: Any, n_tasks: int) -> str | None:
-    """What is wrong with the shape of a method's result file, or ``None``."""
+    """What is wrong with a method's result file (its shape, its values, its checksum), or ``None``."""
     if not isinstance(saved, dict):
         return f"expected a JSON object, found {type(saved).__name__}"
-    missing = {"format", "config", "settings", "result"} - set(saved)
+    missing = {"format", "config", "settings", "result", "sha256"} - set(saved)
     if missing:
         return f"missing {sorted(missing)}"
     result = saved["result"]
     if not isinstance(result, dict):
         return "'result' is not a JSON object"
-    numbers = {"final_regret_mean": float, "max_cost_value": float, "violating_policies": int,
-               "violating_episodes": int, "executed_policies": int}
-    for key, kind in numbers.items():
+    if saved["sha256"] != _digest(result):
+        return "its result does not match the checksum written with it (edited or damaged)"
+    for key in ("final_regret_mean", "max_cost_value"):
+        if not _finite_numbers([result.get(key)]):
+            return f"'result.{key}' is {result.get(key)!r}, not a finite number"
+    for key in ("violating_policies", "violating_episodes", "executed_policies"):
         value = result.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-            return f"'result.{key}' is {value!r}, not a {kind.__name__}"
-    per_task = result.get("final_regret_per_task")
-    if not (isinstance(per_task, list) and len(per_task) == n_tasks):
-        return f"'result.final_regret_per_task' is not a list of {n_tasks} numbers"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"'result.{key}' is {value!r}, not a count"
+    if not _finite_numbers(result.get("final_regret_per_task"), n_tasks):
+        return f"'result.final_regret_per_task' is not a list of {n_tasks} finite numbers"
     curve = result.get("curve")
     try:
-        lengths = {len(curve["episode"])} | {len(curve[key][band]) for key in ("regret", "cost_value")
-                                             for band in ("mean", "p10", "p90")}
+        episodes = curve["episode"]
+        bands = [curve[key][band] for key in ("regret", "cost_value") for band in ("mean", "p10", "p90")]
     except (TypeError, KeyError):
         return "'result.curve' lacks the episode, regret and cost_value curves"
-    if len(lengths) != 1:
-        return "the curves of 'result.curve' differ in length"
+    if not (_finite_numbers(episodes) and all(_finite_numbers(band, len(episodes)) for band in bands)):
+        return "the curves of 'result.curve' are not lists of finite numbers of one length"
+    if not all(isinstance(result.get(key), str) for key in ("description", "settings")):
+        return "'result' lacks its description or settings"
     return None
 
 
@@ -256,7 +294,7 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
             results[name] = {"description": description, "settings": settings, **summarise(runs, optimal)}
             timings[name] = time.perf_counter() - method_started
             write_json(path, {"format": RESULT_FORMAT, "config": config_json, "settings": settings,
-                              "result": results[name]})
+                              "result": results[name], "sha256": _digest(results[name])})
     summary = {
         "config": config_json,
         "training": {"n_samples": covering.n_samples, "cover_size": covering.cover_size,
