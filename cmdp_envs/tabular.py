@@ -309,8 +309,7 @@ WORKING_MEMORY = 64 * 2**20
 class EpisodeBatch:
     """Per-episode results of :func:`sample_episodes`, each of shape ``(n_episodes,)``.
 
-    ``policy_index[e]`` is the mixture member episode ``e`` ran (always 0 for a single policy), in the smallest
-    unsigned integer dtype that holds every member's index.
+    ``policy_index[e]`` is the mixture member episode ``e`` ran (always 0 for a single policy).
     """
 
     reward_return: np.ndarray
@@ -430,19 +429,28 @@ class EpisodeSampler:
         weights = self._check_weights(weights)
         return self._episode_chunks(n, as_generator(seed), weights, gamma)
 
-    def _episode_chunks(self, n: int, rng: np.random.Generator, weights: np.ndarray,
-                        gamma: float) -> Iterator[EpisodeBatch]:
+    def _episode_chunks(self, n: int, rng: np.random.Generator, weights: np.ndarray, gamma: float,
+                        out: EpisodeBatch | None = None) -> Iterator[EpisodeBatch]:
+        """The chunks of ``n`` episodes; with ``out``, each chunk is written into (and yielded as) its slice of
+        ``out``, so that a whole sample is built without a second copy."""
+        start = 0
         for size in self._chunk_sizes(n):
+            episodes = slice(start, start + size)
+            start += size
             member = self._mixture_members(size, rng, weights)
-            reward_return = np.zeros(size)
-            cost_return = np.zeros(size)
+            if out is None:
+                chunk = EpisodeBatch(reward_return=np.zeros(size), cost_return=np.zeros(size), policy_index=member)
+            else:
+                chunk = EpisodeBatch(**{field.name: getattr(out, field.name)[episodes]
+                                        for field in dataclasses.fields(EpisodeBatch)})
+                chunk.reward_return[:] = chunk.cost_return[:] = 0.0
+                chunk.policy_index[:] = member
             discount = 1.0
-            for state, action in self._steps(member, rng):
-                reward_return += discount * self._reward[state, action]
-                cost_return += discount * self._cost[state, action]
+            for state, action in self._steps(member, rng):  # [:]: in place, as the batch is a frozen dataclass
+                chunk.reward_return[:] += discount * self._reward[state, action]
+                chunk.cost_return[:] += discount * self._cost[state, action]
                 discount *= gamma
-            yield EpisodeBatch(reward_return=reward_return, cost_return=cost_return,
-                               policy_index=member.astype(np.intp))
+            yield chunk
 
     def sample(
         self,
@@ -456,17 +464,13 @@ class EpisodeSampler:
         :param weights: mixture weights over the policies (default: the single policy, or uniform).
         :param gamma: discount of the returned sums (default the CMDP's; ``1.0`` gives undiscounted sums).
         """
-        chunks = self.sample_chunks(n_episodes, seed=seed, weights=weights, gamma=gamma)
-        n = int(n_episodes)
+        n = check_count("n_episodes", n_episodes)
+        gamma = self._check_gamma(gamma)
+        weights = self._check_weights(weights)
         batch = EpisodeBatch(reward_return=np.empty(n), cost_return=np.empty(n),
                              policy_index=np.empty(n, dtype=np.intp))
-        start = 0
-        for chunk in chunks:
-            stop = start + len(chunk.reward_return)
-            batch.reward_return[start:stop] = chunk.reward_return
-            batch.cost_return[start:stop] = chunk.cost_return
-            batch.policy_index[start:stop] = chunk.policy_index
-            start = stop
+        for _ in self._episode_chunks(n, as_generator(seed), weights, gamma, out=batch):
+            pass
         return batch
 
     def sample_trajectory_chunks(self, n_episodes: int, seed: SeedLike = None,

@@ -5,7 +5,6 @@ with a stated confidence interval otherwise) and the :class:`~cmdp_envs.meta.ora
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +12,7 @@ import gymnasium as gym
 from cmdp_envs.meta.oracles.protocol import OracleResult, Policy, evaluate
 from cmdp_envs.meta.policies import TabularPolicy
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
+from cmdp_envs.validation import check_number
 
 __all__ = ["LearnedOracle"]
 
@@ -56,10 +56,8 @@ class LearnedOracle(abc.ABC):
     def __call__(self, task: Task, seed: int = 0, cost_limit: float | None = None) -> OracleResult:
         self.family.check_task(task)
         check_count("seed", seed)
-        limit = task.cost_limit if cost_limit is None else cost_limit
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (math.isfinite(limit) and limit >= 0):
-            raise ValueError(f"cost_limit must be a finite number >= 0, got {cost_limit!r}")
-        policy, info = self._train(task, seed, float(limit))
+        limit = check_number("cost_limit", task.cost_limit if cost_limit is None else cost_limit, 0.0)
+        policy, info = self._train(task, seed, limit)
         exact = self.tabular and isinstance(policy, TabularPolicy)
         reward, cost = evaluate(self.family, task, policy, None if exact else self.make_env(),
                                 n_episodes=self.n_eval_episodes, horizon=self.eval_horizon,
