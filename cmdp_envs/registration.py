@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,8 @@ class EnvSpec:
     summary: str
     max_episode_steps: int
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: A native vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")`` on Gymnasium 1.x).
+    vector_entry_point: str | None = None
 
     @property
     def id(self) -> str:
@@ -47,6 +50,30 @@ SPECS: tuple[EnvSpec, ...] = (
         "(goal), constraint (hazard, cost limit) and dynamics (noise). No tabular model.",
         max_episode_steps=50,
     ),
+    *(
+        EnvSpec(
+            name=name,
+            entry_point="cmdp_envs.families.navigation.env:NavigationEnv",
+            vector_entry_point="cmdp_envs.families.navigation.env:NavigationVectorEnv",
+            summary=summary,
+            max_episode_steps=steps,
+            kwargs=kwargs,
+        )
+        for name, summary, steps, kwargs in (
+            ("PointGoal1-v0", "Safety-Gymnasium's SafetyPointGoal1 as a task family: point robot, goal, 8 hazards, 1 "
+             "vase; layouts by its placement procedure; numpy, vectorised.", 1000, {"kind": "goal", "level": 1}),
+            ("PointGoal2-v0", "Safety-Gymnasium's SafetyPointGoal2: 10 hazards and 10 vases that cost on contact "
+             "and when moving.", 1000, {"kind": "goal", "level": 2}),
+            ("PointGoalArc1-v0", "C-MAML's goal tasks: layouts kept when the goal lies in a 140-degree arc ahead of "
+             "the start; 9 hazards, 1 vase.", 1000, {"kind": "goal", "level": 1, "n_hazards": 9, "goal_arc": 140.0}),
+            ("PointGoalArc2-v0", "C-MAML's goal tasks with 10 hazards and 10 vases that cost (level 2) in a "
+             "140-degree arc.", 1000, {"kind": "goal", "level": 2, "goal_arc": 140.0}),
+            ("PointCircle1-v0", "Safety-Gymnasium's SafetyPointCircle1: run along a circle of radius 1.5, two walls "
+             "at |x| = 1.125.", 500, {"kind": "circle", "level": 1}),
+            ("PointCircle2-v0", "Safety-Gymnasium's SafetyPointCircle2: four walls.", 500,
+             {"kind": "circle", "level": 2}),
+        )
+    ),
 )
 
 
@@ -55,11 +82,16 @@ def register_all() -> None:
     for spec in SPECS:
         if spec.id in gym.registry:
             continue
+        extra = {}
+        # Gymnasium 0.28.1's register has no vector entry point; there the vector class is used directly.
+        if spec.vector_entry_point and "vector_entry_point" in inspect.signature(gym.register).parameters:
+            extra["vector_entry_point"] = spec.vector_entry_point
         gym.register(
             id=spec.id,
             entry_point=spec.entry_point,
             max_episode_steps=spec.max_episode_steps,
             kwargs=dict(spec.kwargs),
+            **extra,
         )
 
 

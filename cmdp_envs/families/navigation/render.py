@@ -1,0 +1,53 @@
+"""Top-view ``rgb_array`` images of a navigation world, drawn with numpy (no display or OpenGL needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cmdp_envs.families.navigation.lidar import ABSENT
+
+__all__ = ["render_world"]
+
+PIXELS = 256
+COLOURS = {
+    "floor": (245, 245, 240), "hazard": (70, 90, 220), "vase": (0, 170, 170), "goal": (60, 200, 60),
+    "robot": (190, 30, 50), "nose": (20, 40, 100), "wall": (230, 150, 40), "circle": (60, 200, 60),
+}
+
+
+def render_world(world, index: int) -> np.ndarray:
+    """A ``PIXELS x PIXELS x 3`` uint8 image of world ``index``: hazards blue, vases teal, goal green, robot red with
+    its nose (heading) dark blue; Circle: the circle green, the walls orange."""
+    family = world.family
+    half = family.placement.extents[2] + 0.5 if hasattr(family, "placement") else 2.0
+    coordinates = (np.arange(PIXELS) + 0.5) / PIXELS * 2 * half - half
+    x, y = np.meshgrid(coordinates, coordinates[::-1])
+    image = np.empty((PIXELS, PIXELS, 3), dtype=np.uint8)
+    image[:] = COLOURS["floor"]
+
+    def disc(centre, radius: float, colour: str) -> None:
+        if centre[0] != ABSENT:
+            image[(x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius**2] = COLOURS[colour]
+
+    if hasattr(world, "hazards"):
+        for hazard in world.hazards[index]:
+            disc(hazard, family.hazard_size, "hazard")
+        disc(world.goal[index], family.goal_size, "goal")
+        for vase in world.vases[index]:
+            if vase[0] != ABSENT:
+                image[(np.abs(x - vase[0]) <= family.vase_size) & (np.abs(y - vase[1]) <= family.vase_size)] = (
+                    COLOURS["vase"]
+                )
+    else:
+        rho = np.hypot(x, y)
+        image[np.abs(rho - world.radius[index]) <= 0.02] = COLOURS["circle"]
+        wall = world.wall[index]
+        image[np.abs(np.abs(x) - wall) <= 0.02] = COLOURS["wall"]
+        if family.four_walls:
+            image[np.abs(np.abs(y) - wall) <= 0.02] = COLOURS["wall"]
+    px, py, heading = world.position[:, index]
+    disc((px, py), 0.1, "robot")
+    disc((px + 0.1 * math.cos(heading), py + 0.1 * math.sin(heading)), 0.05, "nose")
+    return image

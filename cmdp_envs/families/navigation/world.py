@@ -1,0 +1,259 @@
+"""The simulation of ``n`` point-robot worlds at once: robot dynamics, objects, rewards, costs and observations.
+
+Every array has the environments on its first axis (or, for the robot's ``(3, n)`` state, its second), so one numpy
+call steps all of them; each world has its own task. A family has a fixed number of object slots; a task with fewer
+objects parks the rest at :data:`~.lidar.ABSENT`, so changing a layout only writes coordinates into arrays and never
+rebuilds anything. With ``n == 1`` the robot is integrated on Python floats (the same code as the arrays take),
+which is several times faster than numpy on arrays of one element.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from cmdp_envs.families.navigation import robot
+from cmdp_envs.families.navigation.layout import goal_position
+from cmdp_envs.families.navigation.lidar import ABSENT, N_BINS, pseudo_lidar
+from cmdp_envs.families.navigation.tasks import CircleFamily, CircleTask, GoalFamily, GoalTask, PointFamily, PointTask
+
+__all__ = ["PointWorld", "GoalWorld", "CircleWorld", "make_world", "N_SENSORS"]
+
+N_SENSORS = 12
+#: Contact distance between the robot's sphere (radius 0.1) and a vase (half-size 0.1), and the floor's Coulomb
+#: friction deceleration of a sliding vase (friction coefficient 1 times gravity).
+VASE_CONTACT_DISTANCE = 0.2
+VASE_FRICTION_DECELERATION = 1.0 * robot.GRAVITY
+#: Vase speeds below this cost nothing (Safety-Gymnasium's ``velocity_threshold``).
+VASE_VELOCITY_THRESHOLD = 1e-4
+STEP_SECONDS = robot.TIMESTEP * robot.SUBSTEPS
+
+
+class PointWorld:
+    """``n`` point robots: state ``position`` ``(3, n)`` = ``(x, y, psi)`` and ``velocity`` ``(3, n)``, dynamics
+    scales ``(3, n)`` (mass, damping, gain) and the generalised acceleration of the last step (for the
+    accelerometer)."""
+
+    def __init__(self, family: PointFamily, n: int):
+        self.family = family
+        self.n = n
+        self.position = np.zeros((3, n))
+        self.velocity = np.zeros((3, n))
+        self.acceleration = np.zeros((3, n))
+        self.scales = np.ones((3, n))
+        self.tasks: list[PointTask] = [family.default_task] * n
+
+    def set_task(self, index: int, task: PointTask) -> None:
+        self.tasks[index] = task
+        self.scales[:, index] = (task.mass_scale, task.damping_scale, task.gain_scale)
+
+    def place_robot(self, index: int, pose: tuple[float, float, float],
+                    velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        self.position[:, index] = pose
+        self.velocity[:, index] = velocity
+        # At rest the accelerometer reads gravity only; a given velocity's acceleration follows from zero action.
+        self.acceleration[:, index] = robot.acceleration(pose, velocity, (0.0, 0.0), *self.scales[:, index])
+
+    def step_robot(self, action: np.ndarray) -> None:
+        """Advance every robot by one environment step under ``action`` ``(n, 2)`` (clipped to ``[-1, 1]``)."""
+        action = np.clip(action, -1.0, 1.0)
+        if self.n == 1:
+            scales = tuple(self.scales[:, 0].tolist())
+            command = tuple(action[0].tolist())
+            position, velocity = robot.integrate(
+                tuple(self.position[:, 0].tolist()), tuple(self.velocity[:, 0].tolist()), command, *scales
+            )
+            self.position[:, 0] = position
+            self.velocity[:, 0] = velocity
+            self.acceleration[:, 0] = robot.acceleration(position, velocity, command, *scales)
+            return
+        command = (action[:, 0], action[:, 1])
+        state = (tuple(self.position), tuple(self.velocity))
+        position, velocity = robot.integrate(*state, command, *self.scales, sin=np.sin, cos=np.cos)
+        self.position = np.array(position)
+        self.velocity = np.array(velocity)
+        self.acceleration = np.array(
+            robot.acceleration(position, velocity, command, *self.scales, sin=np.sin, cos=np.cos)
+        )
+
+    def sensors(self) -> np.ndarray:
+        """``(n, 12)``: accelerometer, velocimeter, gyro, magnetometer (Safety-Gymnasium's order)."""
+        values = robot.sensors(self.position[2], tuple(self.velocity), tuple(self.acceleration), np.sin, np.cos)
+        return np.stack(values, axis=1)
+
+    # Subclasses: the task's objects, rewards and costs.
+    observation_size: int
+    cost_names: tuple[str, ...]
+
+    def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
+        raise NotImplementedError
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Step every world; returns the rewards ``(n,)`` and the costs by source (each ``(n,)``, ``>= 0``)."""
+        raise NotImplementedError
+
+    def observation(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class GoalWorld(PointWorld):
+    """Goal tasks: hazards, vases (pushed by the robot), a goal redrawn when reached."""
+
+    family: GoalFamily
+
+    def __init__(self, family: GoalFamily, n: int):
+        super().__init__(family, n)
+        self.goal = np.zeros((n, 2))
+        self.hazards = np.full((n, family.n_hazards, 2), ABSENT)
+        self.vases = np.full((n, family.n_vases, 2), ABSENT)
+        self.vase_velocity = np.zeros((n, family.n_vases, 2))
+        self.last_goal_distance = np.zeros(n)
+        self.goal_met = np.zeros(n, dtype=bool)
+        groups = ([] if family.hidden_goal else [0]) + [1] * family.n_hazards + [2] * family.n_vases
+        self.n_lidar_groups = 3 - family.hidden_goal
+        self.lidar_group = np.array(groups, dtype=np.intp) - family.hidden_goal
+        self.observation_size = N_SENSORS + N_BINS * self.n_lidar_groups
+        self.cost_names = ("cost_hazards",) + (("cost_vases_contact", "cost_vases_velocity") if family.vases_cost else ())
+
+    def set_task(self, index: int, task: GoalTask) -> None:
+        super().set_task(index, task)
+        self.hazards[index] = ABSENT
+        self.hazards[index, : len(task.hazards)] = task.hazards
+        self.vases[index] = ABSENT
+
+    def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
+        task: GoalTask = self.tasks[index]  # type: ignore[assignment]
+        self.vases[index] = ABSENT
+        self.vases[index, : len(task.vases)] = task.vases
+        self.vase_velocity[index] = 0.0
+        self.goal[index] = task.goal
+        if state is None:
+            self.place_robot(index, task.agent)
+        else:
+            self.place_robot(index, state.position, state.velocity)
+        self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
+
+    def _push_vases(self) -> np.ndarray:
+        """Move the vases one step: robots push the vases they touch, the floor's friction slows them. Returns the
+        number of vases each robot touches ``(n,)``.
+
+        The contact model: a vase is 650 times lighter than the robot, so a push does not slow the robot; a vase
+        within :data:`VASE_CONTACT_DISTANCE` of the robot's origin is moved out to that distance along the line of
+        centres and takes at least the robot's velocity along that line; a sliding vase decelerates by ``mu g``.
+        Vases do not collide with each other. MuJoCo's contacts (box corners, the robot's nose box, soft contact)
+        are richer: this model agrees with Safety-Gymnasium in distribution only.
+        """
+        if self.vases.shape[1] == 0:
+            return np.zeros(self.n)
+        offset = self.vases - self.position[:2].T[:, None, :]
+        distance = np.sqrt(np.sum(offset * offset, axis=2))
+        touching = distance < VASE_CONTACT_DISTANCE
+        if touching.any():
+            normal = offset / np.maximum(distance, 1e-12)[..., None]
+            robot_speed = np.sum(normal * self.velocity[:2].T[:, None, :], axis=2)
+            vase_speed = np.sum(normal * self.vase_velocity, axis=2)
+            gain = np.where(touching, np.maximum(robot_speed - vase_speed, 0.0), 0.0)
+            self.vase_velocity += gain[..., None] * normal
+            pushed_out = self.position[:2].T[:, None, :] + normal * VASE_CONTACT_DISTANCE
+            self.vases = np.where(touching[..., None], pushed_out, self.vases)
+        speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
+        slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, 0.0)
+        self.vase_velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
+        self.vases += self.vase_velocity * STEP_SECONDS
+        return touching.sum(axis=1).astype(float)
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        family = self.family
+        self.step_robot(action)
+        contacts = self._push_vases()
+        xy = self.position[:2].T
+        goal_distance = np.sqrt(np.sum((xy - self.goal) ** 2, axis=1))
+        goal_met = goal_distance <= family.goal_size
+        reward = self.last_goal_distance - goal_distance + goal_met
+        hazard_distance = np.sqrt(np.sum((self.hazards - xy[:, None, :]) ** 2, axis=2))
+        if family.hazard_cost == "indicator":
+            hazard_cost = np.any(hazard_distance <= family.hazard_size, axis=1).astype(float)
+        else:
+            hazard_cost = np.sum(np.maximum(family.hazard_size - hazard_distance, 0.0), axis=1)
+        costs = {"cost_hazards": hazard_cost}
+        if family.vases_cost:
+            speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
+            costs["cost_vases_contact"] = contacts
+            costs["cost_vases_velocity"] = np.sum(np.where(speed >= VASE_VELOCITY_THRESHOLD, speed, 0.0), axis=1)
+        self.last_goal_distance = goal_distance
+        for index in np.flatnonzero(goal_met):
+            self._redraw_goal(index, rng)
+        self.goal_met = goal_met
+        return reward, costs
+
+    def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
+        placement = self.family.placement
+        others = [(self.position[:2, index], placement.agent_keepout)]
+        others += [(p, placement.hazard_keepout) for p in self.hazards[index] if p[0] != ABSENT]
+        others += [(p, placement.vase_keepout) for p in self.vases[index] if p[0] != ABSENT]
+        self.goal[index] = goal_position(rng, placement, others)
+        self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
+
+    def observation(self) -> np.ndarray:
+        objects = [self.hazards, self.vases] if self.family.hidden_goal else [self.goal[:, None, :], self.hazards,
+                                                                              self.vases]
+        lidar = pseudo_lidar(
+            self.position[:2].T, self.position[2], np.concatenate(objects, axis=1), self.lidar_group,
+            self.n_lidar_groups, self.family.lidar_max_dist,
+        )
+        return np.concatenate([self.sensors(), lidar], axis=1)
+
+
+class CircleWorld(PointWorld):
+    """Circle tasks: reward for running counter-clockwise along the circle, cost beyond the walls."""
+
+    family: CircleFamily
+
+    def __init__(self, family: CircleFamily, n: int):
+        super().__init__(family, n)
+        self.radius = np.full(n, 1.5)
+        self.wall = np.full(n, 1.125)
+        self.observation_size = N_SENSORS + N_BINS
+        self.cost_names = ("cost_out_of_boundary",)
+        self._centre = np.zeros((n, 1, 2))
+        self._group = np.zeros(1, dtype=np.intp)
+
+    def set_task(self, index: int, task: CircleTask) -> None:
+        super().set_task(index, task)
+        self.radius[index] = task.radius
+        self.wall[index] = task.wall
+
+    def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
+        if state is not None:
+            self.place_robot(index, state.position, state.velocity)
+            return
+        extent = self.family.start_extent
+        x, y = rng.uniform(-extent, extent, size=2)
+        self.place_robot(index, (float(x), float(y), float(rng.uniform(0, 2 * math.pi))))
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self.step_robot(action)
+        x, y, _ = self.position
+        u, v, _ = self.velocity
+        rho = np.sqrt(x * x + y * y)
+        reward = self.family.reward_factor * ((-u * y + v * x) / rho) / (1 + np.abs(rho - self.radius))
+        outside = np.abs(x) > self.wall
+        if self.family.four_walls:
+            outside |= np.abs(y) > self.wall
+        return reward, {"cost_out_of_boundary": outside.astype(float)}
+
+    def observation(self) -> np.ndarray:
+        lidar = pseudo_lidar(self.position[:2].T, self.position[2], self._centre, self._group, 1,
+                             self.family.lidar_max_dist)
+        return np.concatenate([self.sensors(), lidar], axis=1)
+
+
+def make_world(family: PointFamily, n: int) -> PointWorld:
+    """The world class of ``family``'s tasks, with ``n`` environments."""
+    if isinstance(family, GoalFamily):
+        return GoalWorld(family, n)
+    if isinstance(family, CircleFamily):
+        return CircleWorld(family, n)
+    raise TypeError(f"no navigation world for {type(family).__name__}")

@@ -1,0 +1,121 @@
+"""Fidelity of the navigation families against Safety-Gymnasium itself (lane B, where it is installed)."""
+
+import math
+
+import numpy as np
+import pytest
+
+try:
+    import mujoco
+    import safety_gymnasium
+except ImportError:
+    pytest.skip("Safety-Gymnasium comes with the 'omnisafe' extra (Python 3.10, lane B)", allow_module_level=True)
+
+from cmdp_envs.families.navigation import (
+    CircleFamily,
+    GoalFamily,
+    NavigationEnv,
+    from_safety_gymnasium,
+)
+from cmdp_envs.families.navigation.safety_gymnasium import robot_state
+
+# Safety-Gymnasium 0.4.1 (what the omnisafe extra installs) charges hazards by depth, summed over hazards.
+GOAL_FAMILIES = {
+    "SafetyPointGoal1-v0": lambda: GoalFamily(level=1, hazard_cost="depth"),
+    "SafetyPointGoal2-v0": lambda: GoalFamily(level=2, hazard_cost="depth"),
+}
+
+
+def saturated_actions(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random forward commands with turn commands of +-1, which keep the turning servo saturated."""
+    return np.stack([rng.uniform(-1, 1, n), np.sign(rng.uniform(-1, 1, n))], axis=1)
+
+
+def run_both(sg_id: str, family, seed: int, actions: np.ndarray):
+    sg_env = safety_gymnasium.make(sg_id)
+    sg_obs, _ = sg_env.reset(seed=seed)
+    task, state = from_safety_gymnasium(sg_env)
+    ours = NavigationEnv(kind="goal" if "Goal" in sg_id else "circle", family=family)
+    if isinstance(family, CircleFamily):
+        task = family.task(radius=task.radius, wall=task.wall)
+    else:
+        task = family.task(agent=task.agent, goal=task.goal, hazards=task.hazards, vases=task.vases)
+    obs, _ = ours.reset(seed=0, options={"task": task, "state": state})
+    np.testing.assert_allclose(obs, sg_obs, atol=1e-9, err_msg="observation after reset")
+    rows = []
+    for action in actions:
+        sg_obs, sg_reward, sg_cost, _, _, sg_info = sg_env.step(action)
+        obs, reward, _, _, info = ours.step(action)
+        rows.append((sg_obs, sg_reward, sg_cost, sg_info, robot_state(sg_env), obs, reward, info, ours))
+    return rows
+
+
+@pytest.mark.parametrize("sg_id", sorted(GOAL_FAMILIES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_goal_layout_seed_is_safety_gymnasiums_layout(sg_id, seed):
+    sg_env = safety_gymnasium.make(sg_id)
+    sg_env.reset(seed=seed)
+    task, _ = from_safety_gymnasium(sg_env)
+    ours = GOAL_FAMILIES[sg_id]().task(layout_seed=seed)
+    assert ours.agent == pytest.approx(task.agent, abs=1e-12)
+    assert ours.goal == task.goal and ours.hazards == task.hazards and ours.vases == task.vases
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_goal_trajectory_matches_for_50_steps_under_saturated_turning(seed):
+    rng = np.random.default_rng(seed)
+    actions = np.concatenate([saturated_actions(rng, 25), np.tile([[0.8, -1.0]], (25, 1))])
+    for sg_obs, sg_reward, sg_cost, sg_info, sg_state, obs, reward, info, _ in run_both(
+        "SafetyPointGoal1-v0", GOAL_FAMILIES["SafetyPointGoal1-v0"](), seed, actions
+    ):
+        assert info["goal_met"] == sg_info.get("goal_met", False)
+        if info["goal_met"]:
+            break  # the next goal is a fresh draw from each env's own random stream
+        np.testing.assert_allclose(obs, sg_obs, atol=1e-6)
+        assert reward == pytest.approx(sg_reward, abs=1e-6)
+        assert info["cost"] == pytest.approx(sg_cost, abs=1e-6)
+        assert info["cost_hazards"] == pytest.approx(sg_info["cost_hazards"], abs=1e-6)
+
+
+def test_circle_trajectory_reward_and_cost_match():
+    for level, sg_id in ((1, "SafetyPointCircle1-v0"), (2, "SafetyPointCircle2-v0")):
+        actions = saturated_actions(np.random.default_rng(level), 50)
+        for sg_obs, sg_reward, sg_cost, *_rest, obs, reward, info, _ in run_both(
+            sg_id, CircleFamily(level=level), level, actions
+        ):
+            np.testing.assert_allclose(obs, sg_obs, atol=1e-6)
+            assert reward == pytest.approx(sg_reward, abs=1e-6)
+            assert info["cost"] == sg_cost
+
+
+def test_mujoco_itself_parts_from_a_1e15_perturbation_when_the_servo_is_unsaturated():
+    """Why unsaturated turning is compared in distribution: MuJoCo's servo chatters and amplifies rounding."""
+    sg_env = safety_gymnasium.make("SafetyPointGoal1-v0")
+    sg_env.reset(seed=0)
+    model, data = sg_env.unwrapped.task.model, sg_env.unwrapped.task.data
+    twin = mujoco.MjData(model)
+    twin.qpos[:], twin.qvel[:] = data.qpos, data.qvel
+    twin.qvel[2] += 1e-15
+    for _ in range(15):
+        for copy in (data, twin):
+            copy.ctrl[:] = (0.7, 0.5)
+            for _ in range(10):
+                mujoco.mj_step(model, copy)
+    assert np.max(np.abs(data.qvel[:3] - twin.qvel[:3])) > 1e-3
+
+
+def test_unsaturated_turning_agrees_in_distribution():
+    """Constant commands (0.7, 0.5): mean turn rate and speed over steps 100-400 agree within 3%."""
+    sg_env = safety_gymnasium.make("SafetyPointGoal1-v0")
+    sg_env.reset(seed=0)
+    ours = NavigationEnv(kind="goal", family=GoalFamily(hazard_cost="depth"))
+    ours.reset(seed=0, options={"task": from_safety_gymnasium(sg_env)[0], "state": robot_state(sg_env)})
+    sg_rates, sg_speeds, rates, speeds = [], [], [], []
+    for step in range(400):
+        sg_obs, *_ = sg_env.step(np.array([0.7, 0.5]))
+        obs, *_ = ours.step(np.array([0.7, 0.5]))
+        if step >= 100:
+            sg_rates.append(sg_obs[8]), rates.append(obs[8])
+            sg_speeds.append(math.hypot(*sg_obs[3:5])), speeds.append(math.hypot(*obs[3:5]))
+    assert np.mean(rates) == pytest.approx(np.mean(sg_rates), rel=0.03)
+    assert np.mean(speeds) == pytest.approx(np.mean(sg_speeds), rel=0.03)
