@@ -140,10 +140,15 @@ def lagrangian_learner(
     n_envs: int = 4,
     multiplier_lr: float = 0.05,
     env_kwargs: dict[str, Any] | None = None,
+    discounted: bool = True,
     **algo_kwargs: Any,
 ) -> tuple[Any, DualAscentCallback]:
     """An SB3 model on the Lagrangian env and its :class:`DualAscentCallback`: ``algo`` is ``"PPO"`` (SB3) or
     ``"TRPO"`` (sb3-contrib); call ``model.learn(steps, callback=callback)``.
+
+    ``env`` may also be an SB3 ``VecEnv`` already built, such as :class:`~cmdp_envs.wrappers.SB3VecEnv` over a
+    native vector env with ``lagrangian=True`` (then ``n_envs``, ``seed`` and ``env_kwargs`` are not used for it).
+    ``discounted=False`` constrains the plain episode cost (a family with ``cost_semantics="undiscounted"``).
 
     Every argument is checked before any env is built: ``gamma`` in ``[0, 1]``, ``cost_limit`` and ``multiplier_lr``
     finite and ``>= 0``, ``seed >= 0``, ``n_envs >= 1``.
@@ -151,10 +156,11 @@ def lagrangian_learner(
     gamma = check_number("gamma", gamma, 0.0, 1.0)
     seed = check_count("seed", seed)
     n_envs = check_count("n_envs", n_envs, minimum=1)
-    callback = DualAscentCallback(cost_limit, multiplier_lr=multiplier_lr)
+    callback = DualAscentCallback(cost_limit, multiplier_lr=multiplier_lr, discounted=discounted)
     import_sb3()
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecEnv
 
     if algo == "PPO":
         algo_class = PPO
@@ -166,10 +172,14 @@ def lagrangian_learner(
         algo_class = TRPO
     else:
         raise ValueError(f"algo must be 'PPO' or 'TRPO', got {algo!r}")
-    vec_env = make_vec_env(
-        env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs,
-        wrapper_class=lagrangian_env, wrapper_kwargs={"gamma": gamma},
-    )
+    if isinstance(env, VecEnv):
+        vec_env = env
+        vec_env.seed(seed)
+    else:
+        vec_env = make_vec_env(
+            env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs,
+            wrapper_class=lagrangian_env, wrapper_kwargs={"gamma": gamma},
+        )
     algo_kwargs.setdefault("device", "cpu")
     model = algo_class("MlpPolicy", vec_env, gamma=gamma, seed=seed, **algo_kwargs)
     return model, callback

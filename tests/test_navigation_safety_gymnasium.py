@@ -19,10 +19,9 @@ from cmdp_envs.families.navigation import (
 )
 from cmdp_envs.families.navigation.safety_gymnasium import robot_state
 
-# Safety-Gymnasium 0.4.1 (what the omnisafe extra installs) charges hazards by depth, summed over hazards.
 GOAL_FAMILIES = {
-    "SafetyPointGoal1-v0": lambda: GoalFamily(level=1, hazard_cost="depth"),
-    "SafetyPointGoal2-v0": lambda: GoalFamily(level=2, hazard_cost="depth"),
+    "SafetyPointGoal1-v0": lambda: GoalFamily(level=1),
+    "SafetyPointGoal2-v0": lambda: GoalFamily(level=2),
 }
 
 
@@ -108,7 +107,7 @@ def test_unsaturated_turning_agrees_in_distribution():
     """Constant commands (0.7, 0.5): mean turn rate and speed over steps 100-400 agree within 3%."""
     sg_env = safety_gymnasium.make("SafetyPointGoal1-v0")
     sg_env.reset(seed=0)
-    ours = NavigationEnv(kind="goal", family=GoalFamily(hazard_cost="depth"))
+    ours = NavigationEnv(kind="goal", family=GoalFamily())
     ours.reset(seed=0, options={"task": from_safety_gymnasium(sg_env)[0], "state": robot_state(sg_env)})
     sg_rates, sg_speeds, rates, speeds = [], [], [], []
     for step in range(400):
@@ -119,3 +118,32 @@ def test_unsaturated_turning_agrees_in_distribution():
             sg_speeds.append(math.hypot(*sg_obs[3:5])), speeds.append(math.hypot(*obs[3:5]))
     assert np.mean(rates) == pytest.approx(np.mean(sg_rates), rel=0.03)
     assert np.mean(speeds) == pytest.approx(np.mean(sg_speeds), rel=0.03)
+
+
+def _seek(observation: np.ndarray, step: int, group: int) -> np.ndarray:
+    """Full thrust towards the strongest bin of a lidar group, turning with a saturated servo (+-1)."""
+    strongest = int(np.argmax(observation[12 + 16 * group : 28 + 16 * group]))
+    if strongest in (0, 15):
+        return np.array([1.0, 1.0 if step % 2 else -1.0])
+    return np.array([1.0, 1.0 if strongest < 8 else -1.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hazard_costs_match_when_driving_into_hazards(seed):
+    sg_env = safety_gymnasium.make("SafetyPointGoal1-v0")
+    sg_obs, _ = sg_env.reset(seed=seed)
+    task, state = from_safety_gymnasium(sg_env)
+    ours = NavigationEnv(kind="goal", family=GoalFamily())
+    ours.reset(options={"task": GoalFamily().task(**{k: getattr(task, k) for k in ("agent", "goal", "hazards",
+                                                                                      "vases")}), "state": state})
+    costly = 0
+    for step in range(150):
+        action = _seek(sg_obs, step, group=1)
+        sg_obs, _, sg_cost, _, _, sg_info = sg_env.step(action)
+        obs, _, _, _, info = ours.step(action)
+        if sg_info.get("goal_met") or info["goal_met"]:
+            break
+        np.testing.assert_allclose(obs, sg_obs, atol=1e-6)
+        assert info["cost"] == sg_cost and info["cost_hazards"] == sg_info["cost_hazards"]
+        costly += sg_cost > 0
+    assert costly >= 5, "the run must enter hazards to test their cost"

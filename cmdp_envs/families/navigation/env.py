@@ -101,10 +101,12 @@ class NavigationEnv(gym.Env):
     the centre.
 
     ## Costs
-    ``info["cost"]`` is the sum of the per-source costs, each also in ``info``: ``cost_hazards`` (1 while within 0.2
-    of a hazard centre, or the depth ``0.2 - d`` summed over hazards with ``hazard_cost="depth"``, Safety-Gymnasium
-    0.4.1's reading); level 2 ``cost_vases_contact`` (1 per vase touched) and ``cost_vases_velocity`` (the vases'
-    speeds, m/s, above 1e-4); Circle ``cost_out_of_boundary`` (1 beyond a wall). The limit's semantics is the
+    Per-source costs in ``info``: ``cost_hazards`` (within 0.2 of a hazard centre), level 2 ``cost_vases_contact``
+    (vases touched) and ``cost_vases_velocity`` (vases moving faster than 1e-4 m/s, also after the push), Circle
+    ``cost_out_of_boundary`` (beyond a wall). As in Safety-Gymnasium (``constrain_indicator=True``, the default)
+    each source and ``info["cost"]`` are indicators: 1 when positive, so a step costs at most 1. With
+    ``constrain_indicator=False`` hazards cost their depth ``0.2 - d``, vases one per contact plus their speeds in
+    m/s, and ``info["cost"]`` is the sum. The limit's semantics is the
     family's ``cost_semantics``: ``"discounted"`` (default, ``E[sum_t gamma^t c_t] <= d``) or ``"undiscounted"``
     (the episode sum, Safety-Gymnasium's and OmniSafe's reading).
 
@@ -166,7 +168,7 @@ class NavigationEnv(gym.Env):
         action = _check_action(action, (2,))
         reward, costs = self._world.step(action[None], self.np_random)
         info = {name: float(value[0]) for name, value in costs.items()}
-        info["cost"] = sum(info.values())
+        info["cost"] = float(self._world.total_cost(costs)[0])
         if hasattr(self._world, "goal_met"):
             info["goal_met"] = bool(self._world.goal_met[0])
         return self._world.observation()[0], float(reward[0]), False, False, info
@@ -286,7 +288,7 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
         self._elapsed += 1
         truncated = self._elapsed >= self.max_episode_steps
         terminated = np.zeros(self.num_envs, dtype=bool)
-        cost = sum(costs.values())
+        cost = self._world.total_cost(costs)
         infos: dict[str, Any] = {"cost": cost, **costs}
         if hasattr(self._world, "goal_met"):
             infos["goal_met"] = self._world.goal_met.copy()

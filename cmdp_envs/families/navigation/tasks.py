@@ -28,7 +28,6 @@ __all__ = [
     "GoalFamily",
     "CircleFamily",
     "CostSemantics",
-    "HazardCost",
 ]
 
 Point2 = tuple[float, float]
@@ -36,9 +35,6 @@ Point2 = tuple[float, float]
 #: ``"undiscounted"``: when the expected episode cost ``E[sum_t c_t] <= cost_limit`` (Safety-Gymnasium's and
 #: OmniSafe's usual reading, e.g. OmniSafe's limit of 25 and C-MAML's 5).
 CostSemantics = Literal["discounted", "undiscounted"]
-#: ``"indicator"``: 1 per step inside a hazard (Safety-Gymnasium's default reading); ``"depth"``: ``size - distance``
-#: summed over hazards (what Safety-Gymnasium 0.4.1's ``Hazards.cal_cost`` reports).
-HazardCost = Literal["indicator", "depth"]
 
 #: Bounds of the dynamics scales: beyond them the 2 ms Euler step of the robot is no longer a faithful integrator.
 SCALE_BOUNDS = (0.25, 4.0)
@@ -188,7 +184,10 @@ class GoalFamily(PointFamily):
     :param goal_distance: ``(min, max)`` distance of the first goal from the start (with ``goal_arc``).
     :param hidden_goal: drop the goal lidar from observations (the goal is then inferred from rewards, as in
         meta-RL).
-    :param hazard_cost: :data:`HazardCost`.
+    :param constrain_indicator: Safety-Gymnasium's default (``True``): every cost source and the step's total are
+        indicators, 1 when positive (hazards count while strictly within 0.2 of a centre). ``False``: hazards cost
+        their depth ``0.2 - d`` summed over hazards, vases one per contact plus their speeds, and the total is the
+        sum of the sources (Safety-Gymnasium's ``constrain_indicator=False``).
     :param cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma: see :class:`PointFamily`.
         The default limit, 2.5 discounted at ``gamma = 0.99``, is the per-step cost rate of OmniSafe's usual limit of
         25 per 1,000-step episode (``25 / 1000 / (1 - 0.99)``); with ``cost_semantics="undiscounted"`` pass
@@ -212,7 +211,7 @@ class GoalFamily(PointFamily):
         goal_arc: float | None = None,
         goal_distance: tuple[float, float] = (0.0, math.inf),
         hidden_goal: bool = False,
-        hazard_cost: HazardCost = "indicator",
+        constrain_indicator: bool = True,
         cost_limit: ParameterDistribution = Fixed(2.5),
         mass_scale: ParameterDistribution = Fixed(1.0),
         damping_scale: ParameterDistribution = Fixed(1.0),
@@ -223,8 +222,8 @@ class GoalFamily(PointFamily):
         super().__init__(cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma)
         if level not in (1, 2) or isinstance(level, bool):
             raise ValueError(f"level must be 1 or 2, got {level!r}")
-        if hazard_cost not in ("indicator", "depth"):
-            raise ValueError(f"hazard_cost must be 'indicator' or 'depth', got {hazard_cost!r}")
+        if not isinstance(constrain_indicator, bool):
+            raise ValueError(f"constrain_indicator must be a bool, got {constrain_indicator!r}")
         if not isinstance(hidden_goal, bool):
             raise ValueError(f"hidden_goal must be a bool, got {hidden_goal!r}")
         if goal_arc is not None:
@@ -238,7 +237,7 @@ class GoalFamily(PointFamily):
         self.goal_arc = goal_arc
         self.goal_distance = (low, high)
         self.hidden_goal = hidden_goal
-        self.hazard_cost: HazardCost = hazard_cost
+        self.constrain_indicator = constrain_indicator
         self.vases_cost = level == 2
         half = (1.5, 2.0)[level - 1]
         self.placement = Placement(

@@ -94,6 +94,12 @@ class PointWorld:
         """Step every world; returns the rewards ``(n,)`` and the costs by source (each ``(n,)``, ``>= 0``)."""
         raise NotImplementedError
 
+    def total_cost(self, costs: dict[str, np.ndarray]) -> np.ndarray:
+        """The step's cost ``(n,)`` from its sources: with indicator costs (Safety-Gymnasium's default) 1 when any
+        source is positive, else their sum."""
+        total = sum(costs.values())
+        return (total > 0).astype(float) if getattr(self.family, "constrain_indicator", True) else total
+
     def observation(self) -> np.ndarray:
         raise NotImplementedError
 
@@ -120,13 +126,13 @@ class GoalWorld(PointWorld):
     def set_task(self, index: int, task: GoalTask) -> None:
         super().set_task(index, task)
         self.hazards[index] = ABSENT
-        self.hazards[index, : len(task.hazards)] = task.hazards
+        self.hazards[index, : len(task.hazards)] = np.reshape(task.hazards, (-1, 2))
         self.vases[index] = ABSENT
 
     def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
         task: GoalTask = self.tasks[index]  # type: ignore[assignment]
         self.vases[index] = ABSENT
-        self.vases[index, : len(task.vases)] = task.vases
+        self.vases[index, : len(task.vases)] = np.reshape(task.vases, (-1, 2))
         self.vase_velocity[index] = 0.0
         self.goal[index] = task.goal
         if state is None:
@@ -173,11 +179,7 @@ class GoalWorld(PointWorld):
         goal_met = goal_distance <= family.goal_size
         reward = self.last_goal_distance - goal_distance + goal_met
         hazard_distance = np.sqrt(np.sum((self.hazards - xy[:, None, :]) ** 2, axis=2))
-        if family.hazard_cost == "indicator":
-            hazard_cost = np.any(hazard_distance <= family.hazard_size, axis=1).astype(float)
-        else:
-            hazard_cost = np.sum(np.maximum(family.hazard_size - hazard_distance, 0.0), axis=1)
-        costs = {"cost_hazards": hazard_cost}
+        costs = {"cost_hazards": np.sum(np.maximum(family.hazard_size - hazard_distance, 0.0), axis=1)}
         if family.vases_cost:
             speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
             costs["cost_vases_contact"] = contacts
@@ -186,6 +188,8 @@ class GoalWorld(PointWorld):
         for index in np.flatnonzero(goal_met):
             self._redraw_goal(index, rng)
         self.goal_met = goal_met
+        if family.constrain_indicator:
+            costs = {name: (value > 0).astype(float) for name, value in costs.items()}
         return reward, costs
 
     def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
