@@ -19,8 +19,8 @@ MuJoCo's Euler integrator with implicit damping::
 
     v <- v + h (M + h B)^-1 f,        q <- q + h v
 
-The 3 x 3 solve is written out (the block ``[[m + h bx, 0], [0, m + h by]]`` is diagonal, so a Schur complement on
-``psi`` solves it) so one code path serves a Python float (the single env) and numpy arrays of any shape (the vector
+The 3 x 3 solve is written out (a Schur complement on ``psi``, see :func:`_generalised_acceleration`) so one code
+path serves a Python float (the single env) and numpy arrays of any shape (the vector
 env): :func:`integrate` takes the ``sin``/``cos`` to use.
 """
 
@@ -45,6 +45,8 @@ __all__ = [
     "integrate",
     "acceleration",
     "sensors",
+    "clip_float",
+    "clip_array",
 ]
 
 # The body is a sphere of radius 0.1 at the origin and a cube of side 0.1 centred 0.1 ahead of it, both of density 1
@@ -57,7 +59,7 @@ MASS = _SPHERE_MASS + _CUBE_MASS
 MASS_OFFSET = _CUBE_MASS * 0.1
 #: Rotational inertia about the vertical axis through the body origin (kg m^2), 2.84218e-5.
 INERTIA = 0.4 * _SPHERE_MASS * 0.1**2 + _CUBE_MASS * (2 * 0.1**2) / 12 + _CUBE_MASS * 0.1**2
-#: Joint damping of ``x``, ``y`` and ``psi``.
+#: Joint damping of ``x``, ``y`` and ``psi`` (equal along x and y, which the solve relies on).
 DAMPING = (0.01, 0.01, 0.005)
 #: Actuator gear ``g`` of both motors, and the limit on the actuators' force before the gear.
 GEAR = 0.3
@@ -73,36 +75,43 @@ MAGNETIC_FIELD = 0.5
 Number = Any  # a float or a numpy array; every function here works on either
 
 
-def _clip(value: Number, limit: float) -> Number:
-    if isinstance(value, np.ndarray):
-        return np.minimum(np.maximum(value, -limit), limit)
-    return min(max(value, -limit), limit)
+def clip_float(value: float, limit: float) -> float:
+    """``value`` clipped to ``[-limit, limit]`` (for Python floats)."""
+    return -limit if value < -limit else (limit if value > limit else value)
 
 
-def _solve(
-    sin_psi: Number, cos_psi: Number, f: tuple[Number, Number, Number], diagonal: tuple[Number, Number, Number],
-    mass_offset: Number,
+def clip_array(value: np.ndarray, limit: float) -> np.ndarray:
+    """``value`` clipped to ``[-limit, limit]`` (for arrays; faster than ``np.clip`` on small arrays)."""
+    return np.minimum(np.maximum(value, -limit), limit)
+
+
+def _generalised_acceleration(
+    sin_psi: Number, cos_psi: Number, vx: Number, vy: Number, omega: Number, thrust: Number, turn: Number,
+    coefficients: tuple[Number, ...], clip: Callable[[Number, float], Number],
 ) -> tuple[Number, Number, Number]:
-    """``A^-1 f`` for ``A = [[d0, 0, -mr s], [0, d1, mr c], [-mr s, mr c, d2]]`` (``M + h B`` or ``M``)."""
-    d0, d1, d2 = diagonal
-    p = -mass_offset * sin_psi
-    q = mass_offset * cos_psi
-    p_over_d0 = p / d0
-    q_over_d1 = q / d1
-    alpha = (f[2] - p_over_d0 * f[0] - q_over_d1 * f[1]) / (d2 - p_over_d0 * p - q_over_d1 * q)
-    return (f[0] - p * alpha) / d0, (f[1] - q * alpha) / d1, alpha
+    """``A^-1 f``: ``f`` the generalised force (actuators, the offset mass's centripetal term, damping) and
+    ``A = [[d, 0, -mr s], [0, d, mr c], [-mr s, mr c, d2]]`` (``M + h B`` for the step, ``M`` for the sensor).
+
+    Translation is isotropic (equal mass and damping along x and y), so a Schur complement on ``psi`` has the
+    constant pivot ``d2 - (mr)^2 / d``: ``alpha = (f2 + mr (s f0 - c f1) / d) / (d2 - (mr)^2 / d)``, then
+    ``ax = (f0 + mr s alpha) / d`` and ``ay = (f1 - mr c alpha) / d``. ``coefficients`` are
+    ``(mr, g, bxy, bpsi, 1 / d, mr / d, 1 / pivot)`` (:func:`_coefficients`)."""
+    mass_offset, gear, damping_xy, damping_psi, inverse_d, offset_over_d, inverse_pivot = coefficients
+    along = thrust + mass_offset * omega * omega
+    f0 = along * cos_psi - damping_xy * vx
+    f1 = along * sin_psi - damping_xy * vy
+    f2 = gear * clip(turn - gear * omega, FORCE_LIMIT) - damping_psi * omega
+    alpha = (f2 + offset_over_d * (sin_psi * f0 - cos_psi * f1)) * inverse_pivot
+    return (f0 + mass_offset * sin_psi * alpha) * inverse_d, (f1 - mass_offset * cos_psi * alpha) * inverse_d, alpha
 
 
-def _force(
-    sin_psi: Number, cos_psi: Number, velocity: tuple[Number, Number, Number], thrust: Number, turn: Number,
-    mass_offset: Number, gear: Number, damping: tuple[Number, Number, Number],
-) -> tuple[Number, Number, Number]:
-    """The generalised force ``f`` at one instant (actuators, centripetal term of the offset mass, damping)."""
-    vx, vy, omega = velocity
-    torque = gear * _clip(turn - gear * omega, FORCE_LIMIT)
-    centripetal = mass_offset * omega * omega
-    along = thrust + centripetal
-    return along * cos_psi - damping[0] * vx, along * sin_psi - damping[1] * vy, torque - damping[2] * omega
+def _coefficients(mass_scale: Number, damping_scale: Number, gain_scale: Number, timestep: float) -> tuple:
+    """The constants of :func:`_generalised_acceleration` for ``M + timestep * B`` (``timestep = 0``: ``M``)."""
+    mass_offset = MASS_OFFSET * mass_scale
+    damping_xy, damping_psi = DAMPING[0] * damping_scale, DAMPING[2] * damping_scale
+    d = MASS * mass_scale + timestep * damping_xy
+    pivot = INERTIA * mass_scale + timestep * damping_psi - mass_offset * mass_offset / d
+    return mass_offset, GEAR * gain_scale, damping_xy, damping_psi, 1.0 / d, mass_offset / d, 1.0 / pivot
 
 
 def integrate(
@@ -114,6 +123,7 @@ def integrate(
     gain_scale: Number = 1.0,
     sin: Callable[[Number], Number] = math.sin,
     cos: Callable[[Number], Number] = math.cos,
+    clip: Callable[[Number, float], Number] = clip_float,
 ) -> tuple[tuple[Number, Number, Number], tuple[Number, Number, Number]]:
     """One environment step (``SUBSTEPS`` Euler substeps with implicit damping) from ``(q, v)`` under ``action``.
 
@@ -123,20 +133,17 @@ def integrate(
     :param mass_scale: multiplies ``m``, ``m r`` and ``I`` (a denser body of the same shape).
     :param damping_scale: multiplies the three joint dampings.
     :param gain_scale: multiplies the gear of both actuators.
-    :param sin: ``math.sin`` for floats, ``np.sin`` for arrays (and ``cos`` likewise).
+    :param sin: ``math.sin`` for floats, ``np.sin`` for arrays (and ``cos``, ``clip`` likewise:
+        :func:`clip_float`, :func:`clip_array`).
     :returns: the new ``(q, v)``.
     """
-    mass, mass_offset, inertia = MASS * mass_scale, MASS_OFFSET * mass_scale, INERTIA * mass_scale
-    gear = GEAR * gain_scale
-    damping = (DAMPING[0] * damping_scale, DAMPING[1] * damping_scale, DAMPING[2] * damping_scale)
-    implicit = (mass + TIMESTEP * damping[0], mass + TIMESTEP * damping[1], inertia + TIMESTEP * damping[2])
-    thrust = gear * _clip(action[0], FORCE_LIMIT)
+    coefficients = _coefficients(mass_scale, damping_scale, gain_scale, TIMESTEP)
+    thrust = coefficients[1] * clip(action[0], FORCE_LIMIT)
+    turn = action[1]
     x, y, psi = position
     vx, vy, omega = velocity
     for _ in range(SUBSTEPS):
-        sin_psi, cos_psi = sin(psi), cos(psi)
-        f = _force(sin_psi, cos_psi, (vx, vy, omega), thrust, action[1], mass_offset, gear, damping)
-        ax, ay, alpha = _solve(sin_psi, cos_psi, f, implicit, mass_offset)
+        ax, ay, alpha = _generalised_acceleration(sin(psi), cos(psi), vx, vy, omega, thrust, turn, coefficients, clip)
         vx, vy, omega = vx + TIMESTEP * ax, vy + TIMESTEP * ay, omega + TIMESTEP * alpha
         x, y, psi = x + TIMESTEP * vx, y + TIMESTEP * vy, psi + TIMESTEP * omega
     return (x, y, psi), (vx, vy, omega)
@@ -151,16 +158,13 @@ def acceleration(
     gain_scale: Number = 1.0,
     sin: Callable[[Number], Number] = math.sin,
     cos: Callable[[Number], Number] = math.cos,
+    clip: Callable[[Number, float], Number] = clip_float,
 ) -> tuple[Number, Number, Number]:
     """``M^-1 f`` at ``(q, v)``: the generalised acceleration MuJoCo reports after a step (explicit, no damping term
     in the matrix), which the accelerometer reads."""
-    mass, mass_offset, inertia = MASS * mass_scale, MASS_OFFSET * mass_scale, INERTIA * mass_scale
-    gear = GEAR * gain_scale
-    damping = (DAMPING[0] * damping_scale, DAMPING[1] * damping_scale, DAMPING[2] * damping_scale)
-    thrust = gear * _clip(action[0], FORCE_LIMIT)
-    sin_psi, cos_psi = sin(position[2]), cos(position[2])
-    f = _force(sin_psi, cos_psi, velocity, thrust, action[1], mass_offset, gear, damping)
-    return _solve(sin_psi, cos_psi, f, (mass, mass, inertia), mass_offset)
+    coefficients = _coefficients(mass_scale, damping_scale, gain_scale, 0.0)
+    thrust = coefficients[1] * clip(action[0], FORCE_LIMIT)
+    return _generalised_acceleration(sin(position[2]), cos(position[2]), *velocity, thrust, action[1], coefficients, clip)
 
 
 def sensors(

@@ -16,7 +16,7 @@ import numpy as np
 
 from cmdp_envs.families.navigation import robot
 from cmdp_envs.families.navigation.layout import goal_position
-from cmdp_envs.families.navigation.lidar import ABSENT, N_BINS, pseudo_lidar
+from cmdp_envs.families.navigation.lidar import ABSENT, N_BINS, PseudoLidar
 from cmdp_envs.families.navigation.tasks import CircleFamily, CircleTask, GoalFamily, GoalTask, PointFamily, PointTask
 
 __all__ = ["PointWorld", "GoalWorld", "CircleWorld", "make_world", "N_SENSORS"]
@@ -54,7 +54,7 @@ class PointWorld:
         self.position[:, index] = pose
         self.velocity[:, index] = velocity
         # At rest the accelerometer reads gravity only; a given velocity's acceleration follows from zero action.
-        self.acceleration[:, index] = robot.acceleration(pose, velocity, (0.0, 0.0), *self.scales[:, index])
+        self.acceleration[:, index] = robot.acceleration(pose, velocity, (0.0, 0.0), *self.scales[:, index].tolist())
 
     def step_robot(self, action: np.ndarray) -> None:
         """Advance every robot by one environment step under ``action`` ``(n, 2)`` (clipped to ``[-1, 1]``)."""
@@ -71,15 +71,18 @@ class PointWorld:
             return
         command = (action[:, 0], action[:, 1])
         state = (tuple(self.position), tuple(self.velocity))
-        position, velocity = robot.integrate(*state, command, *self.scales, sin=np.sin, cos=np.cos)
+        numpy_math = {"sin": np.sin, "cos": np.cos, "clip": robot.clip_array}
+        position, velocity = robot.integrate(*state, command, *self.scales, **numpy_math)
         self.position = np.array(position)
         self.velocity = np.array(velocity)
-        self.acceleration = np.array(
-            robot.acceleration(position, velocity, command, *self.scales, sin=np.sin, cos=np.cos)
-        )
+        self.acceleration = np.array(robot.acceleration(position, velocity, command, *self.scales, **numpy_math))
 
     def sensors(self) -> np.ndarray:
         """``(n, 12)``: accelerometer, velocimeter, gyro, magnetometer (Safety-Gymnasium's order)."""
+        if self.n == 1:
+            values = robot.sensors(float(self.position[2, 0]), tuple(self.velocity[:, 0].tolist()),
+                                   tuple(self.acceleration[:, 0].tolist()))
+            return np.array([values])
         values = robot.sensors(self.position[2], tuple(self.velocity), tuple(self.acceleration), np.sin, np.cos)
         return np.stack(values, axis=1)
 
@@ -105,35 +108,44 @@ class PointWorld:
 
 
 class GoalWorld(PointWorld):
-    """Goal tasks: hazards, vases (pushed by the robot), a goal redrawn when reached."""
+    """Goal tasks: hazards, vases (pushed by the robot), a goal redrawn when reached.
+
+    All objects live in one array ``objects`` ``(n, 1 + n_hazards + n_vases, 2)``: the goal, then the hazards, then
+    the vases (the lidar's group order); ``goal``, ``hazards`` and ``vases`` are views of it.
+    """
 
     family: GoalFamily
 
     def __init__(self, family: GoalFamily, n: int):
         super().__init__(family, n)
-        self.goal = np.zeros((n, 2))
-        self.hazards = np.full((n, family.n_hazards, 2), ABSENT)
-        self.vases = np.full((n, family.n_vases, 2), ABSENT)
-        self.vase_velocity = np.zeros((n, family.n_vases, 2))
+        n_hazards, n_vases = family.n_hazards, family.n_vases
+        self.objects = np.full((n, 1 + n_hazards + n_vases, 2), ABSENT)
+        self.goal = self.objects[:, 0]
+        self.hazards = self.objects[:, 1 : 1 + n_hazards]
+        self.vases = self.objects[:, 1 + n_hazards :]
+        self.vase_velocity = np.zeros((n, n_vases, 2))
+        self._vases_moving = False
         self.last_goal_distance = np.zeros(n)
         self.goal_met = np.zeros(n, dtype=bool)
-        groups = ([] if family.hidden_goal else [0]) + [1] * family.n_hazards + [2] * family.n_vases
-        self.n_lidar_groups = 3 - family.hidden_goal
-        self.lidar_group = np.array(groups, dtype=np.intp) - family.hidden_goal
-        self.observation_size = N_SENSORS + N_BINS * self.n_lidar_groups
+        groups = [0] + [1] * n_hazards + [2] * n_vases
+        if family.hidden_goal:
+            self.lidar = PseudoLidar(n, np.array(groups[1:]) - 1, 2, family.lidar_max_dist)
+        else:
+            self.lidar = PseudoLidar(n, np.array(groups), 3, family.lidar_max_dist)
+        self.observation_size = N_SENSORS + N_BINS * self.lidar.n_groups
         self.cost_names = ("cost_hazards",) + (("cost_vases_contact", "cost_vases_velocity") if family.vases_cost else ())
 
     def set_task(self, index: int, task: GoalTask) -> None:
         super().set_task(index, task)
         self.hazards[index] = ABSENT
         self.hazards[index, : len(task.hazards)] = np.reshape(task.hazards, (-1, 2))
-        self.vases[index] = ABSENT
 
     def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
         task: GoalTask = self.tasks[index]  # type: ignore[assignment]
         self.vases[index] = ABSENT
         self.vases[index, : len(task.vases)] = np.reshape(task.vases, (-1, 2))
         self.vase_velocity[index] = 0.0
+        self._vases_moving = bool(self.vase_velocity.any())
         self.goal[index] = task.goal
         if state is None:
             self.place_robot(index, task.agent)
@@ -141,53 +153,56 @@ class GoalWorld(PointWorld):
             self.place_robot(index, state.position, state.velocity)
         self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
 
-    def _push_vases(self) -> np.ndarray:
+    def _push_vases(self, offset: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Move the vases one step: robots push the vases they touch, the floor's friction slows them. Returns the
-        number of vases each robot touches ``(n,)``.
+        number of vases each robot touches ``(n,)``. ``offset`` ``(n, n_vases, 2)`` and ``distance`` are the vases'
+        positions relative to the robots.
 
-        The contact model: a vase is 650 times lighter than the robot, so a push does not slow the robot; a vase
-        within :data:`VASE_CONTACT_DISTANCE` of the robot's origin is moved out to that distance along the line of
-        centres and takes at least the robot's velocity along that line; a sliding vase decelerates by ``mu g``.
-        Vases do not collide with each other. MuJoCo's contacts (box corners, the robot's nose box, soft contact)
-        are richer: this model agrees with Safety-Gymnasium in distribution only.
+        The contact model: a vase (8e-6 kg) is 650 times lighter than the robot, so a push does not slow the robot;
+        a vase within :data:`VASE_CONTACT_DISTANCE` of the robot's origin is moved out to that distance along the
+        line of centres and takes at least the robot's velocity along that line; a sliding vase decelerates by
+        ``mu g``. Vases do not collide with each other. MuJoCo's contacts (box corners, the robot's nose box, soft
+        contact) are richer: this model agrees with Safety-Gymnasium in distribution only.
         """
-        if self.vases.shape[1] == 0:
-            return np.zeros(self.n)
-        offset = self.vases - self.position[:2].T[:, None, :]
-        distance = np.sqrt(np.sum(offset * offset, axis=2))
         touching = distance < VASE_CONTACT_DISTANCE
-        if touching.any():
+        any_touching = touching.any()
+        # Most steps touch no vase and find every vase at rest: nothing moves.
+        if not (self._vases_moving or any_touching):
+            return np.zeros(self.n)
+        if any_touching:
             normal = offset / np.maximum(distance, 1e-12)[..., None]
-            robot_speed = np.sum(normal * self.velocity[:2].T[:, None, :], axis=2)
-            vase_speed = np.sum(normal * self.vase_velocity, axis=2)
-            gain = np.where(touching, np.maximum(robot_speed - vase_speed, 0.0), 0.0)
-            self.vase_velocity += gain[..., None] * normal
+            robot_velocity = self.velocity[:2].T[:, None, :]
+            gain = np.sum(normal * (robot_velocity - self.vase_velocity), axis=2)
+            self.vase_velocity += np.where(touching, np.maximum(gain, 0.0), 0.0)[..., None] * normal
             pushed_out = self.position[:2].T[:, None, :] + normal * VASE_CONTACT_DISTANCE
-            self.vases = np.where(touching[..., None], pushed_out, self.vases)
+            self.vases[...] = np.where(touching[..., None], pushed_out, self.vases)
         speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
         slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, 0.0)
         self.vase_velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
         self.vases += self.vase_velocity * STEP_SECONDS
+        self._vases_moving = bool(slowed.any())
         return touching.sum(axis=1).astype(float)
 
     def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         family = self.family
         self.step_robot(action)
-        contacts = self._push_vases()
-        xy = self.position[:2].T
-        goal_distance = np.sqrt(np.sum((xy - self.goal) ** 2, axis=1))
+        offset = self.objects - self.position[:2].T[:, None, :]
+        distance = np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2)
+        n_hazards = family.n_hazards
+        contacts = self._push_vases(offset[:, 1 + n_hazards :], distance[:, 1 + n_hazards :])
+        goal_distance = distance[:, 0]
         goal_met = goal_distance <= family.goal_size
         reward = self.last_goal_distance - goal_distance + goal_met
-        hazard_distance = np.sqrt(np.sum((self.hazards - xy[:, None, :]) ** 2, axis=2))
-        costs = {"cost_hazards": np.sum(np.maximum(family.hazard_size - hazard_distance, 0.0), axis=1)}
+        depth = np.maximum(family.hazard_size - distance[:, 1 : 1 + n_hazards], 0.0)
+        costs = {"cost_hazards": depth.sum(axis=1)}
         if family.vases_cost:
             speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
             costs["cost_vases_contact"] = contacts
-            costs["cost_vases_velocity"] = np.sum(np.where(speed >= VASE_VELOCITY_THRESHOLD, speed, 0.0), axis=1)
+            costs["cost_vases_velocity"] = np.where(speed >= VASE_VELOCITY_THRESHOLD, speed, 0.0).sum(axis=1)
         self.last_goal_distance = goal_distance
+        self.goal_met = goal_met
         for index in np.flatnonzero(goal_met):
             self._redraw_goal(index, rng)
-        self.goal_met = goal_met
         if family.constrain_indicator:
             costs = {name: (value > 0).astype(float) for name, value in costs.items()}
         return reward, costs
@@ -201,13 +216,8 @@ class GoalWorld(PointWorld):
         self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
 
     def observation(self) -> np.ndarray:
-        objects = [self.hazards, self.vases] if self.family.hidden_goal else [self.goal[:, None, :], self.hazards,
-                                                                              self.vases]
-        lidar = pseudo_lidar(
-            self.position[:2].T, self.position[2], np.concatenate(objects, axis=1), self.lidar_group,
-            self.n_lidar_groups, self.family.lidar_max_dist,
-        )
-        return np.concatenate([self.sensors(), lidar], axis=1)
+        objects = self.objects[:, 1:] if self.family.hidden_goal else self.objects
+        return np.concatenate([self.sensors(), self.lidar(self.position[:2].T, self.position[2], objects)], axis=1)
 
 
 class CircleWorld(PointWorld):
@@ -222,7 +232,7 @@ class CircleWorld(PointWorld):
         self.observation_size = N_SENSORS + N_BINS
         self.cost_names = ("cost_out_of_boundary",)
         self._centre = np.zeros((n, 1, 2))
-        self._group = np.zeros(1, dtype=np.intp)
+        self.lidar = PseudoLidar(n, np.zeros(1), 1, family.lidar_max_dist)
 
     def set_task(self, index: int, task: CircleTask) -> None:
         super().set_task(index, task)
@@ -249,8 +259,7 @@ class CircleWorld(PointWorld):
         return reward, {"cost_out_of_boundary": outside.astype(float)}
 
     def observation(self) -> np.ndarray:
-        lidar = pseudo_lidar(self.position[:2].T, self.position[2], self._centre, self._group, 1,
-                             self.family.lidar_max_dist)
+        lidar = self.lidar(self.position[:2].T, self.position[2], self._centre)
         return np.concatenate([self.sensors(), lidar], axis=1)
 
 
