@@ -1,11 +1,18 @@
-"""Throughput of the gridworld, measured against references in the same run.
+"""Throughput of the gridworld and the navigation families, measured against references in the same run.
 
 1. Single-env steps per second of ``cmdp_envs/GridWorld-v0`` against Gymnasium's ``FrozenLake-v1`` (both made with
    ``gym.make``, so both carry the same checker and order-enforcing wrappers). Target: ratio >= 1.
 2. The batched episode sampler against a per-step Python loop over the same policy and model (one ``rng.choice`` for
    the action and one for the next state per step, the pattern of the paper authors' rollout code). Target: >= 50.
+3. Single-env steps per second of ``cmdp_envs/PointGoal1-v0`` against ``SafetyPointGoal1-v0`` (lane B, where
+   Safety-Gymnasium is installed), uniformly random actions, resets included (an episode is 1,000 steps).
+   Target: >= 30.
+4. The native vector env, 1,024 sub-envs of ``PointGoal1-v0`` in one process: total steps per second. Target:
+   1,000,000 (printed against the single env's rate).
+5. SB3 PPO training frames per second on ``SB3VecEnv`` over the native vector env (16 sub-envs) against the same PPO
+   on Safety-Gymnasium's env (lane B; one ``DummyVecEnv`` sub-env, as its one-process reference). Reported.
 
-Usage: python benchmarks/env_throughput.py [--repeats 3]
+Usage: python benchmarks/env_throughput.py [--repeats 3] [--navigation-only]
 """
 
 from __future__ import annotations
@@ -20,19 +27,85 @@ import cmdp_envs  # noqa: F401
 from cmdp_envs.tabular import EpisodeSampler, solve_cmdp
 
 
-def env_steps_per_second(env_id: str, n_steps: int, repeats: int) -> float:
-    env = gym.make(env_id)
-    actions = np.random.default_rng(0).integers(env.action_space.n, size=n_steps).tolist()
+def env_steps_per_second(env: gym.Env, n_steps: int, repeats: int) -> float:
+    """The best of ``repeats`` runs of ``n_steps`` random actions, resets included. Safety-Gymnasium's step returns
+    six values (a cost before the two flags): the flags are the last two but one either way."""
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        actions = list(np.random.default_rng(0).integers(env.action_space.n, size=n_steps).tolist())
+    else:
+        low, high = env.action_space.low, env.action_space.high
+        actions = list(np.random.default_rng(0).uniform(low, high, size=(n_steps, *env.action_space.shape)))
     best = 0.0
     for _ in range(repeats):
         env.reset(seed=0)
         start = time.perf_counter()
         for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
+            *_, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 env.reset()
         best = max(best, n_steps / (time.perf_counter() - start))
     return best
+
+
+def vector_steps_per_second(num_envs: int, n_steps: int, repeats: int) -> float:
+    from cmdp_envs.families.navigation import NavigationVectorEnv
+
+    env = NavigationVectorEnv(num_envs, kind="goal")
+    env.reset(seed=0, options={"tasks": env.family.sample(num_envs, seed=0)})
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(n_steps, num_envs, 2))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for action in actions:
+            env.step(action)
+        best = max(best, n_steps * num_envs / (time.perf_counter() - start))
+    return best
+
+
+def ppo_frames_per_second(vec_env, n_steps: int) -> float:
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", vec_env, n_steps=max(64, 2048 // vec_env.num_envs), batch_size=256, seed=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(n_steps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def navigation_rows(repeats: int) -> list[tuple[str, float, str, float | None, float]]:
+    """Rows 3-5; the Safety-Gymnasium references are ``None`` where it is not installed (lane A)."""
+    import importlib.util
+
+    from cmdp_envs.families.navigation import NavigationVectorEnv
+
+    try:
+        from cmdp_envs.wrappers import SB3VecEnv
+    except ImportError:
+        SB3VecEnv = None  # noqa: N806 - SB3 missing: row 5 is skipped
+    has_safety_gymnasium = importlib.util.find_spec("safety_gymnasium") is not None
+    ours = env_steps_per_second(gym.make("cmdp_envs/PointGoal1-v0"), 20_000, repeats)
+    reference = None
+    if has_safety_gymnasium:
+        import safety_gymnasium
+
+        # Three episodes: each reset rebuilds and recompiles the MuJoCo model, as users pay for it.
+        reference = env_steps_per_second(safety_gymnasium.make("SafetyPointGoal1-v0"), 3_000, 1)
+    rows = [("PointGoal1-v0 env steps/s", ours, "SafetyPointGoal1-v0 steps/s", reference, 30.0)]
+    vector = vector_steps_per_second(1024, 200, repeats)
+    rows.append(("1024-env vector steps/s", vector, "target 1,000,000 steps/s", 1_000_000.0, 1.0))
+    if SB3VecEnv is not None:
+        native = SB3VecEnv(NavigationVectorEnv(16, kind="goal", autoreset_mode="same_step"))
+        ours_ppo = ppo_frames_per_second(native, 8_192)
+        reference_ppo = None
+        if has_safety_gymnasium:
+            import safety_gymnasium
+            from stable_baselines3.common.vec_env import DummyVecEnv
+
+            from cmdp_envs.wrappers import SafetyGymnasiumToGymnasium
+
+            make = lambda: SafetyGymnasiumToGymnasium(safety_gymnasium.make("SafetyPointGoal1-v0"))  # noqa: E731
+            reference_ppo = ppo_frames_per_second(DummyVecEnv([make]), 4_096)
+        rows.append(("PPO frames/s, native vector", ours_ppo, "PPO frames/s, SafetyPointGoal1", reference_ppo, 1.0))
+    return rows
 
 
 def python_loop_episode(cmdp, policy, horizon: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -70,10 +143,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--env-steps", type=int, default=200_000)
+    parser.add_argument("--navigation-only", action="store_true", help="only rows 3-5")
     args = parser.parse_args()
+    rows = [] if args.navigation_only else gridworld_rows(args)
+    rows += navigation_rows(args.repeats)
+    print(f"{'measure':<28} {'value':>12}   {'reference':<31} {'value':>12} {'ratio':>8} {'target':>7}")
+    for name, value, reference, reference_value, target in rows:
+        if reference_value is None:
+            print(f"{name:<28} {value:12,.0f}   {reference:<31} {'(lane B only)':>12}")
+            continue
+        ratio = value / reference_value
+        verdict = "ok" if ratio >= target else "BELOW TARGET"
+        print(f"{name:<28} {value:12,.0f}   {reference:<31} {reference_value:12,.0f} {ratio:8.1f} {target:>6.0f}x  "
+              f"{verdict}")
 
-    ours = env_steps_per_second("cmdp_envs/GridWorld-v0", args.env_steps, args.repeats)
-    frozen_lake = env_steps_per_second("FrozenLake-v1", args.env_steps, args.repeats)
+
+def gridworld_rows(args: argparse.Namespace) -> list[tuple[str, float, str, float | None, float]]:
+    ours = env_steps_per_second(gym.make("cmdp_envs/GridWorld-v0"), args.env_steps, args.repeats)
+    frozen_lake = env_steps_per_second(gym.make("FrozenLake-v1"), args.env_steps, args.repeats)
 
     family = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
     cmdp = family.tabular(family.default_task)
@@ -82,15 +169,10 @@ def main() -> None:
     loop = python_loop_steps_per_second(cmdp, policy, n_episodes=300, horizon=horizon)
     batched = sampler_steps_per_second(cmdp, policy, n_episodes=20_000, horizon=horizon, repeats=args.repeats)
 
-    rows = [
+    return [
         ("GridWorld-v0 env steps/s", ours, "FrozenLake-v1 env steps/s", frozen_lake, 1.0),
         ("batched sampler steps/s", batched, "per-step Python loop steps/s", loop, 50.0),
     ]
-    print(f"{'measure':<28} {'value':>12}   {'reference':<30} {'value':>12} {'ratio':>8} {'target':>7}")
-    for name, value, reference, reference_value, target in rows:
-        ratio = value / reference_value
-        verdict = "ok" if ratio >= target else "BELOW TARGET"
-        print(f"{name:<28} {value:12,.0f}   {reference:<30} {reference_value:12,.0f} {ratio:8.1f} {target:>6.0f}x  {verdict}")
 
 
 if __name__ == "__main__":

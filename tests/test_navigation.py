@@ -111,8 +111,11 @@ def test_robot_pushes_vases_and_level_two_charges_for_them():
     assert contacts > 0 and moving > 0 and info["cost"] == 0.0
 
 
-def test_single_env_and_vector_env_agree():
-    family = GoalFamily()
+@pytest.mark.parametrize("level", [1, 2])
+def test_single_env_and_vector_env_agree(level):
+    """The single env runs one world on Python floats, the vector env on arrays: same numbers. Forward-biased
+    actions at level 2 push vases and cross hazards."""
+    family = GoalFamily(level=level)
     tasks = family.sample(4, seed=1)
     vector = NavigationVectorEnv(4, family=family)
     vector_obs, _ = vector.reset(seed=0, options={"tasks": tasks})
@@ -120,8 +123,9 @@ def test_single_env_and_vector_env_agree():
     single_obs = [env.reset(seed=0, options={"task": task})[0] for env, task in zip(singles, tasks)]
     np.testing.assert_allclose(vector_obs, np.array(single_obs), atol=1e-12)
     rng = np.random.default_rng(0)
-    for _ in range(100):
-        actions = rng.uniform(-1, 1, (4, 2))
+    costly = 0
+    for _ in range(300):
+        actions = rng.uniform([-0.5, -1], [1, 1], (4, 2))
         vector_obs, vector_reward, _, _, infos = vector.step(actions)
         results = [env.step(action) for env, action in zip(singles, actions)]
         if infos["goal_met"].any():
@@ -129,6 +133,10 @@ def test_single_env_and_vector_env_agree():
         np.testing.assert_allclose(vector_obs, np.array([r[0] for r in results]), atol=1e-9)
         np.testing.assert_allclose(vector_reward, [r[1] for r in results], atol=1e-9)
         np.testing.assert_array_equal(infos["cost"], [r[4]["cost"] for r in results])
+        for key in ("cost_vases_contact", "cost_vases_velocity") if level == 2 else ():
+            np.testing.assert_allclose(infos[key], [r[4][key] for r in results], atol=1e-12)
+        costly += infos["cost"].sum()
+    assert costly > 0, "the run must meet costs to compare them"
 
 
 def test_vector_env_is_deterministic_and_cycles_tasks():

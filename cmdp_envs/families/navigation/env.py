@@ -160,18 +160,17 @@ class NavigationEnv(gym.Env):
         super().reset(seed=seed)
         self._world.reset(0, self.np_random, state)
         self._started = True
-        return self._world.observation()[0], {"task": self.task, "cost": 0.0}
+        return self._world.observation_one(), {"task": self.task, "cost": 0.0}
 
     def step(self, action: Any):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         action = _check_action(action, (2,))
-        reward, costs = self._world.step(action[None], self.np_random)
-        info = {name: float(value[0]) for name, value in costs.items()}
-        info["cost"] = float(self._world.total_cost(costs)[0])
+        reward, info = self._world.step_one((action[0].item(), action[1].item()), self.np_random)
+        info["cost"] = self._world.total_cost(info)
         if hasattr(self._world, "goal_met"):
             info["goal_met"] = bool(self._world.goal_met[0])
-        return self._world.observation()[0], float(reward[0]), False, False, info
+        return self._world.observation_one(), float(reward), False, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -48,9 +48,6 @@ class PseudoLidar:
         :param heading: ``(N,)`` headings ``psi`` (the body frame's x axis is ``(cos psi, sin psi)``).
         :param objects: ``(N, K, 2)`` world positions of the objects.
         """
-        if self.n_envs == 1:
-            return np.array([self.single(float(origin[0, 0]), float(origin[0, 1]), float(heading[0]),
-                                         objects[0].tolist())])
         n_bins = self.n_bins
         out = np.zeros(self.n_envs * self.n_groups * n_bins)
         if objects.shape[1] == 0:
@@ -82,8 +79,9 @@ class PseudoLidar:
         return bins % self.n_bins
 
     def single(self, x: float, y: float, heading: float, objects: list[list[float]]) -> list[float]:
-        """One robot's readings, on Python floats: the algorithm object by object, as Safety-Gymnasium writes it
-        (numpy's per-call overhead dominates for one robot; a test checks both paths agree)."""
+        """The readings of the first robot's slots for one robot at ``(x, y, heading)`` on Python floats, object by
+        object as Safety-Gymnasium writes it (numpy's per-call overhead dominates for one robot; a test checks both
+        paths agree). ``objects`` is a list of ``[x, y]``."""
         n_bins = self.n_bins
         out = [0.0] * (self.n_groups * n_bins)
         cos_psi, sin_psi = math.cos(heading), math.sin(heading)

@@ -3,8 +3,12 @@
 Every array has the environments on its first axis (or, for the robot's ``(3, n)`` state, its second), so one numpy
 call steps all of them; each world has its own task. A family has a fixed number of object slots; a task with fewer
 objects parks the rest at :data:`~.lidar.ABSENT`, so changing a layout only writes coordinates into arrays and never
-rebuilds anything. With ``n == 1`` the robot is integrated on Python floats (the same code as the arrays take),
-which is several times faster than numpy on arrays of one element.
+rebuilds anything.
+
+Two entry points: :meth:`PointWorld.step` and :meth:`PointWorld.observation` work on arrays (the vector env);
+:meth:`PointWorld.step_one` and :meth:`PointWorld.observation_one` run world 0 on Python floats (the single env),
+several times faster than numpy on arrays of one element. The robot's dynamics and sensors are the same functions
+on either; rewards, costs and lidar have a float version written object by object, and a test checks both agree.
 """
 
 from __future__ import annotations
@@ -59,32 +63,39 @@ class PointWorld:
     def step_robot(self, action: np.ndarray) -> None:
         """Advance every robot by one environment step under ``action`` ``(n, 2)`` (clipped to ``[-1, 1]``)."""
         action = np.clip(action, -1.0, 1.0)
-        if self.n == 1:
-            scales = tuple(self.scales[:, 0].tolist())
-            command = tuple(action[0].tolist())
-            position, velocity = robot.integrate(
-                tuple(self.position[:, 0].tolist()), tuple(self.velocity[:, 0].tolist()), command, *scales
-            )
-            self.position[:, 0] = position
-            self.velocity[:, 0] = velocity
-            self.acceleration[:, 0] = robot.acceleration(position, velocity, command, *scales)
-            return
         command = (action[:, 0], action[:, 1])
-        state = (tuple(self.position), tuple(self.velocity))
         numpy_math = {"sin": np.sin, "cos": np.cos, "clip": robot.clip_array}
-        position, velocity = robot.integrate(*state, command, *self.scales, **numpy_math)
+        position, velocity = robot.integrate(tuple(self.position), tuple(self.velocity), command, *self.scales,
+                                             **numpy_math)
         self.position = np.array(position)
         self.velocity = np.array(velocity)
         self.acceleration = np.array(robot.acceleration(position, velocity, command, *self.scales, **numpy_math))
 
+    def step_robot_one(self, action: tuple[float, float]) -> None:
+        """:meth:`step_robot` for world 0 on Python floats."""
+        command = (robot.clip_float(action[0], 1.0), robot.clip_float(action[1], 1.0))
+        scales = self.scales[:, 0].tolist()
+        position, velocity = robot.integrate(self.position[:, 0].tolist(), self.velocity[:, 0].tolist(), command,
+                                             *scales)
+        self.position[:, 0] = position
+        self.velocity[:, 0] = velocity
+        self.acceleration[:, 0] = robot.acceleration(position, velocity, command, *scales)
+
     def sensors(self) -> np.ndarray:
         """``(n, 12)``: accelerometer, velocimeter, gyro, magnetometer (Safety-Gymnasium's order)."""
-        if self.n == 1:
-            values = robot.sensors(float(self.position[2, 0]), tuple(self.velocity[:, 0].tolist()),
-                                   tuple(self.acceleration[:, 0].tolist()))
-            return np.array([values])
         values = robot.sensors(self.position[2], tuple(self.velocity), tuple(self.acceleration), np.sin, np.cos)
         return np.stack(values, axis=1)
+
+    def sensors_one(self) -> list[float]:
+        """World 0's twelve sensor values."""
+        return list(robot.sensors(self.position[2, 0].item(), self.velocity[:, 0].tolist(),
+                                  self.acceleration[:, 0].tolist()))
+
+    def total_cost(self, costs: dict[str, Any]) -> Any:
+        """The step's cost from its sources (arrays, or floats for one world): with indicator costs
+        (Safety-Gymnasium's default) 1 when any source is positive, else their sum."""
+        total = sum(costs.values())
+        return (total > 0) * 1.0 if getattr(self.family, "constrain_indicator", True) else total
 
     # Subclasses: the task's objects, rewards and costs.
     observation_size: int
@@ -94,16 +105,20 @@ class PointWorld:
         raise NotImplementedError
 
     def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Step every world; returns the rewards ``(n,)`` and the costs by source (each ``(n,)``, ``>= 0``)."""
+        """Step every world under ``action`` ``(n, 2)``; returns the rewards ``(n,)`` and the costs by source (each
+        ``(n,)``, ``>= 0``)."""
         raise NotImplementedError
 
-    def total_cost(self, costs: dict[str, np.ndarray]) -> np.ndarray:
-        """The step's cost ``(n,)`` from its sources: with indicator costs (Safety-Gymnasium's default) 1 when any
-        source is positive, else their sum."""
-        total = sum(costs.values())
-        return (total > 0).astype(float) if getattr(self.family, "constrain_indicator", True) else total
+    def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+        """:meth:`step` for world 0 on floats: its reward and costs by source."""
+        raise NotImplementedError
 
     def observation(self) -> np.ndarray:
+        """``(n, observation_size)``."""
+        raise NotImplementedError
+
+    def observation_one(self) -> np.ndarray:
+        """World 0's observation ``(observation_size,)``."""
         raise NotImplementedError
 
 
@@ -207,6 +222,32 @@ class GoalWorld(PointWorld):
             costs = {name: (value > 0).astype(float) for name, value in costs.items()}
         return reward, costs
 
+    def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+        family = self.family
+        self.step_robot_one(action)
+        x, y = self.position[0, 0].item(), self.position[1, 0].item()
+        distance = [math.hypot(ox - x, oy - y) for ox, oy in self.objects[0].tolist()]
+        first_vase = 1 + family.n_hazards
+        contacts = 0.0
+        if self._vases_moving or any(d < VASE_CONTACT_DISTANCE for d in distance[first_vase:]):
+            offset = self.vases[:1] - self.position[:2, :1].T[:, None, :]
+            contacts = float(self._push_vases(offset, np.array([distance[first_vase:]]))[0])
+        goal_distance = distance[0]
+        goal_met = goal_distance <= family.goal_size
+        reward = self.last_goal_distance[0].item() - goal_distance + goal_met
+        costs = {"cost_hazards": sum(max(family.hazard_size - d, 0.0) for d in distance[1:first_vase])}
+        if family.vases_cost:
+            speeds = [math.hypot(vx, vy) for vx, vy in self.vase_velocity[0].tolist()]
+            costs["cost_vases_contact"] = contacts
+            costs["cost_vases_velocity"] = sum(v for v in speeds if v >= VASE_VELOCITY_THRESHOLD)
+        self.last_goal_distance[0] = goal_distance
+        self.goal_met[0] = goal_met
+        if goal_met:
+            self._redraw_goal(0, rng)
+        if family.constrain_indicator:
+            costs = {name: float(value > 0) for name, value in costs.items()}
+        return reward, costs
+
     def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
         placement = self.family.placement
         others = [(self.position[:2, index], placement.agent_keepout)]
@@ -218,6 +259,11 @@ class GoalWorld(PointWorld):
     def observation(self) -> np.ndarray:
         objects = self.objects[:, 1:] if self.family.hidden_goal else self.objects
         return np.concatenate([self.sensors(), self.lidar(self.position[:2].T, self.position[2], objects)], axis=1)
+
+    def observation_one(self) -> np.ndarray:
+        objects = self.objects[0, 1:] if self.family.hidden_goal else self.objects[0]
+        x, y, heading = self.position[:, 0].tolist()
+        return np.array(self.sensors_one() + self.lidar.single(x, y, heading, objects.tolist()))
 
 
 class CircleWorld(PointWorld):
@@ -258,9 +304,23 @@ class CircleWorld(PointWorld):
             outside |= np.abs(y) > self.wall
         return reward, {"cost_out_of_boundary": outside.astype(float)}
 
+    def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+        self.step_robot_one(action)
+        x, y = self.position[0, 0].item(), self.position[1, 0].item()
+        u, v = self.velocity[0, 0].item(), self.velocity[1, 0].item()
+        rho = math.hypot(x, y)
+        radius, wall = self.radius[0].item(), self.wall[0].item()
+        reward = self.family.reward_factor * ((-u * y + v * x) / rho) / (1 + abs(rho - radius))
+        outside = abs(x) > wall or (self.family.four_walls and abs(y) > wall)
+        return reward, {"cost_out_of_boundary": float(outside)}
+
     def observation(self) -> np.ndarray:
         lidar = self.lidar(self.position[:2].T, self.position[2], self._centre)
         return np.concatenate([self.sensors(), lidar], axis=1)
+
+    def observation_one(self) -> np.ndarray:
+        x, y, heading = self.position[:, 0].tolist()
+        return np.array(self.sensors_one() + self.lidar.single(x, y, heading, [[0.0, 0.0]]))
 
 
 def make_world(family: PointFamily, n: int) -> PointWorld:
