@@ -40,16 +40,20 @@ class PseudoLidar:
         self.max_dist, self.alias = float(max_dist), alias
         # Flat index of bin 0 of each (environment, object)'s group in the (N, n_groups * n_bins) output.
         self._base = (np.arange(n_envs)[:, None] * n_groups + np.asarray(group, dtype=np.intp)[None, :]) * n_bins
+        self._out = np.zeros(n_envs * n_groups * n_bins)
 
     def __call__(self, origin: np.ndarray, heading: np.ndarray, objects: np.ndarray) -> np.ndarray:
-        """Readings ``(N, n_groups * n_bins)``, the groups side by side in group order.
+        """Readings ``(N, n_groups * n_bins)``, the groups side by side in group order, in a buffer that the next
+        call overwrites (copy what you keep).
 
         :param origin: ``(N, 2)`` world positions of the robots.
         :param heading: ``(N,)`` headings ``psi`` (the body frame's x axis is ``(cos psi, sin psi)``).
         :param objects: ``(N, K, 2)`` world positions of the objects.
         """
         n_bins = self.n_bins
-        out = np.zeros(self.n_envs * self.n_groups * n_bins)
+        # One buffer reused across calls (a fresh one of this size costs page faults every call); callers copy it.
+        out = self._out
+        out.fill(0.0)
         if objects.shape[1] == 0:
             return out.reshape(self.n_envs, -1)
         dx = objects[..., 0] - origin[:, 0:1]
@@ -58,16 +62,15 @@ class PseudoLidar:
         sin_psi = np.sin(heading)[:, None]
         ex = cos_psi * dx + sin_psi * dy
         ey = cos_psi * dy - sin_psi * dx
-        angle = np.arctan2(ey, ex)
-        # ``angle mod 2 pi`` for atan2's range (numpy's float modulo is slow): the same floats.
-        angle += (angle < 0) * (2 * math.pi)
-        position = angle * (n_bins / (2 * math.pi))
-        bins = position.astype(np.intp)
+        # The bearing in bins, in [-n_bins / 2, n_bins / 2]: its floor wrapped into [0, n_bins) is the bin of
+        # ``theta mod 2 pi`` and its fractional part the alias weight (numpy's float modulo is slow).
+        position = np.arctan2(ey, ex) * (n_bins / (2 * math.pi))
+        floor = np.floor(position)
+        bins = floor.astype(np.intp)
         strength = np.maximum(0.0, self.max_dist - np.sqrt(ex * ex + ey * ey)) * (1.0 / self.max_dist)
-        # ``position`` can reach exactly n_bins (angle 2 pi, which is 0): wrapping puts it in bin 0.
         np.maximum.at(out, (self._base + self._wrap(bins)).ravel(), strength.ravel())
         if self.alias:
-            alpha = position - bins
+            alpha = position - floor
             np.maximum.at(out, (self._base + self._wrap(bins + 1)).ravel(), (alpha * strength).ravel())
             np.maximum.at(out, (self._base + self._wrap(bins - 1)).ravel(), ((1 - alpha) * strength).ravel())
         return out.reshape(self.n_envs, -1)
@@ -92,11 +95,8 @@ class PseudoLidar:
             strength = (self.max_dist - math.sqrt(ex * ex + ey * ey)) * (1.0 / self.max_dist)
             if strength <= 0.0:
                 continue
-            angle = math.atan2(ey, ex)
-            if angle < 0:
-                angle += 2 * math.pi
-            position = angle * to_bins
-            bin_ = int(position)
+            position = math.atan2(ey, ex) * to_bins
+            bin_ = math.floor(position)
             for offset, value in ((0, strength), (1, (position - bin_) * strength),
                                   (-1, (1 - (position - bin_)) * strength)):
                 if not self.alias and offset:

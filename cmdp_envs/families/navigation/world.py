@@ -139,7 +139,7 @@ class GoalWorld(PointWorld):
         self.hazards = self.objects[:, 1 : 1 + n_hazards]
         self.vases = self.objects[:, 1 + n_hazards :]
         self.vase_velocity = np.zeros((n, n_vases, 2))
-        self._vases_moving = False
+        self._vases_moving = np.zeros(n, dtype=bool)
         self.last_goal_distance = np.zeros(n)
         self.goal_met = np.zeros(n, dtype=bool)
         groups = [0] + [1] * n_hazards + [2] * n_vases
@@ -160,7 +160,7 @@ class GoalWorld(PointWorld):
         self.vases[index] = ABSENT
         self.vases[index, : len(task.vases)] = np.reshape(task.vases, (-1, 2))
         self.vase_velocity[index] = 0.0
-        self._vases_moving = bool(self.vase_velocity.any())
+        self._vases_moving[index] = False
         self.goal[index] = task.goal
         if state is None:
             self.place_robot(index, task.agent)
@@ -180,23 +180,26 @@ class GoalWorld(PointWorld):
         contact) are richer: this model agrees with Safety-Gymnasium in distribution only.
         """
         touching = distance < VASE_CONTACT_DISTANCE
-        any_touching = touching.any()
-        # Most steps touch no vase and find every vase at rest: nothing moves.
-        if not (self._vases_moving or any_touching):
-            return np.zeros(self.n)
-        if any_touching:
-            normal = offset / np.maximum(distance, 1e-12)[..., None]
-            robot_velocity = self.velocity[:2].T[:, None, :]
-            gain = np.sum(normal * (robot_velocity - self.vase_velocity), axis=2)
-            self.vase_velocity += np.where(touching, np.maximum(gain, 0.0), 0.0)[..., None] * normal
-            pushed_out = self.position[:2].T[:, None, :] + normal * VASE_CONTACT_DISTANCE
-            self.vases[...] = np.where(touching[..., None], pushed_out, self.vases)
-        speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
+        # Most worlds touch no vase and have every vase at rest: only the others are worked on.
+        active = np.flatnonzero(self._vases_moving | touching.any(axis=1))
+        contacts = np.zeros(self.n)
+        if active.size == 0:
+            return contacts
+        touching, offset, distance = touching[active], offset[active], distance[active]
+        position = self.position[:2, active].T[:, None, :]
+        velocity = self.vase_velocity[active]
+        normal = offset / np.maximum(distance, 1e-12)[..., None]
+        gain = np.sum(normal * (self.velocity[:2, active].T[:, None, :] - velocity), axis=2)
+        velocity += np.where(touching, np.maximum(gain, 0.0), 0.0)[..., None] * normal
+        vases = np.where(touching[..., None], position + normal * VASE_CONTACT_DISTANCE, self.vases[active])
+        speed = np.sqrt(np.sum(velocity**2, axis=2))
         slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, 0.0)
-        self.vase_velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
-        self.vases += self.vase_velocity * STEP_SECONDS
-        self._vases_moving = bool(slowed.any())
-        return touching.sum(axis=1).astype(float)
+        velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
+        self.vase_velocity[active] = velocity
+        self.vases[active] = vases + velocity * STEP_SECONDS
+        self._vases_moving[active] = slowed.any(axis=1)
+        contacts[active] = touching.sum(axis=1)
+        return contacts
 
     def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         family = self.family
@@ -229,7 +232,7 @@ class GoalWorld(PointWorld):
         distance = [math.hypot(ox - x, oy - y) for ox, oy in self.objects[0].tolist()]
         first_vase = 1 + family.n_hazards
         contacts = 0.0
-        if self._vases_moving or any(d < VASE_CONTACT_DISTANCE for d in distance[first_vase:]):
+        if self._vases_moving[0] or any(d < VASE_CONTACT_DISTANCE for d in distance[first_vase:]):
             offset = self.vases[:1] - self.position[:2, :1].T[:, None, :]
             contacts = float(self._push_vases(offset, np.array([distance[first_vase:]]))[0])
         goal_distance = distance[0]
