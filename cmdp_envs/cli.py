@@ -97,14 +97,22 @@ def command_list(args: argparse.Namespace) -> None:
         print(f"{spec.id:<{width}}  {spec.summary}")
 
 
+def _space(space: gym.Space) -> str:
+    """A space in one line: long Box bounds are summarised by their range."""
+    if isinstance(space, gym.spaces.Box) and space.shape and int(np.prod(space.shape)) > 4:
+        return f"Box(shape={space.shape}, dtype={space.dtype}, low in [{space.low.min()}, {space.low.max()}], " \
+               f"high in [{space.high.min()}, {space.high.max()}])"
+    return str(space)
+
+
 def command_describe(args: argparse.Namespace) -> None:
     env = _make(args.env_id)
     base = env.unwrapped
     print(args.env_id)
     print(inspect.getdoc(type(base)).split("\n\n## ")[0])
     print()
-    print(f"action space:       {env.action_space}")
-    print(f"observation space:  {env.observation_space}")
+    print(f"action space:       {_space(env.action_space)}")
+    print(f"observation space:  {_space(env.observation_space)}")
     print(f"max episode steps:  {env.spec.max_episode_steps}")
     print(f"discount (gamma):   {base.family.gamma}")
     print(f"exact tabular model: {'yes' if isinstance(base.family, TabularFamily) else 'no'}")

@@ -245,12 +245,39 @@ class GoalFamily(PointFamily):
             hazard_keepout=0.18, vase_keepout=0.15, n_hazards=self.n_hazards, n_vases=self.n_vases,
         )
         self._check_distributions()
+        #: The layout of tasks built without one: the first seed from 0 up whose layout the family accepts.
+        self.default_layout_seed = self._first_accepted(0)
         self.check_support()
 
     def check_support(self) -> None:
         for name, dist in self.parameters.items():
             for value in dist.extremes():
-                self.check_task(dataclasses.replace(self._seeded(0), **{name: dist.validate(name, value)}))
+                self.check_task(
+                    dataclasses.replace(self._seeded(self.default_layout_seed), **{name: dist.validate(name, value)})
+                )
+
+    def _first_accepted(self, seed: int) -> int:
+        for candidate in range(seed, seed + 100_000):
+            layout = layout_from_seed(candidate % 2**32, self.placement)
+            if self._accepts(layout.agent, layout.goal):
+                return candidate % 2**32
+        raise ValueError(f"no layout among 100,000 seeds meets goal_arc={self.goal_arc}, "
+                         f"goal_distance={self.goal_distance}: widen them")
+
+    def describe(self) -> str:
+        xmin, ymin, xmax, ymax = self.placement.extents
+        arc = (
+            f"; kept when the first goal is within {self.goal_arc / 2:g} degrees of the start heading at a distance in "
+            f"[{self.goal_distance[0]:g}, {self.goal_distance[1]:g}]" if self.goal_arc is not None else ""
+        )
+        lines = [
+            f"layout: Safety-Gymnasium's placement in [{xmin:g}, {xmax:g}] x [{ymin:g}, {ymax:g}] from a layout seed "
+            f"(robot, goal, {self.n_hazards} hazards, {self.n_vases} vases; keepouts 0.4, 0.305, 0.18, 0.15){arc}",
+            super().describe(),
+            f"cost: {'indicators (Safety-Gymnasium default)' if self.constrain_indicator else 'depth and counts'}; "
+            f"vases {'cost' if self.vases_cost else 'cost nothing'}; limit read as {self.cost_semantics}",
+        ]
+        return "\n".join(lines)
 
     def _accepts(self, agent: tuple[float, float, float], goal: Point2) -> bool:
         """Whether the first goal is in the family's arc and distance range as seen from the start pose."""
@@ -271,14 +298,11 @@ class GoalFamily(PointFamily):
         start drawn from ``seed``; the same seed gives the same list."""
         n = check_count("n", n)
         rng = as_generator(seed)
-        start = int(rng.integers(2**31 - 1))
         seeds: list[int] = []
-        candidate = start
+        candidate = int(rng.integers(2**31 - 1))
         while len(seeds) < n:
-            layout = layout_from_seed(candidate, self.placement)
-            if self._accepts(layout.agent, layout.goal):
-                seeds.append(candidate)
-            candidate = (candidate + 1) % (2**32)
+            seeds.append(self._first_accepted(candidate))
+            candidate = seeds[-1] + 1
         return seeds
 
     def sample(self, n: int, seed: SeedLike = None) -> list[GoalTask]:
@@ -293,7 +317,7 @@ class GoalFamily(PointFamily):
     def task(self, layout_seed: int | None = None, **params: Any) -> GoalTask:
         """An explicit task. ``layout_seed`` builds Safety-Gymnasium's layout for that seed; ``agent``, ``goal``,
         ``hazards`` and ``vases`` give (or override) coordinates; the other parameters are checked against their
-        distributions. Omitted ones take the defaults (the layout of seed 0)."""
+        distributions. Omitted ones take the defaults (the layout of :attr:`default_layout_seed`)."""
         layout_names = ("agent", "goal", "hazards", "vases")
         unknown = set(params) - set(self.parameters) - set(layout_names)
         if unknown:
@@ -304,7 +328,7 @@ class GoalFamily(PointFamily):
         values = {name: dist.validate(name, params[name]) for name, dist in self.parameters.items() if name in params}
         if layout_seed is not None:
             check_count("layout_seed", layout_seed)
-        base = self._seeded(0 if layout_seed is None else layout_seed, **values)
+        base = self._seeded(self.default_layout_seed if layout_seed is None else layout_seed, **values)
         layout: dict[str, Any] = {}
         if "agent" in params:
             layout["agent"] = _point("agent", params["agent"], 3)
@@ -425,6 +449,13 @@ class CircleFamily(PointFamily):
         task = CircleTask(wall=wall, **values)
         self.check_task(task)
         return task
+
+    def describe(self) -> str:
+        lines = [super().describe()]
+        if self.wall_factor is not None:
+            lines.append(f"wall: radius times {self.wall_factor.describe()}")
+        lines.append(f"walls: {'four' if self.four_walls else 'two'}; limit read as {self.cost_semantics}")
+        return "\n".join(lines)
 
     def check_task(self, task: Task) -> None:
         if not isinstance(task, CircleTask):
