@@ -57,21 +57,21 @@ SPECS: tuple[EnvSpec, ...] = (
             vector_entry_point="cmdp_envs.families.navigation.env:NavigationVectorEnv",
             summary=summary,
             max_episode_steps=steps,
-            kwargs=kwargs,
+            kwargs={"kind": kind, "id_defaults": defaults},
         )
-        for name, summary, steps, kwargs in (
+        for name, summary, steps, kind, defaults in (
             ("PointGoal1-v0", "Safety-Gymnasium's SafetyPointGoal1 as a task family: point robot, goal, 8 hazards, 1 "
-             "vase; layouts by its placement procedure; numpy, vectorised.", 1000, {"kind": "goal", "level": 1}),
+             "vase; layouts by its placement procedure; numpy, vectorised.", 1000, "goal", {"level": 1}),
             ("PointGoal2-v0", "Safety-Gymnasium's SafetyPointGoal2: 10 hazards and 10 vases that cost on contact "
-             "and when moving.", 1000, {"kind": "goal", "level": 2}),
+             "and when moving.", 1000, "goal", {"level": 2}),
             ("PointGoalArc1-v0", "C-MAML's goal tasks: layouts kept when the goal lies in a 140-degree arc ahead of "
-             "the start; 9 hazards, 1 vase.", 1000, {"kind": "goal", "level": 1, "n_hazards": 9, "goal_arc": 140.0}),
+             "the start; 9 hazards, 1 vase.", 1000, "goal", {"level": 1, "n_hazards": 9, "goal_arc": 140.0}),
             ("PointGoalArc2-v0", "C-MAML's goal tasks with 10 hazards and 10 vases that cost (level 2) in a "
-             "140-degree arc.", 1000, {"kind": "goal", "level": 2, "goal_arc": 140.0}),
+             "140-degree arc.", 1000, "goal", {"level": 2, "goal_arc": 140.0}),
             ("PointCircle1-v0", "Safety-Gymnasium's SafetyPointCircle1: run along a circle of radius 1.5, two walls "
-             "at |x| = 1.125.", 500, {"kind": "circle", "level": 1}),
+             "at |x| = 1.125.", 500, "circle", {"level": 1}),
             ("PointCircle2-v0", "Safety-Gymnasium's SafetyPointCircle2: four walls.", 500,
-             {"kind": "circle", "level": 2}),
+             "circle", {"level": 2}),
         )
     ),
 )

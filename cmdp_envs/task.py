@@ -253,6 +253,15 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
     env_id: ClassVar[str]
     parameters: dict[str, ParameterDistribution]
     gamma: float
+    #: How ``task.cost_limit`` is read: ``"discounted"`` (this package's convention, ``E[sum_t gamma^t c_t] <= d``)
+    #: or ``"undiscounted"`` (the expected episode cost ``E[sum_t c_t] <= d``, Safety-Gymnasium's and OmniSafe's
+    #: reading). Learners, the OmniSafe bridge and every evaluation honour it.
+    cost_semantics: str = "discounted"
+
+    @property
+    def cost_discount(self) -> float:
+        """The discount of the constrained cost value: ``gamma`` under ``"discounted"`` semantics, 1 otherwise."""
+        return self.gamma if self.cost_semantics == "discounted" else 1.0
 
     def make_env(self, **env_kwargs: Any) -> Any:
         """``gym.make(self.env_id, family=self, **env_kwargs)``: an env (with the id's time limit and checkers) that

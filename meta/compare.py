@@ -3,8 +3,8 @@ learners (both lanes) train on the same task with the same seeds and are evaluat
 families, by Monte Carlo with a 95% interval otherwise). Backs ``cmdp-envs compare``.
 
 Names: an OmniSafe algorithm by its own name (``PPOLag``, ``TRPOLag``, ``CPO``, ``FOCOPS``, ...); our learners as
-``SB3-PPOLag`` and ``SB3-TRPOLag``. Learning curves are the mean undiscounted episode return and the mean discounted
-episode cost (OmniSafe runs use the bridge's discounted cost semantics), against the task's cost limit.
+``SB3-PPOLag`` and ``SB3-TRPOLag``. Learning curves are the mean undiscounted episode return and the mean episode cost
+the family's limit constrains (its ``cost_semantics``: discounted by default, or the plain sum), against the limit.
 """
 
 from __future__ import annotations
@@ -74,9 +74,12 @@ def run_comparison(algos: Sequence[str], family: TaskFamily, steps: int, seeds: 
         "task": task.as_dict(),
         "steps": steps,
         "seeds": seeds,
-        "values": "final_return and final_cost are the discounted values J_r, J_c of the final policy "
-                  f"(gamma = {family.gamma}); feasible means J_c <= cost_limit (upper CI bound when estimated)",
-        "curves": "per update: mean undiscounted episode return, mean discounted episode cost",
+        "cost_semantics": family.cost_semantics,
+        "values": "final_return is the discounted value J_r of the final policy "
+                  f"(gamma = {family.gamma}); final_cost is its cost value J_c under the family's cost semantics "
+                  f"({family.cost_semantics}, cost discount {family.cost_discount}); feasible means "
+                  "J_c <= cost_limit (upper CI bound when estimated)",
+        "curves": f"per update: mean undiscounted episode return, mean {family.cost_semantics} episode cost",
         "runs": [],
     }
     # summary.json is rewritten after every run, so an interrupted comparison resumes where it stopped when it is
@@ -108,7 +111,7 @@ def run_comparison(algos: Sequence[str], family: TaskFamily, steps: int, seeds: 
                 write_json(out / "summary.json", summary)
                 progress.update()
     write_json(out / "summary.json", summary)
-    _plot_curves(summary["runs"], task.cost_limit, out)
+    _plot_curves(summary["runs"], task.cost_limit, out, family.cost_semantics)
     return summary
 
 
@@ -129,11 +132,11 @@ def _finished_runs(path: Path, summary: dict[str, Any]) -> dict[tuple[str, int],
             from None
 
 
-def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path) -> None:
+def _plot_curves(runs: list[dict[str, Any]], cost_limit: float, out: Path, cost_semantics: str) -> None:
     from matplotlib.figure import Figure
 
     for key, ylabel, filename in (("return", "episode return", "return.png"),
-                                  ("cost", "discounted episode cost", "cost.png")):
+                                  ("cost", f"{cost_semantics} episode cost", "cost.png")):
         figure = Figure(figsize=(6, 4))
         ax = figure.subplots()
         colours = {algo: f"C{i}" for i, algo in enumerate(dict.fromkeys(run["algo"] for run in runs))}

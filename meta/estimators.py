@@ -55,18 +55,20 @@ class ValueEstimate:
         return f"{self.value:.4f} ± {self.half_width:.4f} ({100 * self.confidence:g}% CI)"
 
 
-def rollout_returns(env: gym.Env, policy: Any, task: Task, gamma: float, horizon: int, seed: int
-                    ) -> tuple[float, float]:
+def rollout_returns(env: gym.Env, policy: Any, task: Task, gamma: float, horizon: int, seed: int,
+                    cost_gamma: float | None = None) -> tuple[float, float]:
     """One episode of ``policy`` on ``task`` through ``env`` (reset with ``seed``), at most ``horizon`` steps: its
-    discounted return and discounted cost."""
+    discounted return and its cost discounted by ``cost_gamma`` (default ``gamma``; 1 for an episode-sum limit)."""
+    cost_gamma = gamma if cost_gamma is None else cost_gamma
     observation, _ = env.reset(seed=seed, options={"task": task})
     reward_return = cost_return = 0.0
-    discount = 1.0
+    discount = cost_discount = 1.0
     for _ in range(horizon):
         observation, reward, terminated, truncated, info = env.step(policy.act(observation))
         reward_return += discount * float(reward)
-        cost_return += discount * float(info["cost"])
+        cost_return += cost_discount * float(info["cost"])
         discount *= gamma
+        cost_discount *= cost_gamma
         if terminated or truncated:
             break
     return reward_return, cost_return
@@ -74,14 +76,15 @@ def rollout_returns(env: gym.Env, policy: Any, task: Task, gamma: float, horizon
 
 def monte_carlo_values(
     env: gym.Env, policy: Any, task: Task, gamma: float, n_episodes: int, horizon: int,
-    confidence: float = 0.95, seed: int = 0,
+    confidence: float = 0.95, seed: int = 0, cost_gamma: float | None = None,
 ) -> tuple[ValueEstimate, ValueEstimate]:
     """Discounted reward and cost values of ``policy`` on ``task`` from ``n_episodes`` rollouts of at most ``horizon``
-    steps through ``env``, each with a normal-approximation confidence interval at ``confidence``."""
+    steps through ``env``, each with a normal-approximation confidence interval at ``confidence``. The cost is
+    discounted by ``cost_gamma`` (default ``gamma``; a family's ``cost_discount``)."""
     n_episodes = check_count("n_episodes", n_episodes, minimum=2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    returns = np.array([rollout_returns(env, policy, task, gamma, horizon, seed + episode)
+    returns = np.array([rollout_returns(env, policy, task, gamma, horizon, seed + episode, cost_gamma)
                         for episode in range(n_episodes)])
     z = scipy.stats.norm.ppf(0.5 + confidence / 2)
     half_widths = z * returns.std(axis=0, ddof=1) / math.sqrt(n_episodes)

@@ -160,3 +160,42 @@ def test_env_cfgs_fix_the_task_for_ppolag(tmp_path):
                                 log_dir=str(tmp_path), env_cfgs={"task": {"noise": 0.05}})
     agent = omnisafe.Agent("PPOLag", "cmdp_envs/GridWorld-v0", custom_cfgs=cfgs)
     assert agent.agent._env._env.task.noise == 0.05
+
+
+def test_navigation_bridge_steps_the_native_vector_env_in_one_call():
+    """num_envs > 1 on a navigation family: one NavigationVectorEnv behind the bridge, the same numbers as Gymnasium
+    envs stepped in turn, episodes reset by the bridge, the family's undiscounted cost semantics."""
+    from cmdp_envs import Fixed
+    from cmdp_envs.families.navigation import GoalFamily
+
+    family = GoalFamily(cost_semantics="undiscounted", cost_limit=Fixed(25.0))
+    native = make_bridge(register_omnisafe_task(family, max_episode_steps=30), num_envs=4)
+    in_turn = make_bridge(register_omnisafe_task(family, max_episode_steps=30, render_mode=None), num_envs=4)
+    assert type(native._envs).__name__ == "_NativeSubEnvs" and type(in_turn._envs).__name__ == "_GymSubEnvs"
+    assert native.cost_semantics == "undiscounted"
+    cfgs = omnisafe_custom_cfgs("PPOLag", register_omnisafe_task(family, max_episode_steps=30), total_steps=1000)
+    assert cfgs["lagrange_cfgs"]["cost_limit"] == 25.0
+    for env in (native, in_turn):
+        env.set_seed(0)
+    observations = [native.reset()[0], in_turn.reset()[0]]
+    assert observations[0].shape == (4, 60)
+    torch.testing.assert_close(observations[0], observations[1])
+    actions = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (30, 4, 2)), dtype=torch.float32)
+    for action in actions:
+        native_step, in_turn_step = native.step(action), in_turn.step(action)
+        for ours, theirs in zip(native_step[:5], in_turn_step[:5]):
+            torch.testing.assert_close(ours, theirs)
+        assert "original_cost" not in native_step[5]
+    assert native_step[4].all(), "the 30th step truncates every sub-env"
+    torch.testing.assert_close(native_step[5]["final_observation"], in_turn_step[5]["final_observation"])
+
+
+@pytest.mark.slow
+def test_omnisafe_ppolag_trains_on_a_navigation_family_with_several_envs():
+    from cmdp_envs.families.navigation import GoalFamily
+
+    omnisafe_id = register_omnisafe_task(GoalFamily(), max_episode_steps=200)
+    cfgs = omnisafe_custom_cfgs("PPOLag", omnisafe_id, total_steps=4000, steps_per_epoch=2000,
+                                train_cfgs={"vector_env_nums": 4}, algo_cfgs={"update_iters": 2})
+    episode_return, episode_cost, episode_length = omnisafe.Agent("PPOLag", omnisafe_id, custom_cfgs=cfgs).learn()
+    assert np.isfinite(episode_return) and episode_cost >= 0 and episode_length == 200

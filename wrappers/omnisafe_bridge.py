@@ -18,19 +18,24 @@ What the bridge does, because OmniSafe's adapters require it:
   a Gaussian draw is the largest (the OmniSafe oracle of ``cmdp_envs.meta`` estimates it for exact evaluation).
 * **Episode ends.** The bridge resets finished episodes itself (for any ``num_envs``) and reports
   ``info["final_observation"]`` batched as OmniSafe's on-policy adapter reads it; the time limit is the id's
-  ``max_episode_steps``.
+  ``max_episode_steps``. (OmniSafe's own wrappers for custom envs fail with ``vector_env_nums > 1``, its issue #380;
+  the bridge needs none of them.)
+* **Native vector envs.** For a family with a native vector env (the navigation families' ``make_vector_env``), the
+  ``num_envs`` sub-envs are one :class:`~cmdp_envs.families.navigation.NavigationVectorEnv` stepped by one numpy
+  call; otherwise they are ``num_envs`` Gymnasium envs stepped in turn.
 * **Seeding.** ``set_seed(s)`` makes the next reset of sub-env ``i`` use seed ``s + i``.
 * **The task.** OmniSafe accepts ``env_cfgs`` only for the algorithms whose YAML lists it (PPOLag). For every
   algorithm, :func:`register_omnisafe_task` registers a new OmniSafe id bound to a fixed task and family keyword
   arguments; pass that id to ``omnisafe.Agent``.
 * **Cost semantics.** OmniSafe's on-policy algorithms compare the episode cost ``EpCost`` with their limit;
-  ``EpCost`` sums ``info["original_cost"]`` when an env reports it, else the step costs. Our tasks constrain the
-  *discounted* ``J_c = E[sum_t gamma^t c_t]``. With ``cost_semantics="discounted"`` (default) every step reports the
-  raw cost ``c_t`` (so the cost critic learns the usual discounted cost-to-go) and ``info["original_cost"] =
-  gamma^t c_t``, so ``EpCost`` *is* the discounted episode cost and its limit is ``task.cost_limit``. With
-  ``"undiscounted"`` ``EpCost`` is the plain sum ``sum_t c_t`` and the limit is a budget on that sum. Saute and
-  Simmer track their budget on the step costs themselves, i.e. undiscounted, whatever the semantics. A run's
-  semantics is that of its env id (:func:`bridge_settings`); the oracles record it in their results.
+  ``EpCost`` sums ``info["original_cost"]`` when an env reports it, else the step costs. A family's
+  ``cost_semantics`` says what its limit constrains, and the bridge follows it unless told otherwise. With
+  ``"discounted"`` (our convention, ``J_c = E[sum_t gamma^t c_t]``) every step reports the raw cost ``c_t`` (so the
+  cost critic learns the usual discounted cost-to-go) and ``info["original_cost"] = gamma^t c_t``, so ``EpCost`` *is*
+  the discounted episode cost and its limit is ``task.cost_limit``. With ``"undiscounted"`` (e.g. the navigation
+  families' Safety-Gymnasium reading) ``EpCost`` is the plain sum ``sum_t c_t`` and the limit is a budget on that
+  sum. Saute and Simmer track their budget on the step costs themselves, i.e. undiscounted, whatever the semantics.
+  A run's semantics is that of its env id (:func:`bridge_settings`); the oracles record it in their results.
 """
 
 from __future__ import annotations
@@ -87,10 +92,11 @@ class BridgeSettings:
     gym_id: str
     make_kwargs: tuple[tuple[str, Any], ...] = ()
     task: Task | None = None
-    cost_semantics: str = "discounted"
+    #: ``None``: the family's own ``cost_semantics``.
+    cost_semantics: str | None = None
 
     def __post_init__(self) -> None:
-        if self.cost_semantics not in COST_SEMANTICS:
+        if self.cost_semantics is not None and self.cost_semantics not in COST_SEMANTICS:
             raise ValueError(f"cost_semantics must be one of {COST_SEMANTICS}, got {self.cost_semantics!r}")
 
 
@@ -106,8 +112,8 @@ def bridge_settings(omnisafe_id: str) -> BridgeSettings:
 
 
 def register_omnisafe_envs() -> list[str]:
-    """Register every ``cmdp_envs`` id with OmniSafe's environment registry (discounted cost semantics). Idempotent.
-    Returns the ids."""
+    """Register every ``cmdp_envs`` id with OmniSafe's environment registry (each with its family's cost semantics).
+    Idempotent. Returns the ids."""
     bridge = _bridge_class()
     for env_id in registered_ids():
         _add(bridge, env_id, BridgeSettings(gym_id=env_id))
@@ -118,7 +124,7 @@ def register_omnisafe_task(
     env: str | TaskFamily,
     task: Task | None = None,
     *,
-    cost_semantics: str = "discounted",
+    cost_semantics: str | None = None,
     name: str | None = None,
     **make_kwargs: Any,
 ) -> str:
@@ -130,7 +136,7 @@ def register_omnisafe_task(
 
     :param env: a registered Gymnasium id of this package, or a :class:`~cmdp_envs.task.TaskFamily`.
     :param task: the task every episode runs (default: the family's default task).
-    :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring).
+    :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring); default the family's.
     :param name: the new id (default: derived from ``gym_id`` and the settings; stable across processes).
     :returns: the OmniSafe id to pass to ``omnisafe.Agent``.
     """
@@ -145,6 +151,8 @@ def register_omnisafe_task(
     made = gym.make(gym_id, **make_kwargs)
     if task is not None:
         made.unwrapped.family.check_task(task)  # fail here, not inside OmniSafe's constructor
+    if cost_semantics is None:
+        cost_semantics = made.unwrapped.family.cost_semantics
     made.close()
     settings = BridgeSettings(
         gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, cost_semantics=cost_semantics
@@ -272,30 +280,41 @@ def _bridge_class() -> type:
             settings = bridge_settings(env_id)
             # env_cfgs (PPOLag only) may override the registered task and semantics.
             task = kwargs.pop("task", settings.task)
-            self.cost_semantics = kwargs.pop("cost_semantics", settings.cost_semantics)
-            if self.cost_semantics not in COST_SEMANTICS:
-                raise ValueError(f"cost_semantics must be one of {COST_SEMANTICS}, got {self.cost_semantics!r}")
+            cost_semantics = kwargs.pop("cost_semantics", settings.cost_semantics)
             make_kwargs = {**dict(settings.make_kwargs), **kwargs}
             self._num_envs = int(num_envs)
             self._device = torch.device(device)
-            self._envs = [gym.make(settings.gym_id, **make_kwargs) for _ in range(self._num_envs)]
-            base = self._envs[0].unwrapped
+            first = gym.make(settings.gym_id, **make_kwargs)
+            base = first.unwrapped
+            self.cost_semantics = base.family.cost_semantics if cost_semantics is None else cost_semantics
+            if self.cost_semantics not in COST_SEMANTICS:
+                raise ValueError(f"cost_semantics must be one of {COST_SEMANTICS}, got {self.cost_semantics!r}")
             if isinstance(task, dict):
                 task = base.family.task(**task)
             self.task = task if task is not None else base.task
             self.gamma = base.family.gamma
-            self._gym_observation_space = self._envs[0].observation_space
-            self._gym_action_space = self._envs[0].action_space
+            self._gym_observation_space = first.observation_space
+            self._gym_action_space = first.action_space
             self._observation_space = flatten_space(self._gym_observation_space)
             self._discrete_actions = isinstance(self._gym_action_space, gym.spaces.Discrete)
             if self._discrete_actions:
                 self._action_space = gym.spaces.Box(-1.0, 1.0, (int(self._gym_action_space.n),), dtype=np.float32)
             else:
                 self._action_space = self._gym_action_space
-            self._time_limit = self._envs[0].spec.max_episode_steps
+            self._time_limit = first.spec.max_episode_steps
+            # The family's own vector env when it has one and nothing else was asked of gym.make.
+            native = hasattr(base.family, "make_vector_env") and set(make_kwargs) <= {"family", "max_episode_steps"}
+            if native:
+                first.close()
+                self._envs = _NativeSubEnvs(base.family.make_vector_env(
+                    self._num_envs, max_episode_steps=self._time_limit, autoreset_mode="same_step"
+                ), self.task)
+            else:
+                self._envs = _GymSubEnvs([first] + [gym.make(settings.gym_id, **make_kwargs)
+                                                    for _ in range(self._num_envs - 1)], self.task)
             self._pending_seed: int | None = None
             self._discount = np.ones(self._num_envs)
-            self._steps = [0] * self._num_envs  # steps into each sub-env's episode, for error messages
+            self._steps = np.zeros(self._num_envs, dtype=np.int64)  # steps into each episode, for error messages
             self._flatten = flatten
 
         @property
@@ -309,46 +328,32 @@ def _bridge_class() -> type:
         def _observation(self, observation: Any) -> np.ndarray:
             return np.asarray(self._flatten(self._gym_observation_space, observation), dtype=np.float32)
 
-        def _gym_action(self, action: np.ndarray) -> Any:
-            return int(np.argmax(action)) if self._discrete_actions else action
-
-        def _reset_one(self, index: int, seed: int | None) -> np.ndarray:
-            observation, _ = self._envs[index].reset(seed=seed, options={"task": self.task})
-            self._discount[index] = 1.0
-            self._steps[index] = 0
-            return self._observation(observation)
-
         def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
             base_seed = seed if seed is not None else self._pending_seed
             self._pending_seed = None
-            observations = [
-                self._reset_one(i, None if base_seed is None else base_seed + i) for i in range(self._num_envs)
-            ]
-            return self._tensor(observations), {}
+            observations = self._envs.reset(base_seed)
+            self._discount[:] = 1.0
+            self._steps[:] = 0
+            return self._tensor([self._observation(o) for o in observations]), {}
 
         def step(self, action: torch.Tensor):
             actions = action.detach().cpu().numpy().reshape(self._num_envs, -1)
-            observations, rewards, costs, discounted_costs, terminated, truncated, finals = [], [], [], [], [], [], []
-            for i, env in enumerate(self._envs):
-                observation, reward, term, trunc, info = env.step(self._gym_action(actions[i]))
-                self._steps[i] += 1
-                cost = check_cost(info.get("cost"), f"step {self._steps[i]} of sub-env {i}'s episode")
-                discounted_costs.append(cost * self._discount[i])
-                self._discount[i] *= self.gamma
-                observation = self._observation(observation)
-                finals.append(observation)
-                if term or trunc:
-                    observation = self._reset_one(i, None)
-                observations.append(observation)
-                rewards.append(reward)
-                costs.append(cost)
-                terminated.append(term)
-                truncated.append(trunc)
-            info = {"final_observation": self._tensor(finals)}
+            if self._discrete_actions:
+                actions = actions.argmax(axis=1)
+            observations, rewards, costs, terminated, truncated, finals = self._envs.step(actions)
+            self._steps += 1
+            costs = np.array([check_cost(cost, f"step {self._steps[i]} of sub-env {i}'s episode")
+                              for i, cost in enumerate(costs)])
+            discounted_costs = costs * self._discount
+            self._discount *= self.gamma
+            done = np.asarray(terminated) | np.asarray(truncated)
+            self._discount[done] = 1.0
+            self._steps[done] = 0
+            info = {"final_observation": self._tensor([self._observation(o) for o in finals])}
             if self.cost_semantics == "discounted":
                 info["original_cost"] = self._tensor(discounted_costs)
             return (
-                self._tensor(observations),
+                self._tensor([self._observation(o) for o in observations]),
                 self._tensor(rewards),
                 self._tensor(costs),
                 self._tensor(terminated, torch.bool),
@@ -360,12 +365,69 @@ def _bridge_class() -> type:
             self._pending_seed = int(seed)
 
         def render(self) -> Any:
-            return self._envs[0].render()
+            return self._envs.render()
 
         def close(self) -> None:
-            for env in self._envs:
-                env.close()
+            self._envs.close()
 
     env_register(CMDPEnvsOmniSafe)
     _BRIDGE_CLASS = CMDPEnvsOmniSafe
     return CMDPEnvsOmniSafe
+
+
+class _GymSubEnvs:
+    """``num_envs`` Gymnasium envs stepped in turn, each reset on its own when its episode ends."""
+
+    def __init__(self, envs: list[gym.Env], task: Task):
+        self.envs, self.task = envs, task
+
+    def reset(self, seed: int | None) -> list[Any]:
+        return [env.reset(seed=None if seed is None else seed + i, options={"task": self.task})[0]
+                for i, env in enumerate(self.envs)]
+
+    def step(self, actions: np.ndarray) -> tuple[list[Any], np.ndarray, list[Any], list[bool], list[bool], list[Any]]:
+        """Observations (a reset one where an episode ended), rewards, costs (as reported: the bridge checks them),
+        terminations, truncations and the episodes' last observations."""
+        observations, rewards, costs, terminated, truncated, finals = [], [], [], [], [], []
+        for env, action in zip(self.envs, actions):
+            observation, reward, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)
+            finals.append(observation)
+            if term or trunc:
+                observation, _ = env.reset(options={"task": self.task})
+            observations.append(observation)
+            rewards.append(reward)
+            costs.append(info.get("cost"))
+            terminated.append(term)
+            truncated.append(trunc)
+        return observations, np.array(rewards, dtype=float), costs, terminated, truncated, finals
+
+    def render(self) -> Any:
+        return self.envs[0].render()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class _NativeSubEnvs:
+    """A native vector env with same-step autoreset: all sub-envs in one call."""
+
+    def __init__(self, vector_env: Any, task: Task):
+        self.vector_env = vector_env
+        vector_env.set_tasks([task])
+
+    def reset(self, seed: int | None) -> np.ndarray:
+        return self.vector_env.reset(seed=seed)[0]
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, Any, Any]:
+        observations, rewards, terminated, truncated, info = self.vector_env.step(actions)
+        finals = observations.copy()
+        for index in np.flatnonzero(info.get("_final_obs", np.zeros(len(rewards), bool))):
+            finals[index] = info["final_obs"][index]
+        return observations, rewards, list(info["cost"]), terminated, truncated, finals
+
+    def render(self) -> Any:
+        return self.vector_env.render()
+
+    def close(self) -> None:
+        self.vector_env.close()

@@ -26,7 +26,7 @@ __all__ = ["OmniSafeOracle"]
 
 class OmniSafeOracle(LearnedOracle):
     """``O_l`` by OmniSafe: ``algo`` (e.g. "PPOLag", "TRPOLag", "CPO", "FOCOPS") trained ``total_steps`` on a task of
-    ``family``, with the bridge's discounted cost semantics so the algorithm's limit is the task's ``J_c`` limit.
+    ``family``, with the bridge's cost semantics set to the family's, so the algorithm's limit is the task's limit.
 
     ``info["curve"]`` holds the learning curve read from OmniSafe's log (per epoch: steps, mean undiscounted episode
     return, mean discounted episode cost). On tabular families the learned categorical policy is estimated with
@@ -53,7 +53,8 @@ class OmniSafeOracle(LearnedOracle):
     def _train(self, task: Task, seed: int, cost_limit: float) -> tuple[Policy, dict[str, Any]]:
         import omnisafe
 
-        omnisafe_id = register_omnisafe_task(self.family, task=task, **self.env_kwargs)
+        omnisafe_id = register_omnisafe_task(self.family, task=task, cost_semantics=self.family.cost_semantics,
+                                             **self.env_kwargs)
         with tempfile.TemporaryDirectory(prefix="cmdp-envs-omnisafe-") as log_dir:
             cfgs = omnisafe_custom_cfgs(
                 self.algo, omnisafe_id, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
@@ -72,7 +73,7 @@ class OmniSafeOracle(LearnedOracle):
             bounds = None if discrete else (env.action_space.low, env.action_space.high)
             policy = MLPPolicy.from_omnisafe(actor, env.observation_space, discrete, action_bounds=bounds, seed=seed)
         return policy, {"oracle": f"omnisafe_{self.algo}", "total_steps": self.total_steps,
-                        "cost_semantics": "discounted", "curve": curve}
+                        "cost_semantics": self.family.cost_semantics, "curve": curve}
 
 
 def _read_curve(log_dir: Path) -> list[dict[str, float]]:

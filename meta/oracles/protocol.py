@@ -63,11 +63,13 @@ def evaluate(
 ) -> tuple[ValueEstimate, ValueEstimate]:
     """Reward and cost values of ``policy`` on ``task``: exact when the family is tabular and the policy a
     :class:`TabularPolicy`, else Monte Carlo (:func:`~cmdp_envs.meta.estimators.monte_carlo_values`) through ``env``,
-    by default ``family.make_env()``."""
+    by default ``family.make_env()``. The cost value is the one the family's limit constrains (its
+    ``cost_semantics``: discounted, or the episode sum)."""
     if isinstance(family, TabularFamily) and isinstance(policy, TabularPolicy):
         reward_value, cost_value = evaluate_policy(family.tabular(task), policy.probabilities)
         return ValueEstimate(reward_value), ValueEstimate(cost_value)
     if env is None:
         env = family.make_env()
-    return monte_carlo_values(env, policy, task, family.gamma, n_episodes, horizon, confidence, seed)
+    return monte_carlo_values(env, policy, task, family.gamma, n_episodes, horizon, confidence, seed,
+                              cost_gamma=family.cost_discount)
 

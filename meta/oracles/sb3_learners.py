@@ -19,7 +19,7 @@ class SB3LagrangianOracle(LearnedOracle):
     ``total_timesteps``.
 
     ``info["curve"]`` holds the learning curve: per rollout, the mean undiscounted episode return and the mean
-    discounted episode cost. On tabular families the learned policy is read out exactly
+    episode cost the family's limit constrains (discounted, or the plain sum under ``cost_semantics="undiscounted"``). On tabular families the learned policy is read out exactly
     (:func:`~cmdp_envs.meta.policies.tabular_policy_from_sb3`, one-hot observations by default) and evaluated exactly;
     elsewhere it becomes an :class:`~cmdp_envs.meta.policies.MLPPolicy` evaluated by Monte Carlo
     (:class:`~cmdp_envs.meta.oracles.learned.LearnedOracle`).
@@ -51,6 +51,7 @@ class SB3LagrangianOracle(LearnedOracle):
         model, callback = lagrangian_learner(
             self.algo, self.family.env_id, cost_limit=cost_limit, gamma=self.family.gamma, seed=seed,
             n_envs=self.n_envs, multiplier_lr=self.multiplier_lr,
+            discounted=self.family.cost_semantics == "discounted",
             env_kwargs={**self.env_kwargs, "family": self.family, "task": task}, **self.algo_kwargs,
         )
         model.learn(self.total_timesteps, callback=callback)
@@ -62,4 +63,5 @@ class SB3LagrangianOracle(LearnedOracle):
         curve = [{"steps": row["timesteps"], "return": row["episode_return"], "cost": row["episode_cost"]}
                  for row in callback.history]
         return policy, {"oracle": f"sb3_{self.algo.lower()}_lagrangian", "multiplier": callback.multiplier,
-                        "total_timesteps": self.total_timesteps, "cost_semantics": "discounted", "curve": curve}
+                        "total_timesteps": self.total_timesteps, "cost_semantics": self.family.cost_semantics,
+                        "curve": curve}

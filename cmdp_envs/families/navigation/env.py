@@ -32,8 +32,10 @@ class RobotState:
     velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def make_family(kind: str, family: PointFamily | None, family_kwargs: dict[str, Any]) -> PointFamily:
-    """``family`` itself, or a new family of ``kind`` (``"goal"`` or ``"circle"``) from ``family_kwargs``."""
+def make_family(kind: str, family: PointFamily | None, family_kwargs: dict[str, Any],
+                id_defaults: dict[str, Any] | None = None) -> PointFamily:
+    """``family`` itself, or a new family of ``kind`` (``"goal"`` or ``"circle"``) from the registered id's
+    ``id_defaults`` (e.g. ``level``) overridden by ``family_kwargs``."""
     if kind not in _FAMILIES:
         raise ValueError(f"kind must be one of {sorted(_FAMILIES)}, got {kind!r}")
     family_class = _FAMILIES[kind]
@@ -44,7 +46,7 @@ def make_family(kind: str, family: PointFamily | None, family_kwargs: dict[str, 
             raise TypeError(f"family must be a {family_class.__name__}, got {family!r}")
         return family
     try:
-        return family_class(**family_kwargs)
+        return family_class(**{**(id_defaults or {}), **family_kwargs})
     except TypeError as error:
         raise TypeError(f"{family_class.__name__}: {error}") from None
 
@@ -123,7 +125,9 @@ class NavigationEnv(gym.Env):
     ``"goal_met"`` for Goal.
 
     ## Arguments
-    ``gym.make(id, render_mode=None, task=None, family=None, **family_kwargs)``.
+    ``gym.make(id, render_mode=None, task=None, family=None, **family_kwargs)``: ``family_kwargs`` (e.g. ``level``,
+    ``goal_arc``, ``cost_semantics``, parameter distributions) override the id's defaults (``id_defaults``) and build
+    a :class:`~.tasks.GoalFamily` or :class:`~.tasks.CircleFamily`; or pass a ready ``family``.
 
     ## Version History
     * v0: initial version.
@@ -132,10 +136,10 @@ class NavigationEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, kind: str = "goal", family: PointFamily | None = None, task: PointTask | None = None,
-                 render_mode: str | None = None, **family_kwargs: Any):
+                 render_mode: str | None = None, id_defaults: dict[str, Any] | None = None, **family_kwargs: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.family = make_family(kind, family, family_kwargs)
+        self.family = make_family(kind, family, family_kwargs, id_defaults)
         self.render_mode = render_mode
         self._world = make_world(self.family, 1)
         self.observation_space = _observation_space(self._world)
@@ -215,13 +219,13 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, kind: str = "goal", family: PointFamily | None = None,
                  max_episode_steps: int | None = None, autoreset_mode: str = "next_step",
-                 render_mode: str | None = None, **family_kwargs: Any):
+                 render_mode: str | None = None, id_defaults: dict[str, Any] | None = None, **family_kwargs: Any):
         num_envs = check_count("num_envs", num_envs, minimum=1)
         if autoreset_mode not in ("next_step", "same_step"):
             raise ValueError(f"autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.family = make_family(kind, family, family_kwargs)
+        self.family = make_family(kind, family, family_kwargs, id_defaults)
         self.max_episode_steps = check_count(
             "max_episode_steps", max_episode_steps if max_episode_steps is not None else self.family.max_episode_steps,
             minimum=1,

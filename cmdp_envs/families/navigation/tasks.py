@@ -104,6 +104,8 @@ class PointFamily(TaskFamily):
     """
 
     task_type: ClassVar[type[Task]] = PointTask
+    #: ``"goal"`` or ``"circle"``: the ``kind`` argument of the envs.
+    kind: ClassVar[str]
     #: Safety-Gymnasium's episode length for the family's tasks.
     max_episode_steps: ClassVar[int] = 1000
 
@@ -126,6 +128,13 @@ class PointFamily(TaskFamily):
             "damping_scale": damping_scale,
             "gain_scale": gain_scale,
         }
+
+    def make_vector_env(self, num_envs: int, **vector_kwargs: Any) -> Any:
+        """A :class:`~cmdp_envs.families.navigation.NavigationVectorEnv` of ``num_envs`` worlds of exactly this family
+        (``vector_kwargs``: ``max_episode_steps``, ``autoreset_mode``, ``render_mode``)."""
+        from cmdp_envs.families.navigation.env import NavigationVectorEnv
+
+        return NavigationVectorEnv(num_envs, kind=self.kind, family=self, **vector_kwargs)
 
     def _check_distributions(self) -> None:
         for name, dist in self.parameters.items():
@@ -196,6 +205,7 @@ class GoalFamily(PointFamily):
 
     task_type: ClassVar[type[Task]] = GoalTask
     env_id: ClassVar[str] = "cmdp_envs/PointGoal1-v0"
+    kind: ClassVar[str] = "goal"
     max_episode_steps: ClassVar[int] = 1000
     #: Object sizes (radii; the vase's half-size) and keepouts, Safety-Gymnasium's.
     goal_size: ClassVar[float] = 0.3
@@ -386,6 +396,7 @@ class CircleFamily(PointFamily):
 
     task_type: ClassVar[type[Task]] = CircleTask
     env_id: ClassVar[str] = "cmdp_envs/PointCircle1-v0"
+    kind: ClassVar[str] = "circle"
     max_episode_steps: ClassVar[int] = 500
     lidar_max_dist: ClassVar[float] = 6.0
     #: The reward's scale (Safety-Gymnasium's ``reward_factor``).
