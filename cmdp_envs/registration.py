@@ -68,6 +68,10 @@ SPECS: tuple[EnvSpec, ...] = (
              "the start; 9 hazards, 1 vase.", 1000, "goal", {"level": 1, "n_hazards": 9, "goal_arc": 140.0}),
             ("PointGoalArc2-v0", "C-MAML's goal tasks with 10 hazards and 10 vases that cost (level 2) in a "
              "140-degree arc.", 1000, "goal", {"level": 2, "goal_arc": 140.0}),
+            ("PointButton1-v0", "Safety-Gymnasium's SafetyPointButton1: press the goal button among four; wrong "
+             "buttons, 4 hazards and 4 moving gremlins cost.", 1000, "button", {"level": 1}),
+            ("PointButton2-v0", "Safety-Gymnasium's SafetyPointButton2: 8 hazards and 6 gremlins.", 1000, "button",
+             {"level": 2}),
             ("PointCircle1-v0", "Safety-Gymnasium's SafetyPointCircle1: run along a circle of radius 1.5, two walls "
              "at |x| = 1.125.", 500, "circle", {"level": 1}),
             ("PointCircle2-v0", "Safety-Gymnasium's SafetyPointCircle2: four walls.", 500,

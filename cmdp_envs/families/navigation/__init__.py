@@ -1,5 +1,6 @@
 """Safety-Gymnasium-style navigation task families for the point robot, in numpy: Goal (levels 1 and 2, C-MAML's goal
-arc) and Circle (levels 1 and 2, Meta-CPO's distribution), as single and native vector Gymnasium envs.
+arc), Button (levels 1 and 2) and Circle (levels 1 and 2, Meta-CPO's distribution), as single and native vector
+Gymnasium envs.
 
 Modules: :mod:`.robot` (dynamics and sensors), :mod:`.lidar`, :mod:`.layout` (Safety-Gymnasium's placement),
 :mod:`.tasks` (tasks and families), :mod:`.world` (``n`` worlds stepped together), :mod:`.env` (the envs),
@@ -7,7 +8,16 @@ Modules: :mod:`.robot` (dynamics and sensors), :mod:`.lidar`, :mod:`.layout` (Sa
 """
 
 from cmdp_envs.families.navigation.env import NavigationEnv, NavigationVectorEnv, RobotState
-from cmdp_envs.families.navigation.tasks import CircleFamily, CircleTask, GoalFamily, GoalTask, PointFamily, PointTask
+from cmdp_envs.families.navigation.tasks import (
+    ButtonFamily,
+    ButtonTask,
+    CircleFamily,
+    CircleTask,
+    GoalFamily,
+    GoalTask,
+    PointFamily,
+    PointTask,
+)
 
 __all__ = [
     "NavigationEnv",
@@ -15,6 +25,8 @@ __all__ = [
     "RobotState",
     "GoalFamily",
     "GoalTask",
+    "ButtonFamily",
+    "ButtonTask",
     "CircleFamily",
     "CircleTask",
     "PointFamily",

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cmdp_envs.families.navigation.render import render_world
-from cmdp_envs.families.navigation.tasks import CircleFamily, GoalFamily, PointFamily, PointTask
+from cmdp_envs.families.navigation.tasks import ButtonFamily, CircleFamily, GoalFamily, PointFamily, PointTask
 from cmdp_envs.families.navigation.world import PointWorld, make_world
 from cmdp_envs.task import Task, check_count
 from cmdp_envs.validation import check_reset_options
@@ -20,7 +20,7 @@ __all__ = ["RobotState", "NavigationEnv", "NavigationVectorEnv", "make_family"]
 
 RESET_OPTIONS: tuple[str, ...] = ("task", "state")
 VECTOR_RESET_OPTIONS: tuple[str, ...] = ("task", "tasks")
-_FAMILIES: dict[str, type[PointFamily]] = {"goal": GoalFamily, "circle": CircleFamily}
+_FAMILIES: dict[str, type[PointFamily]] = {"goal": GoalFamily, "button": ButtonFamily, "circle": CircleFamily}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,19 +7,22 @@ import math
 import numpy as np
 
 from cmdp_envs.families.navigation.lidar import ABSENT
+from cmdp_envs.families.navigation.world import ButtonWorld, CircleWorld, GoalWorld, PointWorld
 
 __all__ = ["render_world"]
 
 PIXELS = 256
 COLOURS = {
     "floor": (245, 245, 240), "hazard": (70, 90, 220), "vase": (0, 170, 170), "goal": (60, 200, 60),
-    "robot": (190, 30, 50), "nose": (20, 40, 100), "wall": (230, 150, 40), "circle": (60, 200, 60),
+    "robot": (190, 30, 50), "nose": (20, 40, 100), "wall": (230, 150, 40), "button": (240, 170, 30),
+    "gremlin": (150, 60, 190),
 }
 
 
-def render_world(world, index: int) -> np.ndarray:
-    """A ``PIXELS x PIXELS x 3`` uint8 image of world ``index``: hazards blue, vases teal, goal green, robot red with
-    its nose (heading) dark blue; Circle: the circle green, the walls orange."""
+def render_world(world: PointWorld, index: int) -> np.ndarray:
+    """A ``PIXELS x PIXELS x 3`` uint8 image of world ``index``, seen from above: hazards blue, vases teal, goal
+    green, buttons amber (the goal button inside the green goal disc), gremlins purple, the robot red with its nose
+    (heading) dark blue; Circle: the circle green and the walls orange."""
     family = world.family
     half = family.placement.extents[2] + 0.5 if hasattr(family, "placement") else 2.0
     coordinates = (np.arange(PIXELS) + 0.5) / PIXELS * 2 * half - half
@@ -31,22 +34,30 @@ def render_world(world, index: int) -> np.ndarray:
         if centre[0] != ABSENT:
             image[(x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius**2] = COLOURS[colour]
 
-    if hasattr(world, "hazards"):
-        for hazard in world.hazards[index]:
-            disc(hazard, family.hazard_size, "hazard")
-        disc(world.goal[index], family.goal_size, "goal")
-        for vase in world.vases[index]:
-            if vase[0] != ABSENT:
-                image[(np.abs(x - vase[0]) <= family.vase_size) & (np.abs(y - vase[1]) <= family.vase_size)] = (
-                    COLOURS["vase"]
-                )
-    else:
+    def square(centre, half_size: float, colour: str) -> None:
+        if centre[0] != ABSENT:
+            image[(np.abs(x - centre[0]) <= half_size) & (np.abs(y - centre[1]) <= half_size)] = COLOURS[colour]
+
+    if isinstance(world, CircleWorld):
         rho = np.hypot(x, y)
-        image[np.abs(rho - world.radius[index]) <= 0.02] = COLOURS["circle"]
+        image[np.abs(rho - world.radius[index]) <= 0.02] = COLOURS["goal"]
         wall = world.wall[index]
         image[np.abs(np.abs(x) - wall) <= 0.02] = COLOURS["wall"]
         if family.four_walls:
             image[np.abs(np.abs(y) - wall) <= 0.02] = COLOURS["wall"]
+    else:
+        for hazard in world.hazards[index]:
+            disc(hazard, family.hazard_size, "hazard")
+    if isinstance(world, GoalWorld):
+        disc(world.goal[index], family.goal_size, "goal")
+        for vase in world.vases[index]:
+            square(vase, family.vase_size, "vase")
+    if isinstance(world, ButtonWorld):
+        disc(world.goal[index], 2 * family.button_size, "goal")
+        for button in world.buttons[index]:
+            disc(button, family.button_size, "button")
+        for gremlin in world.gremlins[index]:
+            square(gremlin, family.gremlin_size, "gremlin")
     px, py, heading = world.position[:, index]
     disc((px, py), 0.1, "robot")
     disc((px + 0.1 * math.cos(heading), py + 0.1 * math.sin(heading)), 0.05, "nose")

@@ -1,7 +1,8 @@
 """Read a live Safety-Gymnasium env into this package's terms (lane B, where ``safety_gymnasium`` is installed).
 
 ``task, state = from_safety_gymnasium(sg_env)`` returns the env's current layout as a task (Goal: robot pose, goal,
-hazards, vases where they are now; Circle: radius and wall distance) and the robot's state in the world frame, so
+hazards, vases where they are now; Button: robot pose, buttons, goal button, hazards, the gremlins' centres; Circle:
+radius and wall distance) and the robot's state in the world frame, so
 ``env.reset(options={"task": task, "state": state})`` continues from the same situation.
 
 Safety-Gymnasium places the robot's body at its layout pose and rotates it by the start heading ``psi0``; its
@@ -15,7 +16,7 @@ import math
 from typing import Any
 
 from cmdp_envs.families.navigation.env import RobotState
-from cmdp_envs.families.navigation.tasks import CircleTask, GoalTask, PointTask
+from cmdp_envs.families.navigation.tasks import ButtonTask, CircleTask, GoalTask, PointTask
 
 __all__ = ["from_safety_gymnasium", "robot_state"]
 
@@ -44,7 +45,7 @@ def robot_state(env: Any) -> RobotState:
 
 
 def from_safety_gymnasium(env: Any, cost_limit: float | None = None) -> tuple[PointTask, RobotState]:
-    """The current task and robot state of a Safety-Gymnasium point-robot Goal or Circle env.
+    """The current task and robot state of a Safety-Gymnasium point-robot Goal, Button or Circle env.
 
     :param env: ``safety_gymnasium.make("SafetyPointGoal1-v0")`` or similar, after ``reset``.
     :param cost_limit: the task's ``cost_limit`` (default: the task type's default).
@@ -53,7 +54,16 @@ def from_safety_gymnasium(env: Any, cost_limit: float | None = None) -> tuple[Po
     state = robot_state(env)
     limit = {} if cost_limit is None else {"cost_limit": float(cost_limit)}
     xy = lambda position: (float(position[0]), float(position[1]))  # noqa: E731
-    if hasattr(sg_task, "goal") and hasattr(sg_task, "hazards"):
+    if hasattr(sg_task, "buttons"):
+        layout = sg_task.world_info.layout
+        gremlins = tuple(xy(layout[f"gremlin{i}"]) for i in range(sg_task.gremlins.num)) \
+            if hasattr(sg_task, "gremlins") else ()
+        task = ButtonTask(
+            agent=state.position, buttons=tuple(xy(p) for p in sg_task.buttons.pos),
+            goal_button=int(sg_task.buttons.goal_button), hazards=tuple(xy(p) for p in sg_task.hazards.pos),
+            gremlins=gremlins, **limit,
+        )
+    elif hasattr(sg_task, "goal") and hasattr(sg_task, "hazards"):
         vases = tuple(xy(p) for p in sg_task.vases.pos) if hasattr(sg_task, "vases") else ()
         task: PointTask = GoalTask(
             agent=state.position, goal=xy(sg_task.goal.pos), hazards=tuple(xy(p) for p in sg_task.hazards.pos),
@@ -64,5 +74,5 @@ def from_safety_gymnasium(env: Any, cost_limit: float | None = None) -> tuple[Po
         task = CircleTask(radius=float(sg_task.circle.radius),
                           wall=float(walls.locate_factor) if walls is not None else math.inf, **limit)
     else:
-        raise TypeError(f"only Goal and Circle tasks can be read, got {type(sg_task).__name__}")
+        raise TypeError(f"only Goal, Button and Circle tasks can be read, got {type(sg_task).__name__}")
     return task, state

@@ -16,16 +16,19 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from cmdp_envs.families.navigation.layout import Placement, layout_from_seed
+from cmdp_envs.families.navigation.layout import AGENT, Placement, goal_position, layout_from_seed
 from cmdp_envs.task import Fixed, ParameterDistribution, SeedLike, Task, TaskFamily, Uniform, as_generator, check_count
 from cmdp_envs.validation import check_number
 
 __all__ = [
     "PointTask",
     "GoalTask",
+    "ButtonTask",
     "CircleTask",
     "PointFamily",
+    "LayoutFamily",
     "GoalFamily",
+    "ButtonFamily",
     "CircleFamily",
     "CostSemantics",
 ]
@@ -38,6 +41,8 @@ CostSemantics = Literal["discounted", "undiscounted"]
 
 #: Bounds of the dynamics scales: beyond them the 2 ms Euler step of the robot is no longer a faithful integrator.
 SCALE_BOUNDS = (0.25, 4.0)
+#: How many placed layouts a family keeps (a task is a few hundred bytes).
+LAYOUT_CACHE_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +75,24 @@ class GoalTask(PointTask):
     goal: Point2 = (1.0, 0.0)
     hazards: tuple[Point2, ...] = ()
     vases: tuple[Point2, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ButtonTask(PointTask):
+    """A Button layout.
+
+    :param agent: the robot's start pose ``(x, y, heading)``.
+    :param buttons: the four buttons' centres.
+    :param goal_button: the index of the first goal button (later ones are drawn during the episode).
+    :param hazards: hazard centres.
+    :param gremlins: the centres of the gremlins' circles.
+    """
+
+    agent: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    buttons: tuple[Point2, ...] = ()
+    goal_button: int = 0
+    hazards: tuple[Point2, ...] = ()
+    gremlins: tuple[Point2, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,17 +197,147 @@ def _flatten(values: Any) -> list[float]:
     return [float(values)]
 
 
-class GoalFamily(PointFamily):
+class LayoutFamily(PointFamily):
+    """Families whose tasks are layouts placed by Safety-Gymnasium's procedure (Goal, Button).
+
+    Layouts come from layout seeds (:func:`~.layout.layout_from_seed`), so every sampled task is rebuilt by its seed,
+    ``task(layout_seed=s)`` is Safety-Gymnasium's layout for ``reset(seed=s)``, and explicit coordinates may replace
+    any part of it. Subclasses set ``placement`` and the task's layout fields with their slot counts
+    (``layout_slots``), and build a task from a placed layout (:meth:`_from_layout`).
+    """
+
+    placement: Placement
+    #: Each layout field of the task: its number of (x, y) slots, or ``None`` for one point (``agent`` is a pose).
+    layout_slots: dict[str, int | None]
+
+    def _finish_init(self) -> None:
+        self._check_distributions()
+        #: The layout of tasks built without one: the first seed from 0 up whose layout the family accepts.
+        self.default_layout_seed = self._first_accepted(0)
+        self.check_support()
+
+    def check_support(self) -> None:
+        for name, dist in self.parameters.items():
+            for value in dist.extremes():
+                self.check_task(
+                    dataclasses.replace(self._seeded(self.default_layout_seed), **{name: dist.validate(name, value)})
+                )
+
+    def _accepts(self, task: PointTask) -> bool:
+        """Whether the family keeps a placed layout (all of them unless a subclass restricts it)."""
+        return True
+
+    def _from_layout(self, layout: dict[str, list[tuple[np.ndarray, float]]], heading: float,
+                     rng: np.random.RandomState, values: dict[str, Any]) -> PointTask:
+        raise NotImplementedError
+
+    def _seeded(self, layout_seed: int, **params: Any) -> PointTask:
+        """The task of a layout seed, with ``params`` replacing the parameters' defaults. Placing a layout takes up
+        to tens of milliseconds (Button's keepouts reject most draws), so the layouts of recent seeds are kept."""
+        cache: dict[int, PointTask] = self.__dict__.setdefault("_layouts", {})
+        if layout_seed not in cache:
+            if len(cache) >= LAYOUT_CACHE_SIZE:
+                cache.clear()
+            layout, heading, rng = layout_from_seed(layout_seed, self.placement)
+            defaults = {name: dist.default for name, dist in self.parameters.items()}
+            cache[layout_seed] = self._from_layout(layout, heading, rng, defaults)
+        return dataclasses.replace(cache[layout_seed], **params)
+
+    def _first_accepted(self, seed: int) -> int:
+        for candidate in range(seed, seed + 100_000):
+            if self._accepts(self._seeded(candidate % 2**32)):
+                return candidate % 2**32
+        raise ValueError(f"no layout among 100,000 seeds from {seed} is accepted by {self!r}: widen its settings")
+
+    def layout_seeds(self, n: int, seed: SeedLike = None) -> list[int]:
+        """``n`` layout seeds whose layouts the family accepts, scanning upwards from a start drawn from ``seed``
+        (a range of seeds, as C-MAML's tasks are); the same seed gives the same list."""
+        n = check_count("n", n)
+        rng = as_generator(seed)
+        seeds: list[int] = []
+        candidate = int(rng.integers(2**31 - 1))
+        while len(seeds) < n:
+            seeds.append(self._first_accepted(candidate))
+            candidate = seeds[-1] + 1
+        return seeds
+
+    def sample(self, n: int, seed: SeedLike = None) -> list[PointTask]:
+        """``n`` tasks: layouts from :meth:`layout_seeds` and every other parameter drawn from its distribution."""
+        n = check_count("n", n)
+        rng = as_generator(seed)
+        seeds = self.layout_seeds(n, rng)
+        draws = {name: dist.sample(rng, n) for name, dist in self.parameters.items()}
+        return [self.task(layout_seed=s, **{name: values[i] for name, values in draws.items()})
+                for i, s in enumerate(seeds)]
+
+    def task(self, layout_seed: int | None = None, **params: Any) -> PointTask:
+        """An explicit task. ``layout_seed`` builds Safety-Gymnasium's layout for that seed; the layout fields
+        (``agent`` pose, points, lists of points) give or override coordinates; the other parameters are checked
+        against their distributions. Omitted ones take the defaults (the layout of :attr:`default_layout_seed`)."""
+        unknown = set(params) - set(self.parameters) - set(self.layout_slots)
+        if unknown:
+            raise ValueError(
+                f"unknown task parameter(s) {sorted(unknown)}; this family has "
+                f"{[*self.parameters, *self.layout_slots, 'layout_seed']}"
+            )
+        values = {name: dist.validate(name, params[name]) for name, dist in self.parameters.items() if name in params}
+        if layout_seed is not None:
+            check_count("layout_seed", layout_seed)
+        base = self._seeded(self.default_layout_seed if layout_seed is None else layout_seed, **values)
+        layout: dict[str, Any] = {}
+        for name, slots in self.layout_slots.items():
+            if name not in params:
+                continue
+            value = params[name]
+            if name == "agent":
+                layout[name] = _point(name, value, 3)
+            elif slots is None:
+                layout[name] = _point(name, value)
+            else:
+                if not isinstance(value, (tuple, list, np.ndarray)):
+                    raise ValueError(f"task parameter {name!r} must be a sequence of (x, y), got {value!r}")
+                layout[name] = tuple(_point(f"{name}[{i}]", p) for i, p in enumerate(value))
+        task = dataclasses.replace(base, **layout)
+        self.check_task(task)
+        return task
+
+    def check_task(self, task: Task) -> None:
+        if not isinstance(task, self.task_type):
+            raise ValueError(f"expected a {self.task_type.__name__}, got {type(task).__name__}: {task!r}")
+        super().check_task(task)
+        xmin, ymin, xmax, ymax = self.placement.extents
+        for name, slots in self.layout_slots.items():
+            value = getattr(task, name)
+            points = [value[:2]] if name == "agent" else [value] if slots is None else list(value)
+            if slots is not None and len(points) > slots:
+                raise ValueError(f"task has {len(points)} {name}; this family has slots for {slots}")
+            for point in points:
+                if not all(math.isfinite(v) for v in point) or not (
+                    xmin - 1 <= point[0] <= xmax + 1 and ymin - 1 <= point[1] <= ymax + 1
+                ):
+                    raise ValueError(f"task {name} position {point!r} is outside the arena {self.placement.extents} "
+                                     f"(by more than 1)")
+        if not math.isfinite(task.agent[2]):
+            raise ValueError(f"task agent heading must be finite, got {task.agent[2]!r}")
+
+    def _layout_line(self) -> str:
+        xmin, ymin, xmax, ymax = self.placement.extents
+        groups = ", ".join(f"{count} {name} (keepout {keepout:g})" for name, keepout, count in self.placement.groups)
+        return (f"layout: Safety-Gymnasium's placement in [{xmin:g}, {xmax:g}] x [{ymin:g}, {ymax:g}] from a layout "
+                f"seed: {groups}")
+
+
+class GoalFamily(LayoutFamily):
     """Goal tasks: reach a goal (redrawn each time it is reached) while avoiding hazards and, at level 2, vases.
 
     Levels (Safety-Gymnasium's ``SafetyPointGoal1/2``): level 1 has 8 hazards and 1 vase that costs nothing in the
     arena ``[-1.5, 1.5]^2``; level 2 has 10 hazards and 10 vases that cost on contact and per m/s of vase speed,
-    in ``[-2, 2]^2``. ``n_hazards`` and ``n_vases`` override the counts (every task of the family has that many).
+    in ``[-2, 2]^2``. ``n_hazards`` and ``n_vases`` override the counts (every task of the family has that many
+    slots).
 
-    Layouts are drawn by Safety-Gymnasium's placement procedure from a layout seed, itself drawn from the sampling
-    seed, so every task comes with the seed that rebuilds it (``task(layout_seed=...)``). With ``goal_arc`` (degrees)
-    only layouts whose goal lies within ``goal_arc / 2`` of the robot's start heading and at a distance in
-    ``goal_distance`` are kept, seed after seed: C-MAML's distribution (140 degrees).
+    Layouts are drawn by Safety-Gymnasium's placement procedure from a layout seed (:class:`LayoutFamily`). With
+    ``goal_arc`` (degrees) only layouts whose first goal lies within ``goal_arc / 2`` of the robot's start heading
+    and at a distance in ``goal_distance`` are kept, seed after seed: C-MAML's distribution (140 degrees).
 
     :param level: 1 or 2.
     :param n_hazards: number of hazards (default: the level's).
@@ -207,7 +360,7 @@ class GoalFamily(PointFamily):
     env_id: ClassVar[str] = "cmdp_envs/PointGoal1-v0"
     kind: ClassVar[str] = "goal"
     max_episode_steps: ClassVar[int] = 1000
-    #: Object sizes (radii; the vase's half-size) and keepouts, Safety-Gymnasium's.
+    #: Object sizes (radii; the vase's half-size), Safety-Gymnasium's.
     goal_size: ClassVar[float] = 0.3
     hazard_size: ClassVar[float] = 0.2
     vase_size: ClassVar[float] = 0.1
@@ -230,12 +383,9 @@ class GoalFamily(PointFamily):
         gamma: float = 0.99,
     ):
         super().__init__(cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma)
-        if level not in (1, 2) or isinstance(level, bool):
-            raise ValueError(f"level must be 1 or 2, got {level!r}")
-        if not isinstance(constrain_indicator, bool):
-            raise ValueError(f"constrain_indicator must be a bool, got {constrain_indicator!r}")
-        if not isinstance(hidden_goal, bool):
-            raise ValueError(f"hidden_goal must be a bool, got {hidden_goal!r}")
+        _check_level(level)
+        _check_bool("constrain_indicator", constrain_indicator)
+        _check_bool("hidden_goal", hidden_goal)
         if goal_arc is not None:
             goal_arc = check_number("goal_arc", goal_arc, 0.0, 360.0, low_open=True)
         low, high = (check_number(f"goal_distance[{i}]", v, 0.0, math.inf) for i, v in enumerate(goal_distance))
@@ -251,128 +401,145 @@ class GoalFamily(PointFamily):
         self.vases_cost = level == 2
         half = (1.5, 2.0)[level - 1]
         self.placement = Placement(
-            extents=(-half, -half, half, half), agent_keepout=0.4, goal_keepout=0.305,
-            hazard_keepout=0.18, vase_keepout=0.15, n_hazards=self.n_hazards, n_vases=self.n_vases,
+            extents=(-half, -half, half, half),
+            groups=((AGENT, 0.4, 1), ("goal", 0.305, 1), ("hazards", 0.18, self.n_hazards),
+                    ("vases", 0.15, self.n_vases)),
         )
-        self._check_distributions()
-        #: The layout of tasks built without one: the first seed from 0 up whose layout the family accepts.
-        self.default_layout_seed = self._first_accepted(0)
-        self.check_support()
+        self.layout_slots = {"agent": None, "goal": None, "hazards": self.n_hazards, "vases": self.n_vases}
+        self._finish_init()
 
-    def check_support(self) -> None:
-        for name, dist in self.parameters.items():
-            for value in dist.extremes():
-                self.check_task(
-                    dataclasses.replace(self._seeded(self.default_layout_seed), **{name: dist.validate(name, value)})
-                )
+    def _from_layout(self, layout: dict[str, list[tuple[np.ndarray, float]]], heading: float,
+                     rng: np.random.RandomState, values: dict[str, Any]) -> GoalTask:
+        # Safety-Gymnasium's reset draws the goal once more, against everything else.
+        others = [pair for name, pairs in layout.items() if name != "goal" for pair in pairs]
+        goal = goal_position(rng, self.placement.extents, self.placement.keepout("goal"), others)
+        (agent, _), = layout[AGENT]
+        return GoalTask(agent=(*_xy(agent), heading), goal=_xy(goal),
+                        hazards=tuple(_xy(p) for p, _ in layout["hazards"]),
+                        vases=tuple(_xy(p) for p, _ in layout["vases"]), **values)
 
-    def _first_accepted(self, seed: int) -> int:
-        for candidate in range(seed, seed + 100_000):
-            layout = layout_from_seed(candidate % 2**32, self.placement)
-            if self._accepts(layout.agent, layout.goal):
-                return candidate % 2**32
-        raise ValueError(f"no layout among 100,000 seeds meets goal_arc={self.goal_arc}, "
-                         f"goal_distance={self.goal_distance}: widen them")
+    def _accepts(self, task: GoalTask) -> bool:
+        """Whether the first goal is in the family's arc and distance range as seen from the start pose."""
+        if self.goal_arc is None:
+            return True
+        x, y, heading = task.agent
+        dx, dy = task.goal[0] - x, task.goal[1] - y
+        bearing = math.atan2(dy, dx) - heading
+        off_axis = abs(math.degrees(math.atan2(math.sin(bearing), math.cos(bearing))))
+        return off_axis <= self.goal_arc / 2 and self.goal_distance[0] <= math.hypot(dx, dy) <= self.goal_distance[1]
 
     def describe(self) -> str:
-        xmin, ymin, xmax, ymax = self.placement.extents
         arc = (
             f"; kept when the first goal is within {self.goal_arc / 2:g} degrees of the start heading at a distance in "
             f"[{self.goal_distance[0]:g}, {self.goal_distance[1]:g}]" if self.goal_arc is not None else ""
         )
-        lines = [
-            f"layout: Safety-Gymnasium's placement in [{xmin:g}, {xmax:g}] x [{ymin:g}, {ymax:g}] from a layout seed "
-            f"(robot, goal, {self.n_hazards} hazards, {self.n_vases} vases; keepouts 0.4, 0.305, 0.18, 0.15){arc}",
+        return "\n".join([
+            self._layout_line() + arc,
             super().describe(),
             f"cost: {'indicators (Safety-Gymnasium default)' if self.constrain_indicator else 'depth and counts'}; "
             f"vases {'cost' if self.vases_cost else 'cost nothing'}; limit read as {self.cost_semantics}",
-        ]
-        return "\n".join(lines)
+        ])
 
-    def _accepts(self, agent: tuple[float, float, float], goal: Point2) -> bool:
-        """Whether the first goal is in the family's arc and distance range as seen from the start pose."""
-        if self.goal_arc is None:
-            return True
-        dx, dy = goal[0] - agent[0], goal[1] - agent[1]
-        bearing = math.atan2(dy, dx) - agent[2]
-        off_axis = abs(math.degrees(math.atan2(math.sin(bearing), math.cos(bearing))))
-        return off_axis <= self.goal_arc / 2 and self.goal_distance[0] <= math.hypot(dx, dy) <= self.goal_distance[1]
 
-    def _seeded(self, layout_seed: int, **params: Any) -> GoalTask:
-        layout = layout_from_seed(layout_seed, self.placement)
-        values = {name: dist.default for name, dist in self.parameters.items()} | params
-        return GoalTask(agent=layout.agent, goal=layout.goal, hazards=layout.hazards, vases=layout.vases, **values)
+class ButtonFamily(LayoutFamily):
+    """Button tasks: press the goal button (one of four; after a press a new one is drawn) while avoiding hazards,
+    gremlins (moving obstacles) and the wrong buttons.
 
-    def layout_seeds(self, n: int, seed: SeedLike = None) -> list[int]:
-        """``n`` layout seeds whose layouts the family accepts (all, without ``goal_arc``), scanning upwards from a
-        start drawn from ``seed``; the same seed gives the same list."""
-        n = check_count("n", n)
-        rng = as_generator(seed)
-        seeds: list[int] = []
-        candidate = int(rng.integers(2**31 - 1))
-        while len(seeds) < n:
-            seeds.append(self._first_accepted(candidate))
-            candidate = seeds[-1] + 1
-        return seeds
+    Level 1 (Safety-Gymnasium's ``SafetyPointButton1``): arena ``[-1.5, 1.5]^2``, 4 buttons, 4 hazards, 4 gremlins
+    circling their centres with radius 0.35; level 2: ``[-1.8, 1.8]^2``, 8 hazards, 6 gremlins. Layouts are
+    Safety-Gymnasium's (:class:`LayoutFamily`); the task fixes the first goal button, later ones are drawn during
+    the episode.
 
-    def sample(self, n: int, seed: SeedLike = None) -> list[GoalTask]:
-        """``n`` tasks: layouts from :meth:`layout_seeds` and every other parameter drawn from its distribution."""
-        n = check_count("n", n)
-        rng = as_generator(seed)
-        seeds = self.layout_seeds(n, rng)
-        draws = {name: dist.sample(rng, n) for name, dist in self.parameters.items()}
-        return [self.task(layout_seed=s, **{name: values[i] for name, values in draws.items()})
-                for i, s in enumerate(seeds)]
+    :param level: 1 or 2.
+    :param constrain_indicator: as :class:`GoalFamily`'s (``False``: one per contact, and hazards by depth).
+    :param cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma: see :class:`PointFamily`.
+    """
 
-    def task(self, layout_seed: int | None = None, **params: Any) -> GoalTask:
-        """An explicit task. ``layout_seed`` builds Safety-Gymnasium's layout for that seed; ``agent``, ``goal``,
-        ``hazards`` and ``vases`` give (or override) coordinates; the other parameters are checked against their
-        distributions. Omitted ones take the defaults (the layout of :attr:`default_layout_seed`)."""
-        layout_names = ("agent", "goal", "hazards", "vases")
-        unknown = set(params) - set(self.parameters) - set(layout_names)
-        if unknown:
-            raise ValueError(
-                f"unknown task parameter(s) {sorted(unknown)}; this family has "
-                f"{[*self.parameters, *layout_names, 'layout_seed']}"
-            )
-        values = {name: dist.validate(name, params[name]) for name, dist in self.parameters.items() if name in params}
-        if layout_seed is not None:
-            check_count("layout_seed", layout_seed)
-        base = self._seeded(self.default_layout_seed if layout_seed is None else layout_seed, **values)
-        layout: dict[str, Any] = {}
-        if "agent" in params:
-            layout["agent"] = _point("agent", params["agent"], 3)
-        if "goal" in params:
-            layout["goal"] = _point("goal", params["goal"])
-        for name in ("hazards", "vases"):
-            if name in params:
-                if not isinstance(params[name], (tuple, list, np.ndarray)):
-                    raise ValueError(f"task parameter {name!r} must be a sequence of (x, y), got {params[name]!r}")
-                layout[name] = tuple(_point(f"{name}[{i}]", p) for i, p in enumerate(params[name]))
-        task = dataclasses.replace(base, **layout)
-        self.check_task(task)
+    task_type: ClassVar[type[Task]] = ButtonTask
+    env_id: ClassVar[str] = "cmdp_envs/PointButton1-v0"
+    kind: ClassVar[str] = "button"
+    max_episode_steps: ClassVar[int] = 1000
+    button_size: ClassVar[float] = 0.1
+    hazard_size: ClassVar[float] = 0.2
+    gremlin_size: ClassVar[float] = 0.1
+    #: The radius of the gremlins' circles and their angular speed (rad/s).
+    gremlin_travel: ClassVar[float] = 0.35
+    #: Steps after a press during which the buttons' lidar reads zero and wrong presses cost nothing.
+    resampling_delay: ClassVar[int] = 10
+    lidar_max_dist: ClassVar[float] = 3.0
+
+    def __init__(
+        self,
+        level: int = 1,
+        constrain_indicator: bool = True,
+        cost_limit: ParameterDistribution = Fixed(2.5),
+        mass_scale: ParameterDistribution = Fixed(1.0),
+        damping_scale: ParameterDistribution = Fixed(1.0),
+        gain_scale: ParameterDistribution = Fixed(1.0),
+        cost_semantics: CostSemantics = "discounted",
+        gamma: float = 0.99,
+    ):
+        super().__init__(cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma)
+        _check_level(level)
+        _check_bool("constrain_indicator", constrain_indicator)
+        self.level = level
+        self.constrain_indicator = constrain_indicator
+        self.n_buttons = 4
+        self.n_hazards, self.n_gremlins = ((4, 4), (8, 6))[level - 1]
+        half = (1.5, 1.8)[level - 1]
+        self.placement = Placement(
+            extents=(-half, -half, half, half),
+            groups=((AGENT, 0.4, 1), ("buttons", 0.2, self.n_buttons), ("goal", 0.4, 1),
+                    ("hazards", 0.18, self.n_hazards), ("gremlins", 0.4, self.n_gremlins)),
+        )
+        self.layout_slots = {"agent": None, "buttons": self.n_buttons, "hazards": self.n_hazards,
+                             "gremlins": self.n_gremlins}
+        self._finish_init()
+
+    def _from_layout(self, layout: dict[str, list[tuple[np.ndarray, float]]], heading: float,
+                     rng: np.random.RandomState, values: dict[str, Any]) -> ButtonTask:
+        (agent, _), = layout[AGENT]
+        # Safety-Gymnasium's reset picks the goal button next (its placed "goal" only shaped the layout).
+        return ButtonTask(agent=(*_xy(agent), heading), buttons=tuple(_xy(p) for p, _ in layout["buttons"]),
+                          goal_button=int(rng.choice(self.n_buttons)),
+                          hazards=tuple(_xy(p) for p, _ in layout["hazards"]),
+                          gremlins=tuple(_xy(p) for p, _ in layout["gremlins"]), **values)
+
+    def task(self, layout_seed: int | None = None, **params: Any) -> ButtonTask:
+        goal_button = params.pop("goal_button", None)
+        task = super().task(layout_seed=layout_seed, **params)
+        if goal_button is not None:
+            task = dataclasses.replace(task, goal_button=check_count("goal_button", goal_button))
+            self.check_task(task)
         return task
 
     def check_task(self, task: Task) -> None:
-        if not isinstance(task, GoalTask):
-            raise ValueError(f"expected a GoalTask, got {type(task).__name__}: {task!r}")
         super().check_task(task)
-        if len(task.hazards) > self.n_hazards or len(task.vases) > self.n_vases:
-            raise ValueError(
-                f"task has {len(task.hazards)} hazards and {len(task.vases)} vases; this family has slots for "
-                f"{self.n_hazards} and {self.n_vases}"
-            )
-        xmin, ymin, xmax, ymax = self.placement.extents
-        for name, points in (("agent", [task.agent[:2]]), ("goal", [task.goal]), ("hazards", task.hazards),
-                             ("vases", task.vases)):
-            for point in points:
-                if not all(math.isfinite(v) for v in point) or not (
-                    xmin - 1 <= point[0] <= xmax + 1 and ymin - 1 <= point[1] <= ymax + 1
-                ):
-                    raise ValueError(f"task {name} position {point!r} is outside the arena {self.placement.extents} "
-                                     f"(by more than 1)")
-        if not math.isfinite(task.agent[2]):
-            raise ValueError(f"task agent heading must be finite, got {task.agent[2]!r}")
+        if len(task.buttons) != self.n_buttons or not 0 <= task.goal_button < self.n_buttons:
+            raise ValueError(f"a task has {self.n_buttons} buttons and goal_button in [0, {self.n_buttons - 1}], "
+                             f"got {len(task.buttons)} buttons and goal_button {task.goal_button!r}")
+
+    def describe(self) -> str:
+        return "\n".join([
+            self._layout_line() + "; the first goal button drawn after",
+            super().describe(),
+            f"cost: {'indicators (Safety-Gymnasium default)' if self.constrain_indicator else 'counts and depth'}; "
+            f"limit read as {self.cost_semantics}",
+        ])
+
+
+def _xy(point: np.ndarray) -> Point2:
+    return float(point[0]), float(point[1])
+
+
+def _check_level(level: Any) -> None:
+    if isinstance(level, bool) or level not in (1, 2):
+        raise ValueError(f"level must be 1 or 2, got {level!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
 
 
 class CircleFamily(PointFamily):
@@ -417,8 +584,7 @@ class CircleFamily(PointFamily):
         gamma: float = 0.99,
     ):
         super().__init__(cost_limit, mass_scale, damping_scale, gain_scale, cost_semantics, gamma)
-        if level not in (1, 2) or isinstance(level, bool):
-            raise ValueError(f"level must be 1 or 2, got {level!r}")
+        _check_level(level)
         self.level = level
         self.four_walls = level == 2
         if wall_factor is not None and not isinstance(wall_factor, ParameterDistribution):

@@ -19,20 +19,64 @@ from typing import Any
 import numpy as np
 
 from cmdp_envs.families.navigation import robot
-from cmdp_envs.families.navigation.layout import goal_position
+from cmdp_envs.families.navigation.layout import AGENT, goal_position
 from cmdp_envs.families.navigation.lidar import ABSENT, N_BINS, PseudoLidar
-from cmdp_envs.families.navigation.tasks import CircleFamily, CircleTask, GoalFamily, GoalTask, PointFamily, PointTask
+from cmdp_envs.families.navigation.tasks import (
+    ButtonFamily,
+    ButtonTask,
+    CircleFamily,
+    CircleTask,
+    GoalFamily,
+    GoalTask,
+    PointFamily,
+    PointTask,
+)
 
-__all__ = ["PointWorld", "GoalWorld", "CircleWorld", "make_world", "N_SENSORS"]
+__all__ = ["PointWorld", "GoalWorld", "ButtonWorld", "CircleWorld", "make_world", "N_SENSORS"]
 
 N_SENSORS = 12
-#: Contact distance between the robot's sphere (radius 0.1) and a vase (half-size 0.1), and the floor's Coulomb
-#: friction deceleration of a sliding vase (friction coefficient 1 times gravity).
-VASE_CONTACT_DISTANCE = 0.2
+#: The floor's Coulomb friction deceleration of a sliding vase (friction coefficient 1 times gravity).
 VASE_FRICTION_DECELERATION = 1.0 * robot.GRAVITY
 #: Vase speeds below this cost nothing (Safety-Gymnasium's ``velocity_threshold``).
 VASE_VELOCITY_THRESHOLD = 1e-4
 STEP_SECONDS = robot.TIMESTEP * robot.SUBSTEPS
+#: The robot's sphere, and its nose: a square of half-size 0.05 centred 0.1 ahead of the origin (point.xml).
+ROBOT_RADIUS = 0.1
+NOSE_CENTRE, NOSE_HALF = 0.1, 0.05
+#: Beyond this distance from the robot's origin no vase (radius 0.1) touches its sphere or nose.
+VASE_REACH = math.hypot(NOSE_CENTRE + NOSE_HALF, NOSE_HALF) + 0.1
+#: A gremlin is a light box welded to a target that circles its centre; the weld makes it follow with a lag, modelled
+#: as first order with this time constant (it reaches 57% of a jump in 0.08 s and trails a 1 rad/s circle of radius
+#: 0.35 by 0.03 m, as Safety-Gymnasium's gremlins do).
+GREMLIN_LAG_SECONDS = 0.094
+
+
+def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool = True
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """How deep discs of ``radius`` at ``centres`` ``(m, k, 2)`` reach into the robots at poses ``position``
+    ``(3, m)``: the depth ``(m, k)`` (positive when touching) and the unit normal ``(m, k, 2)`` from the robot's
+    nearest part (its sphere, or its nose square when that reaches deeper and ``nose``) towards each centre."""
+    offset_x = centres[..., 0] - position[0][:, None]
+    offset_y = centres[..., 1] - position[1][:, None]
+    cos_psi, sin_psi = np.cos(position[2])[:, None], np.sin(position[2])[:, None]
+    distance = np.sqrt(offset_x**2 + offset_y**2)
+    sphere_depth = ROBOT_RADIUS + radius - distance
+    sphere_normal = np.stack([offset_x, offset_y], axis=-1) / np.maximum(distance, 1e-12)[..., None]
+    if not nose:
+        return sphere_depth, sphere_normal
+    ahead = cos_psi * offset_x + sin_psi * offset_y
+    side = cos_psi * offset_y - sin_psi * offset_x
+    gap_ahead = ahead - np.clip(ahead, NOSE_CENTRE - NOSE_HALF, NOSE_CENTRE + NOSE_HALF)
+    gap_side = side - np.clip(side, -NOSE_HALF, NOSE_HALF)
+    gap = np.sqrt(gap_ahead**2 + gap_side**2)
+    nose_depth = radius - gap
+    # A centre inside the nose square is pushed straight ahead.
+    inside = gap == 0
+    gap_ahead, gap = np.where(inside, 1.0, gap_ahead), np.where(inside, 1.0, gap)
+    nose_normal = np.stack([cos_psi * gap_ahead - sin_psi * gap_side, sin_psi * gap_ahead + cos_psi * gap_side],
+                           axis=-1) / gap[..., None]
+    deeper = nose_depth > sphere_depth
+    return np.where(deeper, nose_depth, sphere_depth), np.where(deeper[..., None], nose_normal, sphere_normal)
 
 
 class PointWorld:
@@ -168,30 +212,29 @@ class GoalWorld(PointWorld):
             self.place_robot(index, state.position, state.velocity)
         self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
 
-    def _push_vases(self, offset: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    def _push_vases(self, distance: np.ndarray) -> np.ndarray:
         """Move the vases one step: robots push the vases they touch, the floor's friction slows them. Returns the
-        number of vases each robot touches ``(n,)``. ``offset`` ``(n, n_vases, 2)`` and ``distance`` are the vases'
-        positions relative to the robots.
+        number of vases each robot touches ``(n,)``. ``distance`` ``(n, n_vases)`` are the vases' distances from the
+        robots' origins.
 
-        The contact model: a vase (8e-6 kg) is 650 times lighter than the robot, so a push does not slow the robot;
-        a vase within :data:`VASE_CONTACT_DISTANCE` of the robot's origin is moved out to that distance along the
-        line of centres and takes at least the robot's velocity along that line; a sliding vase decelerates by
-        ``mu g``. Vases do not collide with each other. MuJoCo's contacts (box corners, the robot's nose box, soft
-        contact) are richer: this model agrees with Safety-Gymnasium in distribution only.
+        The contact model: a vase (8e-6 kg) is 650 times lighter than the robot, so a push does not slow the robot.
+        A vase (a disc of radius 0.1 for its box) that the robot's sphere or nose reaches into is moved out along
+        the contact normal and takes at least the robot's velocity along it; a sliding vase decelerates by ``mu g``.
+        Vases do not collide with each other. MuJoCo's contacts (box corners, soft contact) are richer: this model
+        agrees with Safety-Gymnasium in distribution only (see the README's measurements).
         """
-        touching = distance < VASE_CONTACT_DISTANCE
-        # Most worlds touch no vase and have every vase at rest: only the others are worked on.
-        active = np.flatnonzero(self._vases_moving | touching.any(axis=1))
+        near = distance < VASE_REACH
+        # Most worlds have no vase within reach and every vase at rest: only the others are worked on.
+        active = np.flatnonzero(self._vases_moving | near.any(axis=1))
         contacts = np.zeros(self.n)
         if active.size == 0:
             return contacts
-        touching, offset, distance = touching[active], offset[active], distance[active]
-        position = self.position[:2, active].T[:, None, :]
-        velocity = self.vase_velocity[active]
-        normal = offset / np.maximum(distance, 1e-12)[..., None]
+        vases, velocity = self.vases[active], self.vase_velocity[active]
+        depth, normal = contact(self.position[:, active], vases, self.family.vase_size)
+        touching = depth > 0
         gain = np.sum(normal * (self.velocity[:2, active].T[:, None, :] - velocity), axis=2)
         velocity += np.where(touching, np.maximum(gain, 0.0), 0.0)[..., None] * normal
-        vases = np.where(touching[..., None], position + normal * VASE_CONTACT_DISTANCE, self.vases[active])
+        vases += np.where(touching, depth, 0.0)[..., None] * normal
         speed = np.sqrt(np.sum(velocity**2, axis=2))
         slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, 0.0)
         velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
@@ -207,7 +250,7 @@ class GoalWorld(PointWorld):
         offset = self.objects - self.position[:2].T[:, None, :]
         distance = np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2)
         n_hazards = family.n_hazards
-        contacts = self._push_vases(offset[:, 1 + n_hazards :], distance[:, 1 + n_hazards :])
+        contacts = self._push_vases(distance[:, 1 + n_hazards :])
         goal_distance = distance[:, 0]
         goal_met = goal_distance <= family.goal_size
         reward = self.last_goal_distance - goal_distance + goal_met
@@ -232,9 +275,8 @@ class GoalWorld(PointWorld):
         distance = [math.hypot(ox - x, oy - y) for ox, oy in self.objects[0].tolist()]
         first_vase = 1 + family.n_hazards
         contacts = 0.0
-        if self._vases_moving[0] or any(d < VASE_CONTACT_DISTANCE for d in distance[first_vase:]):
-            offset = self.vases[:1] - self.position[:2, :1].T[:, None, :]
-            contacts = float(self._push_vases(offset, np.array([distance[first_vase:]]))[0])
+        if self._vases_moving[0] or any(d < VASE_REACH for d in distance[first_vase:]):
+            contacts = float(self._push_vases(np.array([distance[first_vase:]]))[0])
         goal_distance = distance[0]
         goal_met = goal_distance <= family.goal_size
         reward = self.last_goal_distance[0].item() - goal_distance + goal_met
@@ -253,10 +295,10 @@ class GoalWorld(PointWorld):
 
     def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
         placement = self.family.placement
-        others = [(self.position[:2, index], placement.agent_keepout)]
-        others += [(p, placement.hazard_keepout) for p in self.hazards[index] if p[0] != ABSENT]
-        others += [(p, placement.vase_keepout) for p in self.vases[index] if p[0] != ABSENT]
-        self.goal[index] = goal_position(rng, placement, others)
+        others = [(self.position[:2, index], placement.keepout(AGENT))]
+        for name, points in (("hazards", self.hazards[index]), ("vases", self.vases[index])):
+            others += [(p, placement.keepout(name)) for p in points if p[0] != ABSENT]
+        self.goal[index] = goal_position(rng, placement.extents, placement.keepout("goal"), others)
         self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
 
     def observation(self) -> np.ndarray:
@@ -267,6 +309,144 @@ class GoalWorld(PointWorld):
         objects = self.objects[0, 1:] if self.family.hidden_goal else self.objects[0]
         x, y, heading = self.position[:, 0].tolist()
         return np.array(self.sensors_one() + self.lidar.single(x, y, heading, objects.tolist()))
+
+
+class ButtonWorld(PointWorld):
+    """Button tasks: buttons (one the goal), hazards, gremlins circling their centres.
+
+    ``objects`` ``(n, 4 + 1 + n_hazards + n_gremlins, 2)`` holds the buttons, the goal (on the goal button), the
+    hazards and the gremlins, in the lidar's group order.
+
+    Contacts (MuJoCo's are soft and three-dimensional; these are their planar, hard counterparts, so presses, wrong
+    presses and gremlin contacts agree with Safety-Gymnasium in distribution, not step for step): the robot touches
+    a button (a sphere of radius 0.1) when its own sphere is within 0.2 of the button's centre or its nose square
+    within 0.1. A gremlin is a light box welded to a target that circles its centre: it follows the target with a
+    lag (:data:`GREMLIN_LAG_SECONDS`) and, held by the stiff weld, acts as a moving obstacle; it touches the robot
+    within 0.2 of the robot's origin or 0.1 of its nose (a disc for its box). Both block the robot: a robot sphere
+    inside one is put back on its surface with an inelastic contact and Coulomb friction (:meth:`_collide`).
+    """
+
+    family: ButtonFamily
+
+    def __init__(self, family: ButtonFamily, n: int):
+        super().__init__(family, n)
+        n_buttons, n_hazards, n_gremlins = family.n_buttons, family.n_hazards, family.n_gremlins
+        self.objects = np.full((n, n_buttons + 1 + n_hazards + n_gremlins, 2), ABSENT)
+        self.buttons = self.objects[:, :n_buttons]
+        self.goal = self.objects[:, n_buttons]
+        self.hazards = self.objects[:, n_buttons + 1 : n_buttons + 1 + n_hazards]
+        self.gremlins = self.objects[:, n_buttons + 1 + n_hazards :]
+        self.gremlin_centres = np.full((n, n_gremlins, 2), ABSENT)
+        self.goal_button = np.zeros(n, dtype=np.intp)
+        self.timer = np.zeros(n, dtype=np.intp)
+        self.elapsed = np.zeros(n, dtype=np.int64)
+        self.last_goal_distance = np.zeros(n)
+        self.goal_met = np.zeros(n, dtype=bool)
+        groups = [0] * n_buttons + [1] + [2] * n_hazards + [3] * n_gremlins
+        self.lidar = PseudoLidar(n, np.array(groups), 4, family.lidar_max_dist)
+        self.observation_size = N_SENSORS + N_BINS * 4
+        self.cost_names = ("cost_buttons", "cost_hazards", "cost_gremlins")
+
+    def set_task(self, index: int, task: ButtonTask) -> None:
+        super().set_task(index, task)
+        self.buttons[index] = task.buttons
+        self.hazards[index] = ABSENT
+        self.hazards[index, : len(task.hazards)] = np.reshape(task.hazards, (-1, 2))
+        self.gremlin_centres[index] = ABSENT
+        self.gremlin_centres[index, : len(task.gremlins)] = np.reshape(task.gremlins, (-1, 2))
+
+    def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
+        task: ButtonTask = self.tasks[index]  # type: ignore[assignment]
+        self.goal_button[index] = task.goal_button
+        self.goal[index] = self.buttons[index, task.goal_button]
+        self.gremlins[index] = self.gremlin_centres[index]
+        self.timer[index] = 0
+        self.elapsed[index] = 0
+        if state is None:
+            self.place_robot(index, task.agent)
+        else:
+            self.place_robot(index, state.position, state.velocity)
+        self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
+
+    def _touching(self, points: np.ndarray, radius: float) -> np.ndarray:
+        """``(n, k)``: which of the discs of ``radius`` at ``points`` ``(n, k, 2)`` touch the robot."""
+        return contact(self.position, points, radius)[0] > 0
+
+    def _collide(self, obstacles: np.ndarray, radius: float) -> None:
+        """Move robots out of the obstacles (buttons or gremlins, discs of ``radius`` at ``obstacles`` ``(n, k, 2)``)
+        their sphere entered, with an inelastic contact and Coulomb friction (coefficient 1): the velocity into the
+        obstacle is lost, and the sideways velocity shrinks by as much. The nose touches but does not block: with
+        it blocking too, contacts with gremlins fell to a third of Safety-Gymnasium's (soft contacts let the nose
+        in). Contacts are rare: a loop."""
+        depth, normal = contact(self.position, obstacles, radius, nose=False)
+        for index, obstacle in zip(*np.nonzero(depth > 0)):
+            towards = normal[index, obstacle]
+            self.position[:2, index] -= depth[index, obstacle] * towards
+            velocity = self.velocity[:2, index]
+            into = float(velocity @ towards)
+            if into <= 0:
+                continue
+            sideways = velocity - into * towards
+            speed = float(np.hypot(*sideways))
+            self.velocity[:2, index] = sideways * (max(speed - into, 0.0) / speed if speed > 0 else 0.0)
+
+    def _move_gremlins(self) -> None:
+        """Gremlins follow their circling targets with the weld's lag."""
+        time = self.elapsed * STEP_SECONDS
+        travel = self.family.gremlin_travel
+        target = self.gremlin_centres + travel * np.stack([np.sin(time), np.cos(time)], axis=1)[:, None, :]
+        self.gremlins += (target - self.gremlins) * (1.0 - math.exp(-STEP_SECONDS / GREMLIN_LAG_SECONDS))
+
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        family = self.family
+        self.step_robot(action)
+        self.elapsed += 1
+        self._move_gremlins()
+        pressed = self._touching(self.buttons, family.button_size)
+        gremlin_contact = self._touching(self.gremlins, family.gremlin_size)
+        self._collide(self.buttons, family.button_size)
+        self._collide(self.gremlins, family.gremlin_size)
+        rows = np.arange(self.n)
+        goal_met = pressed[rows, self.goal_button]
+        goal_distance = np.sqrt(np.sum((self.goal - self.position[:2].T) ** 2, axis=1))
+        reward = self.last_goal_distance - goal_distance + goal_met
+        wrong = pressed.copy()
+        wrong[rows, self.goal_button] = False
+        hazard_distance = np.sqrt(np.sum((self.hazards - self.position[:2].T[:, None, :]) ** 2, axis=2))
+        costs = {
+            # Wrong presses count only while no press is being waited out (Safety-Gymnasium's timer).
+            "cost_buttons": np.where(self.timer == 0, wrong.sum(axis=1), 0).astype(float),
+            "cost_hazards": np.maximum(family.hazard_size - hazard_distance, 0.0).sum(axis=1),
+            "cost_gremlins": gremlin_contact.sum(axis=1).astype(float),
+        }
+        self.timer = np.maximum(self.timer - 1, 0)
+        self.last_goal_distance = goal_distance
+        self.goal_met = goal_met
+        for index in np.flatnonzero(goal_met):
+            self._new_goal_button(index, rng)
+        if family.constrain_indicator:
+            costs = {name: (value > 0).astype(float) for name, value in costs.items()}
+        return reward, costs
+
+    def _new_goal_button(self, index: int, rng: np.random.Generator) -> None:
+        # Drawn with replacement, as Safety-Gymnasium does: the same button may be the goal again.
+        self.goal_button[index] = rng.integers(self.family.n_buttons)
+        self.goal[index] = self.buttons[index, self.goal_button[index]]
+        self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
+        self.timer[index] = self.family.resampling_delay
+
+    def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+        reward, costs = self.step(np.array([action]), rng)
+        return float(reward[0]), {name: float(value[0]) for name, value in costs.items()}
+
+    def observation(self) -> np.ndarray:
+        lidar = self.lidar(self.position[:2].T, self.position[2], self.objects)
+        # The buttons' lidar reads zero while a press is being waited out.
+        lidar[self.timer != 0, :N_BINS] = 0.0
+        return np.concatenate([self.sensors(), lidar], axis=1)
+
+    def observation_one(self) -> np.ndarray:
+        return self.observation()[0]
 
 
 class CircleWorld(PointWorld):
@@ -332,4 +512,6 @@ def make_world(family: PointFamily, n: int) -> PointWorld:
         return GoalWorld(family, n)
     if isinstance(family, CircleFamily):
         return CircleWorld(family, n)
+    if isinstance(family, ButtonFamily):
+        return ButtonWorld(family, n)
     raise TypeError(f"no navigation world for {type(family).__name__}")
