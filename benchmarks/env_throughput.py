@@ -12,7 +12,7 @@
 5. SB3 PPO training frames per second on ``SB3VecEnv`` over the native vector env (16 sub-envs) against the same PPO
    on Safety-Gymnasium's env (lane B; one ``DummyVecEnv`` sub-env, as its one-process reference). Reported.
 
-Usage: python benchmarks/env_throughput.py [--repeats 3] [--navigation-only]
+Usage: python benchmarks/env_throughput.py [--repeats 3] [--env-steps N] [--ppo-frames N] [--navigation-only]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def ppo_frames_per_second(vec_env, n_steps: int) -> float:
     return model.num_timesteps / (time.perf_counter() - start)
 
 
-def navigation_rows(repeats: int) -> list[tuple[str, float, str, float | None, float]]:
+def navigation_rows(repeats: int, env_steps: int, ppo_frames: int) -> list[tuple[str, float, str, float | None, float]]:
     """Rows 3-5; the Safety-Gymnasium references are ``None`` where it is not installed (lane A)."""
     import importlib.util
 
@@ -82,19 +82,20 @@ def navigation_rows(repeats: int) -> list[tuple[str, float, str, float | None, f
     except ImportError:
         SB3VecEnv = None  # noqa: N806 - SB3 missing: row 5 is skipped
     has_safety_gymnasium = importlib.util.find_spec("safety_gymnasium") is not None
-    ours = env_steps_per_second(gym.make("cmdp_envs/PointGoal1-v0"), 20_000, repeats)
+    ours = env_steps_per_second(gym.make("cmdp_envs/PointGoal1-v0"), min(env_steps, 20_000), repeats)
     reference = None
     if has_safety_gymnasium:
         import safety_gymnasium
 
-        # Three episodes: each reset rebuilds and recompiles the MuJoCo model, as users pay for it.
-        reference = env_steps_per_second(safety_gymnasium.make("SafetyPointGoal1-v0"), 3_000, 1)
+        # Whole episodes (three at the default size): each reset rebuilds and recompiles the MuJoCo model, as users
+        # pay for it.
+        reference = env_steps_per_second(safety_gymnasium.make("SafetyPointGoal1-v0"), min(env_steps, 3_000), 1)
     rows = [("PointGoal1-v0 env steps/s", ours, "SafetyPointGoal1-v0 steps/s", reference, 30.0)]
     vector = vector_steps_per_second(1024, 200, repeats)
     rows.append(("1024-env vector steps/s", vector, "target 1,000,000 steps/s", 1_000_000.0, 1.0))
     if SB3VecEnv is not None:
         native = SB3VecEnv(NavigationVectorEnv(16, kind="goal", autoreset_mode="same_step"))
-        ours_ppo = ppo_frames_per_second(native, 8_192)
+        ours_ppo = ppo_frames_per_second(native, ppo_frames)
         reference_ppo = None
         if has_safety_gymnasium:
             import safety_gymnasium
@@ -103,7 +104,7 @@ def navigation_rows(repeats: int) -> list[tuple[str, float, str, float | None, f
             from cmdp_envs.wrappers import SafetyGymnasiumToGymnasium
 
             make = lambda: SafetyGymnasiumToGymnasium(safety_gymnasium.make("SafetyPointGoal1-v0"))  # noqa: E731
-            reference_ppo = ppo_frames_per_second(DummyVecEnv([make]), 4_096)
+            reference_ppo = ppo_frames_per_second(DummyVecEnv([make]), max(ppo_frames // 2, 64))
         rows.append(("PPO frames/s, native vector", ours_ppo, "PPO frames/s, SafetyPointGoal1", reference_ppo, 1.0))
     return rows
 
@@ -143,10 +144,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--env-steps", type=int, default=200_000)
+    parser.add_argument("--ppo-frames", type=int, default=8_192)
     parser.add_argument("--navigation-only", action="store_true", help="only rows 3-5")
     args = parser.parse_args()
     rows = [] if args.navigation_only else gridworld_rows(args)
-    rows += navigation_rows(args.repeats)
+    rows += navigation_rows(args.repeats, args.env_steps, args.ppo_frames)
     print(f"{'measure':<28} {'value':>12}   {'reference':<31} {'value':>12} {'ratio':>8} {'target':>7}")
     for name, value, reference, reference_value, target in rows:
         if reference_value is None:

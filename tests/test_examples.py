@@ -11,9 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe"),
-         "safe_mixture_learned.py": ("stable_baselines3", "sb3")}
+         "safe_mixture_learned.py": ("stable_baselines3", "sb3"), "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"),
+         "navigation_omnisafe.py": ("omnisafe", "omnisafe")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
-        "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"]}
+        "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
+        "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"]}
 #: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
 EXPECT = {
     "quickstart.py": [r"sampled J_c = \d\.\d{3} ± \d\.\d{3} \(95% CI\); exact 1\.500",
@@ -29,11 +31,23 @@ EXPECT = {
     "safe_mixture.py": [r"N = \d+, \|U\| = \d+, doublings = \d+", r"episode   599: candidate \d, alpha = 0\.\d{3}"],
     "ppo_lagrangian.py": [r"after 2048 steps: lambda = [\d.]+, exact J_r = [\d.]+, J_c = [\d.]+ \(limit 1\.5\)"],
     "omnisafe_gridworld.py": [r"PPOLag after 2000 steps: exact J_r = [\d.-]+, J_c = [\d.]+ \(limit 1\.5\)"],
+    "navigation.py": [r"layout seeds \[\d+, \d+, \d+\]; first task's goal [\d.-]+, [\d.-]+ and 8 hazards",
+                      r"one step: observation \(60,\), reward [\d.-]+, info \{'cost_hazards': 0\.0, 'cost': 0\.0",
+                      r"vector env: 256 sub-envs, mean cost over 100 forward-biased random steps [\d.]+",
+                      r"wrote images/pointbutton1\.png"],
+    "navigation_ppo_lagrangian.py": [r"65536 steps: lambda = [\d.]+, episode return [\d.-]+, episode cost [\d.]+ "
+                                     r"\(limit 25\)",
+                                     r"after 65536 steps: episode cost [\d.]+ ± [\d.]+ \(95% CI, 64 episodes\) "
+                                     r"against the limit 25"],
+    "navigation_omnisafe.py": [r"PPOLag after 8000 steps on 4 envs: last epoch's episode return [\d.-]+, episode cost "
+                               r"[\d.]+ \(limit 25\), episode length 1000"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }
 #: What each script must write into its working directory.
-WRITES = {"safe_adaptation.py": ["safe_adaptation_conservative_exact.json", "safe_adaptation_baseline_sampled.png"]}
+WRITES = {"safe_adaptation.py": ["safe_adaptation_conservative_exact.json", "safe_adaptation_baseline_sampled.png"],
+          "navigation.py": [f"images/point{name}.png" for name in ("goal1", "goal2", "goalarc1", "goalarc2", "button1",
+                                                                   "button2", "circle1", "circle2")]}
 
 
 def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -41,7 +55,8 @@ def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 
 
 #: Examples that train learners for more than a few seconds.
-SLOW = {"ppo_lagrangian.py", "omnisafe_gridworld.py", "safe_mixture_learned.py", "safe_adaptation.py"}
+SLOW = {"ppo_lagrangian.py", "omnisafe_gridworld.py", "safe_mixture_learned.py", "safe_adaptation.py",
+        "navigation_ppo_lagrangian.py", "navigation_omnisafe.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p
@@ -67,7 +82,7 @@ def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
             "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py",
-            "safe_mixture_learned.py"} <= names
+            "safe_mixture_learned.py", "navigation.py", "navigation_ppo_lagrangian.py", "navigation_omnisafe.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
@@ -79,9 +94,11 @@ def test_bridge_overhead_benchmark_runs(tmp_path):
 
 
 def test_throughput_benchmark_runs(tmp_path):
-    result = run(ROOT / "benchmarks" / "env_throughput.py", ["--repeats", "1", "--env-steps", "2000"], tmp_path)
+    result = run(ROOT / "benchmarks" / "env_throughput.py",
+                 ["--repeats", "1", "--env-steps", "2000", "--ppo-frames", "512"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "FrozenLake-v1" in result.stdout and "ratio" in result.stdout
+    assert "PointGoal1-v0 env steps/s" in result.stdout and "1024-env vector steps/s" in result.stdout
 
 
 def test_safe_mixture_benchmark_runs(tmp_path):

@@ -55,6 +55,7 @@ class SB3VecEnv(_vec_env_base()):  # type: ignore[misc]
         self.lagrangian = bool(lagrangian)
         self.multiplier = check_number("the Lagrange multiplier", multiplier, 0.0)
         self.gamma = vector_env.family.gamma
+        self.render_mode = vector_env.render_mode
         super().__init__(vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space)
         n = vector_env.num_envs
         self._return = np.zeros(n)

@@ -16,6 +16,9 @@ from cmdp_envs.validation import check_number
 
 __all__ = ["LearnedOracle"]
 
+#: Rollout length of the Monte Carlo evaluation for envs without a time limit.
+DEFAULT_EVAL_HORIZON = 200
+
 
 class LearnedOracle(abc.ABC):
     """``O_l`` by a learner trained on one task of ``family``.
@@ -23,14 +26,15 @@ class LearnedOracle(abc.ABC):
     Subclasses implement :meth:`_train`. Training envs come from ``family.make_env(**env_kwargs)``, and the answer
     is evaluated under the same ``family`` (so under the same task distribution and discount): exactly when the family
     is tabular and the learned policy a :class:`~cmdp_envs.meta.policies.TabularPolicy`, otherwise by
-    ``n_eval_episodes`` rollouts of at most ``eval_horizon`` steps with a ``confidence`` interval.
+    ``n_eval_episodes`` rollouts of at most ``eval_horizon`` steps (default: the env's episode length, so an
+    episode-sum limit is checked on whole episodes) with a ``confidence`` interval.
 
     :param family: the task family (``env.unwrapped.family`` of the env a user made).
     :param env_kwargs: further ``gym.make`` arguments of the env (not the family's: pass those in ``family``).
     """
 
     def __init__(self, family: TaskFamily, env_kwargs: dict[str, Any] | None = None, n_eval_episodes: int = 1000,
-                 eval_horizon: int = 200, confidence: float = 0.95):
+                 eval_horizon: int | None = None, confidence: float = 0.95):
         if not isinstance(family, TaskFamily):
             raise TypeError(f"family must be a TaskFamily (env.unwrapped.family), got {family!r}")
         env_kwargs = dict(env_kwargs or {})
@@ -39,11 +43,16 @@ class LearnedOracle(abc.ABC):
         self.family = family
         self.env_kwargs = env_kwargs
         self.n_eval_episodes = check_count("n_eval_episodes", n_eval_episodes, minimum=2)
-        self.eval_horizon = check_count("eval_horizon", eval_horizon, minimum=1)
+        probe = family.make_env(**env_kwargs)  # a bad env argument fails here, not at the first training call
+        episode_steps = probe.spec.max_episode_steps if probe.spec is not None else None
+        probe.close()
+        self.eval_horizon = check_count(
+            "eval_horizon", eval_horizon if eval_horizon is not None else episode_steps or DEFAULT_EVAL_HORIZON,
+            minimum=1,
+        )
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
         self.confidence = float(confidence)
-        self.make_env().close()  # a bad env argument fails here, not at the first training call
 
     @property
     def tabular(self) -> bool:

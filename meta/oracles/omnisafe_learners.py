@@ -37,7 +37,7 @@ class OmniSafeOracle(LearnedOracle):
 
     def __init__(self, family: TaskFamily, algo: str = "PPOLag", total_steps: int = 50_000,
                  steps_per_epoch: int = 2000, n_probability_samples: int = 20_000,
-                 env_kwargs: dict[str, Any] | None = None, n_eval_episodes: int = 1000, eval_horizon: int = 200,
+                 env_kwargs: dict[str, Any] | None = None, n_eval_episodes: int = 1000, eval_horizon: int | None = None,
                  confidence: float = 0.95, **cfgs_overrides: Any):
         import_omnisafe()
         super().__init__(family, env_kwargs, n_eval_episodes, eval_horizon, confidence)

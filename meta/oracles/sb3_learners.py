@@ -30,7 +30,7 @@ class SB3LagrangianOracle(LearnedOracle):
 
     def __init__(self, family: TaskFamily, algo: str = "PPO", total_timesteps: int = 50_000,
                  multiplier_lr: float = 0.05, n_envs: int = 4, env_kwargs: dict[str, Any] | None = None,
-                 n_eval_episodes: int = 1000, eval_horizon: int = 200, confidence: float = 0.95,
+                 n_eval_episodes: int = 1000, eval_horizon: int | None = None, confidence: float = 0.95,
                  **algo_kwargs: Any):
         env_kwargs = dict(env_kwargs or {})
         super().__init__(family, env_kwargs, n_eval_episodes, eval_horizon, confidence)
