@@ -292,16 +292,21 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
 
     def task(self, **params: Any) -> TaskT:
         """An explicit task. Omitted parameters take their default; each value is checked against its range."""
-        unknown = set(params) - set(self.parameters)
+        task = self.task_type(**self.parameter_values(params))
+        self.check_task(task)
+        return task  # type: ignore[return-value]
+
+    def parameter_values(self, params: dict[str, Any], also_accepted: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Every parameter's value: ``params``' checked against its range, the others their default. A name that is
+        neither a parameter nor in ``also_accepted`` (arguments a subclass handles itself) is a ``ValueError``."""
+        unknown = set(params) - set(self.parameters) - set(also_accepted)
         if unknown:
-            raise ValueError(f"unknown task parameter(s) {sorted(unknown)}; this family has {list(self.parameters)}")
-        values = {
+            raise ValueError(f"unknown task parameter(s) {sorted(unknown)}; this family has "
+                             f"{[*self.parameters, *also_accepted]}")
+        return {
             name: dist.validate(name, params[name]) if name in params else dist.default
             for name, dist in self.parameters.items()
         }
-        task = self.task_type(**values)
-        self.check_task(task)
-        return task  # type: ignore[return-value]
 
     def check_task(self, task: Task) -> None:
         """Raise ``ValueError`` unless ``task`` is a valid task of this family (type and every parameter in range)."""

@@ -274,12 +274,7 @@ class LayoutFamily(PointFamily):
         """An explicit task. ``layout_seed`` builds Safety-Gymnasium's layout for that seed; the layout fields
         (``agent`` pose, points, lists of points) give or override coordinates; the other parameters are checked
         against their distributions. Omitted ones take the defaults (the layout of :attr:`default_layout_seed`)."""
-        unknown = set(params) - set(self.parameters) - set(self.layout_slots)
-        if unknown:
-            raise ValueError(
-                f"unknown task parameter(s) {sorted(unknown)}; this family has "
-                f"{[*self.parameters, *self.layout_slots, 'layout_seed']}"
-            )
+        self.parameter_values(params, also_accepted=(*self.layout_slots, "layout_seed"))  # names and ranges
         values = {name: dist.validate(name, params[name]) for name, dist in self.parameters.items() if name in params}
         if layout_seed is not None:
             check_count("layout_seed", layout_seed)
@@ -614,14 +609,8 @@ class CircleFamily(PointFamily):
         an explicit ``wall`` must keep ``wall / radius`` in the factor's range."""
         if self.wall_factor is None:
             return super().task(**params)
-        wall = params.pop("wall", None)
-        unknown = set(params) - set(self.parameters)
-        if unknown:
-            raise ValueError(f"unknown task parameter(s) {sorted(unknown)}; this family has {[*self.parameters, 'wall']}")
-        values = {
-            name: dist.validate(name, params[name]) if name in params else dist.default
-            for name, dist in self.parameters.items()
-        }
+        values = self.parameter_values({k: v for k, v in params.items() if k != "wall"}, also_accepted=("wall",))
+        wall = params.get("wall")
         wall = values["radius"] * self.wall_factor.default if wall is None else check_number("wall", wall, 0.0)
         task = CircleTask(wall=wall, **values)
         self.check_task(task)

@@ -135,6 +135,13 @@ class PointWorld:
         return list(robot.sensors(self.position[2, 0].item(), self.velocity[:, 0].tolist(),
                                   self.acceleration[:, 0].tolist()))
 
+    def indicators(self, costs: dict[str, Any]) -> dict[str, Any]:
+        """Each cost source as an indicator (1 when positive) under Safety-Gymnasium's ``constrain_indicator``,
+        else as it is (arrays, or floats for one world)."""
+        if not getattr(self.family, "constrain_indicator", True):
+            return costs
+        return {name: (value > 0) * 1.0 for name, value in costs.items()}
+
     def total_cost(self, costs: dict[str, Any]) -> Any:
         """The step's cost from its sources (arrays, or floats for one world): with indicator costs
         (Safety-Gymnasium's default) 1 when any source is positive, else their sum."""
@@ -264,9 +271,7 @@ class GoalWorld(PointWorld):
         self.goal_met = goal_met
         for index in np.flatnonzero(goal_met):
             self._redraw_goal(index, rng)
-        if family.constrain_indicator:
-            costs = {name: (value > 0).astype(float) for name, value in costs.items()}
-        return reward, costs
+        return reward, self.indicators(costs)
 
     def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
         family = self.family
@@ -289,9 +294,7 @@ class GoalWorld(PointWorld):
         self.goal_met[0] = goal_met
         if goal_met:
             self._redraw_goal(0, rng)
-        if family.constrain_indicator:
-            costs = {name: float(value > 0) for name, value in costs.items()}
-        return reward, costs
+        return reward, self.indicators(costs)
 
     def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
         placement = self.family.placement
@@ -424,9 +427,7 @@ class ButtonWorld(PointWorld):
         self.goal_met = goal_met
         for index in np.flatnonzero(goal_met):
             self._new_goal_button(index, rng)
-        if family.constrain_indicator:
-            costs = {name: (value > 0).astype(float) for name, value in costs.items()}
-        return reward, costs
+        return reward, self.indicators(costs)
 
     def _new_goal_button(self, index: int, rng: np.random.Generator) -> None:
         # Drawn with replacement, as Safety-Gymnasium does: the same button may be the goal again.
