@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 import cmdp_envs
 from cmdp_envs.families.navigation import (
+    ButtonFamily,
     CircleFamily,
     GoalFamily,
     NavigationEnv,
@@ -229,3 +230,25 @@ def test_sb3_ppo_lagrangian_trains_on_the_native_vector_env():
     assert callback.history, "episodes ended and the multiplier was updated"
     assert all(row["episode_cost"] >= 0 for row in callback.history)
     assert model.num_timesteps >= 4096
+
+
+@pytest.mark.parametrize("family", [CircleFamily(level=2), GoalFamily(level=2), ButtonFamily()],
+                         ids=["circle", "goal", "button"])
+def test_one_world_on_floats_equals_the_array_code(family):
+    """The single env's float path (step_one, observation_one) against the vector env's array code, same states."""
+    from cmdp_envs.families.navigation.world import make_world
+
+    rng = np.random.default_rng(0)
+    task = family.sample(1, seed=3)[0]
+    one, many = make_world(family, 1), make_world(family, 2)
+    for world in (one, many):
+        for index in range(world.n):
+            world.set_task(index, task)
+            world.reset(index, np.random.default_rng(5), state=RobotState((0.9, 0.3, 0.4), (0.2, -0.1, 0.5)))
+    for _ in range(200):
+        action = rng.uniform([-0.2, -1], [1, 1], 2)
+        reward, costs = one.step_one(tuple(action), np.random.default_rng(1))
+        rewards, array_costs = many.step(np.array([action, action]), np.random.default_rng(1))
+        assert reward == pytest.approx(rewards[0], abs=1e-12)
+        assert costs == {name: pytest.approx(value[0], abs=1e-12) for name, value in array_costs.items()}
+        np.testing.assert_allclose(one.observation_one(), many.observation()[0], atol=1e-12)

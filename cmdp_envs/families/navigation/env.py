@@ -76,8 +76,11 @@ class NavigationEnv(gym.Env):
     ## Description
     A point robot (Safety-Gymnasium's ``Point``: a sphere with a nose, pushed forward by one actuator and turned by
     a velocity servo) moves on the plane. **Goal** tasks: reach a goal disc (radius 0.3); when reached, a new goal
-    is drawn; hazards (radius 0.2) cost; at level 2 vases cost when touched or moving. **Circle** tasks: run
-    counter-clockwise along a circle of radius ``R`` round the origin without crossing the walls.
+    is drawn; hazards (radius 0.2) cost; at level 2 vases cost when touched or moving. **Button** tasks: press the
+    goal button among four (a new goal button is drawn after each press), without pressing the others and
+    without touching the gremlins, boxes that circle their centres. **Circle** tasks: run counter-clockwise along a
+    circle of radius ``R`` round the origin without crossing the walls. Contacts with vases, buttons and gremlins
+    follow planar models (:mod:`.world`) that agree with Safety-Gymnasium's MuJoCo contacts in distribution.
     The dynamics are Safety-Gymnasium's MuJoCo model in closed form (:mod:`.robot`): from the same state and actions
     they agree with MuJoCo to about 1e-12 while the turning servo is saturated. Unsaturated, MuJoCo's own explicit
     treatment of the servo is unstable at its 2 ms step (the servo's gain times the step over the inertia is 6.3,
@@ -90,22 +93,25 @@ class NavigationEnv(gym.Env):
 
     ## Observation Space
     ``Box(float64)`` in Safety-Gymnasium's order: accelerometer (3), velocimeter (3), gyro (3), magnetometer (3),
-    then 16-bin pseudo-lidars: Goal: goal (unless ``hidden_goal``), hazards, vases (60 dims at level 1);
-    Circle: the circle's centre with ``max_dist = 6`` (28 dims). A policy trained on one runs on the other.
+    then 16-bin pseudo-lidars: Goal: goal (unless ``hidden_goal``), hazards, vases (60 dims); Button: buttons (zero
+    for 10 steps after a press), goal button, hazards, gremlins (76 dims); Circle: the circle's centre with
+    ``max_dist = 6`` (28 dims). A policy trained on one runs on the other.
 
     ## Starting State
-    Goal: the task's start pose. Circle: uniform in ``[-0.8, 0.8]^2`` with a uniform heading. ``reset(options=
+    Goal and Button: the task's start pose. Circle: uniform in ``[-0.8, 0.8]^2`` with a uniform heading. ``reset(options=
     {"state": RobotState(...)})`` starts from a given pose and velocity.
 
     ## Rewards
-    Goal: ``d_prev - d + 1[d <= 0.3]`` with ``d`` the distance from the robot to the goal. Circle:
+    Goal: ``d_prev - d + 1[d <= 0.3]`` with ``d`` the distance from the robot to the goal. Button: ``d_prev - d``
+    to the goal button, plus 1 on the step it is pressed. Circle:
     ``0.1 (-u y + v x) / rho / (1 + |rho - R|)``, with ``(u, v)`` the world velocity and ``rho`` the distance to
     the centre.
 
     ## Costs
     Per-source costs in ``info``: ``cost_hazards`` (within 0.2 of a hazard centre), level 2 ``cost_vases_contact``
-    (vases touched) and ``cost_vases_velocity`` (vases moving faster than 1e-4 m/s, also after the push), Circle
-    ``cost_out_of_boundary`` (beyond a wall). As in Safety-Gymnasium (``constrain_indicator=True``, the default)
+    (vases touched) and ``cost_vases_velocity`` (vases moving faster than 1e-4 m/s, also after the push), Button
+    ``cost_buttons`` (wrong buttons pressed, except in the 10 steps after a press) and ``cost_gremlins`` (gremlins
+    touched), Circle ``cost_out_of_boundary`` (beyond a wall). As in Safety-Gymnasium (``constrain_indicator=True``, the default)
     each source and ``info["cost"]`` are indicators: 1 when positive, so a step costs at most 1. With
     ``constrain_indicator=False`` hazards cost their depth ``0.2 - d``, vases one per contact plus their speeds in
     m/s, and ``info["cost"]`` is the sum. The limit's semantics is the
@@ -113,21 +119,22 @@ class NavigationEnv(gym.Env):
     (the episode sum, Safety-Gymnasium's and OmniSafe's reading).
 
     ## Task distribution
-    See :class:`~.tasks.GoalFamily` and :class:`~.tasks.CircleFamily`: layouts from Safety-Gymnasium's placement
-    procedure (``family.task(layout_seed=s)`` is its layout for seed ``s``), C-MAML's goal arc, circle radius and
-    walls, dynamics scales, cost limit.
+    See :class:`~.tasks.GoalFamily`, :class:`~.tasks.ButtonFamily` and :class:`~.tasks.CircleFamily`: layouts from
+    Safety-Gymnasium's placement procedure (``family.task(layout_seed=s)`` is its layout for seed ``s``), C-MAML's
+    goal arc, circle radius and walls, dynamics scales, cost limit.
 
     ## Episode End
-    No termination. Truncation after ``max_episode_steps`` (1,000 for Goal, 500 for Circle).
+    No termination. Truncation after ``max_episode_steps`` (1,000 for Goal and Button, 500 for Circle).
 
     ## Information
     ``reset``: ``{"task": task, "cost": 0.0}``; ``step``: ``{"cost": c, <source>: c_source, ...}``, plus
-    ``"goal_met"`` for Goal.
+    ``"goal_met"`` for Goal and Button.
 
     ## Arguments
     ``gym.make(id, render_mode=None, task=None, family=None, **family_kwargs)``: ``family_kwargs`` (e.g. ``level``,
     ``goal_arc``, ``cost_semantics``, parameter distributions) override the id's defaults (``id_defaults``) and build
-    a :class:`~.tasks.GoalFamily` or :class:`~.tasks.CircleFamily`; or pass a ready ``family``.
+    a :class:`~.tasks.GoalFamily`, :class:`~.tasks.ButtonFamily` or :class:`~.tasks.CircleFamily` (``kind``); or pass
+    a ready ``family``.
 
     ## Version History
     * v0: initial version.

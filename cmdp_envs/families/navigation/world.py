@@ -8,7 +8,8 @@ rebuilds anything.
 Two entry points: :meth:`PointWorld.step` and :meth:`PointWorld.observation` work on arrays (the vector env);
 :meth:`PointWorld.step_one` and :meth:`PointWorld.observation_one` run world 0 on Python floats (the single env),
 several times faster than numpy on arrays of one element. The robot's dynamics and sensors are the same functions
-on either; rewards, costs and lidar have a float version written object by object, and a test checks both agree.
+on either; Goal's and Circle's rewards and costs and the lidar have a float version written object by object, and a
+test checks both agree (Button runs its array code on one world).
 """
 
 from __future__ import annotations
