@@ -8,6 +8,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from cmdp_envs.task import Uniform
+
 NAMESPACE = "cmdp_envs"
 
 
@@ -76,6 +78,8 @@ SPECS: tuple[EnvSpec, ...] = (
              "at |x| = 1.125.", 500, "circle", {"level": 1}),
             ("PointCircle2-v0", "Safety-Gymnasium's SafetyPointCircle2: four walls.", 500,
              "circle", {"level": 2}),
+            ("PointCircleMetaCPO-v0", "Meta-CPO's Circle tasks: radius ~ U[1.0, 1.5], two walls at the radius times "
+             "U[0.55, 0.75].", 500, "circle", {"radius": Uniform(1.0, 1.5), "wall_factor": Uniform(0.55, 0.75)}),
         )
     ),
 )

@@ -110,3 +110,17 @@ def test_known_omnisafe_names_are_omnisafe_constrained_on_policy_algorithms():
 
     on_policy = {algo for algo, kind in ALGORITHM2TYPE.items() if kind == "on-policy" and cost_limit_keys(algo)}
     assert set(ON_POLICY_ALGORITHMS) == on_policy
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_SB3, reason="stable-baselines3 is in the 'sb3' extra")
+def test_compare_on_a_navigation_family(tmp_path):
+    """A navigation id goes through the same protocol: Monte Carlo evaluation over whole 500-step episodes."""
+    argv = ["compare", "--algos", "SB3-PPOLag", "--env", "cmdp_envs/PointCircle1-v0", "--steps", "2048",
+            "--seeds", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (run,) = summary["runs"]
+    assert run["evaluation"] == "monte carlo, 95% CI" and run["cost_semantics"] == "discounted"
+    assert run["cost_limit"] == 5.0 and run["final_cost_half_width"] > 0
+    assert summary["cost_semantics"] == "discounted"

@@ -82,6 +82,7 @@ def test_heavier_robot_accelerates_less():
 
 
 def test_meta_cpo_circle_family():
+    assert gym.make("cmdp_envs/PointCircleMetaCPO-v0").unwrapped.family == CircleFamily.meta_cpo()
     family = CircleFamily.meta_cpo()
     for task in family.sample(50, seed=0):
         assert 1.0 <= task.radius <= 1.5 and 0.55 <= task.wall / task.radius <= 0.75
@@ -252,3 +253,12 @@ def test_one_world_on_floats_equals_the_array_code(family):
         assert reward == pytest.approx(rewards[0], abs=1e-12)
         assert costs == {name: pytest.approx(value[0], abs=1e-12) for name, value in array_costs.items()}
         np.testing.assert_allclose(one.observation_one(), many.observation()[0], atol=1e-12)
+
+
+def test_hidden_goal_drops_the_goal_lidar():
+    seen, hidden = (gym.make("cmdp_envs/PointGoalArc1-v0", hidden_goal=flag) for flag in (False, True))
+    task = seen.unwrapped.family.task(layout_seed=3)
+    observation, _ = seen.reset(options={"task": task})
+    hidden_observation, _ = hidden.reset(options={"task": task})
+    assert observation.shape == (60,) and hidden_observation.shape == (44,)
+    np.testing.assert_array_equal(hidden_observation, np.concatenate([observation[:12], observation[28:]]))

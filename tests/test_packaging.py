@@ -25,7 +25,7 @@ def test_every_id_is_registered_in_the_namespace():
     assert ids == ["cmdp_envs/GridWorld-v0", "cmdp_envs/GridWorldVaried-v0", "cmdp_envs/PointNavigation-v0",
                    "cmdp_envs/PointGoal1-v0", "cmdp_envs/PointGoal2-v0", "cmdp_envs/PointGoalArc1-v0",
                    "cmdp_envs/PointGoalArc2-v0", "cmdp_envs/PointButton1-v0", "cmdp_envs/PointButton2-v0",
-                   "cmdp_envs/PointCircle1-v0", "cmdp_envs/PointCircle2-v0"]
+                   "cmdp_envs/PointCircle1-v0", "cmdp_envs/PointCircle2-v0", "cmdp_envs/PointCircleMetaCPO-v0"]
     for env_id in ids:
         assert env_id in gym.registry
         assert gym.spec(env_id).namespace == "cmdp_envs"
