@@ -34,7 +34,7 @@ class RobotState:
 
 def make_family(kind: str, family: PointFamily | None, family_kwargs: dict[str, Any],
                 id_defaults: dict[str, Any] | None = None) -> PointFamily:
-    """``family`` itself, or a new family of ``kind`` (``"goal"`` or ``"circle"``) from the registered id's
+    """``family`` itself, or a new family of ``kind`` (``"goal"``, ``"button"`` or ``"circle"``) from the id's
     ``id_defaults`` (e.g. ``level``) overridden by ``family_kwargs``."""
     if kind not in _FAMILIES:
         raise ValueError(f"kind must be one of {sorted(_FAMILIES)}, got {kind!r}")

@@ -127,7 +127,7 @@ class PointFamily(TaskFamily):
     """
 
     task_type: ClassVar[type[Task]] = PointTask
-    #: ``"goal"`` or ``"circle"``: the ``kind`` argument of the envs.
+    #: ``"goal"``, ``"button"`` or ``"circle"``: the ``kind`` argument of the envs.
     kind: ClassVar[str]
     #: Safety-Gymnasium's episode length for the family's tasks.
     max_episode_steps: ClassVar[int] = 1000
