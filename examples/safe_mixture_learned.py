@@ -34,7 +34,7 @@ def main() -> None:
                                    goal_y=Fixed(0.6), hazard_x=Fixed(0.0), hazard_y=Fixed(-0.1),
                                    hazard_radius=Fixed(0.2))
     # One family everywhere: the oracles train on it and evaluate under it, the cover samples it, the test runs in it.
-    learner = SB3LagrangianOracle(family, total_timesteps=timesteps, multiplier_lr=0.5, n_steps=128, learning_rate=1e-3,
+    learner = SB3LagrangianOracle(family, total_timesteps=timesteps, multiplier_lr=0.2, n_steps=128, learning_rate=1e-3,
                                   n_eval_episodes=300, eval_horizon=50)
     feasible_oracle = LearnedSimultaneouslyFeasibleOracle(learner, max_rounds=3, n_episodes=300, horizon=50)
     covering = train(family, learner, DistanceCheck(family), feasible_oracle, delta=0.1, eps=0.2, xi=0.1, seed=0,

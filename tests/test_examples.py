@@ -14,7 +14,7 @@ NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.
          "safe_mixture_learned.py": ("stable_baselines3", "sb3"), "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"),
          "navigation_omnisafe.py": ("omnisafe", "omnisafe")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
-        "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["30000", "300"], "navigation.py": ["images"],
+        "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
         "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"]}
 #: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
 EXPECT = {
