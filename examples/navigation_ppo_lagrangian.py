@@ -28,8 +28,9 @@ model, callback = lagrangian_learner(
 )
 model.learn(steps, callback=callback)
 for row in callback.history[:: max(1, len(callback.history) // 5)] + callback.history[-1:]:
-    print(f"{row['timesteps']:>9.0f} steps: lambda = {row['multiplier']:.3f}, episode return {row['episode_return']:.2f}, "
-          f"episode cost {row['episode_cost']:.1f} (limit {task.cost_limit:g})")
+    print(f"{row['timesteps']:>9.0f} steps: lambda = {row['multiplier']:.3f}, "
+          f"episode return {row['episode_return']:.2f}, episode cost {row['episode_cost']:.1f} "
+          f"(limit {task.cost_limit:g})")
 
 # The trained policy, sampled, on 64 fresh episodes of the task: episode cost with a 95% normal interval.
 policy = MLPPolicy.from_sb3(model, seed=0)

@@ -11,8 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe"),
-         "safe_mixture_learned.py": ("stable_baselines3", "sb3"), "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"),
-         "navigation_omnisafe.py": ("omnisafe", "omnisafe")}
+         "safe_mixture_learned.py": ("stable_baselines3", "sb3"),
+         "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"), "navigation_omnisafe.py": ("omnisafe", "omnisafe")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
         "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
         "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"]}
@@ -82,7 +82,8 @@ def test_examples_exist_for_every_capability():
     names = {p.name for p in EXAMPLES}
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
             "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py",
-            "safe_mixture_learned.py", "navigation.py", "navigation_ppo_lagrangian.py", "navigation_omnisafe.py"} <= names
+            "safe_mixture_learned.py", "navigation.py", "navigation_ppo_lagrangian.py",
+            "navigation_omnisafe.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,

@@ -19,7 +19,8 @@ from cmdp_envs.families.navigation import (
 )
 from cmdp_envs.task import Uniform
 
-NAVIGATION_IDS = [i for i in cmdp_envs.registered_ids() if i.split("/")[1].startswith("Point") and "Navigation" not in i]
+NAVIGATION_IDS = [i for i in cmdp_envs.registered_ids()
+                  if i.split("/")[1].startswith("Point") and "Navigation" not in i]
 
 
 @pytest.mark.parametrize("env_id", NAVIGATION_IDS)

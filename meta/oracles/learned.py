@@ -43,7 +43,7 @@ class LearnedOracle(abc.ABC):
         self.family = family
         self.env_kwargs = env_kwargs
         self.n_eval_episodes = check_count("n_eval_episodes", n_eval_episodes, minimum=2)
-        probe = family.make_env(**env_kwargs)  # a bad env argument fails here, not at the first training call
+        probe = self.make_env()  # a bad env argument fails here, not at the first training call
         episode_steps = probe.spec.max_episode_steps if probe.spec is not None else None
         probe.close()
         self.eval_horizon = check_count(

@@ -29,7 +29,8 @@ class OmniSafeOracle(LearnedOracle):
     ``family``, with the bridge's cost semantics set to the family's, so the algorithm's limit is the task's limit.
 
     ``info["curve"]`` holds the learning curve read from OmniSafe's log (per epoch: steps, mean undiscounted episode
-    return, mean discounted episode cost). On tabular families the learned categorical policy is estimated with
+    return, mean episode cost under the family's cost semantics). On tabular families the learned categorical policy
+    is estimated with
     ``n_probability_samples`` Gaussian draws per state and evaluated exactly; elsewhere by Monte Carlo
     (:class:`~cmdp_envs.meta.oracles.learned.LearnedOracle`). ``cfgs_overrides`` are passed to
     :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
@@ -53,8 +54,8 @@ class OmniSafeOracle(LearnedOracle):
     def _train(self, task: Task, seed: int, cost_limit: float) -> tuple[Policy, dict[str, Any]]:
         import omnisafe
 
-        omnisafe_id = register_omnisafe_task(self.family, task=task, cost_semantics=self.family.cost_semantics,
-                                             **self.env_kwargs)
+        # The bridge reads costs with the family's semantics, so OmniSafe's limit is the task's limit.
+        omnisafe_id = register_omnisafe_task(self.family, task=task, **self.env_kwargs)
         with tempfile.TemporaryDirectory(prefix="cmdp-envs-omnisafe-") as log_dir:
             cfgs = omnisafe_custom_cfgs(
                 self.algo, omnisafe_id, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
@@ -77,8 +78,8 @@ class OmniSafeOracle(LearnedOracle):
 
 
 def _read_curve(log_dir: Path) -> list[dict[str, float]]:
-    """Per epoch: environment steps, mean undiscounted episode return, mean episode cost (discounted under the
-    bridge's default semantics), from OmniSafe's ``progress.csv``."""
+    """Per epoch: environment steps, mean undiscounted episode return, mean episode cost (under the bridge's cost
+    semantics, the family's), from OmniSafe's ``progress.csv``."""
     (progress,) = log_dir.glob("**/progress.csv")
     with progress.open() as file:
         rows = list(csv.DictReader(file))

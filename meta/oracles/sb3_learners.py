@@ -19,7 +19,8 @@ class SB3LagrangianOracle(LearnedOracle):
     ``total_timesteps``.
 
     ``info["curve"]`` holds the learning curve: per rollout, the mean undiscounted episode return and the mean
-    episode cost the family's limit constrains (discounted, or the plain sum under ``cost_semantics="undiscounted"``). On tabular families the learned policy is read out exactly
+    episode cost the family's limit constrains (discounted, or the plain sum under ``cost_semantics="undiscounted"``).
+    On tabular families the learned policy is read out exactly
     (:func:`~cmdp_envs.meta.policies.tabular_policy_from_sb3`, one-hot observations by default) and evaluated exactly;
     elsewhere it becomes an :class:`~cmdp_envs.meta.policies.MLPPolicy` evaluated by Monte Carlo
     (:class:`~cmdp_envs.meta.oracles.learned.LearnedOracle`).

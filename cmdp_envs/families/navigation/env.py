@@ -20,7 +20,7 @@ __all__ = ["RobotState", "NavigationEnv", "NavigationVectorEnv", "make_family"]
 
 RESET_OPTIONS: tuple[str, ...] = ("task", "state")
 VECTOR_RESET_OPTIONS: tuple[str, ...] = ("task", "tasks")
-_FAMILIES: dict[str, type[PointFamily]] = {"goal": GoalFamily, "button": ButtonFamily, "circle": CircleFamily}
+_FAMILIES: dict[str, type[PointFamily]] = {family.kind: family for family in (GoalFamily, ButtonFamily, CircleFamily)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +98,8 @@ class NavigationEnv(gym.Env):
     ``max_dist = 6`` (28 dims). A policy trained on one runs on the other.
 
     ## Starting State
-    Goal and Button: the task's start pose. Circle: uniform in ``[-0.8, 0.8]^2`` with a uniform heading. ``reset(options=
-    {"state": RobotState(...)})`` starts from a given pose and velocity.
+    Goal and Button: the task's start pose. Circle: uniform in ``[-0.8, 0.8]^2`` with a uniform heading.
+    ``reset(options={"state": RobotState(...)})`` starts from a given pose and velocity.
 
     ## Rewards
     Goal: ``d_prev - d + 1[d <= 0.3]`` with ``d`` the distance from the robot to the goal. Button: ``d_prev - d``
@@ -111,8 +111,8 @@ class NavigationEnv(gym.Env):
     Per-source costs in ``info``: ``cost_hazards`` (within 0.2 of a hazard centre), level 2 ``cost_vases_contact``
     (vases touched) and ``cost_vases_velocity`` (vases moving faster than 1e-4 m/s, also after the push), Button
     ``cost_buttons`` (wrong buttons pressed, except in the 10 steps after a press) and ``cost_gremlins`` (gremlins
-    touched), Circle ``cost_out_of_boundary`` (beyond a wall). As in Safety-Gymnasium (``constrain_indicator=True``, the default)
-    each source and ``info["cost"]`` are indicators: 1 when positive, so a step costs at most 1. With
+    touched), Circle ``cost_out_of_boundary`` (beyond a wall). As in Safety-Gymnasium (``constrain_indicator=True``,
+    the default) each source and ``info["cost"]`` are indicators: 1 when positive, so a step costs at most 1. With
     ``constrain_indicator=False`` hazards cost their depth ``0.2 - d``, vases one per contact plus their speeds in
     m/s, and ``info["cost"]`` is the sum. The limit's semantics is the
     family's ``cost_semantics``: ``"discounted"`` (default, ``E[sum_t gamma^t c_t] <= d``) or ``"undiscounted"``
@@ -287,7 +287,8 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
         self._elapsed[:] = 0
         self._needs_reset[:] = False
         self._started = True
-        return self._world.observation(), {"task": np.array(self.tasks, dtype=object), "_task": np.ones(self.num_envs, bool)}
+        tasks = np.array(self.tasks, dtype=object)
+        return self._world.observation(), {"task": tasks, "_task": np.ones(self.num_envs, dtype=bool)}
 
     def step(self, actions: Any):
         if not self._started:

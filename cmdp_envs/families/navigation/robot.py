@@ -180,7 +180,9 @@ def acceleration(
     in the matrix), which the accelerometer reads."""
     coefficients = _coefficients(mass_scale, damping_scale, gain_scale, 0.0)
     thrust = coefficients[1] * clip(action[0], FORCE_LIMIT)
-    return _generalised_acceleration(sin(position[2]), cos(position[2]), *velocity, thrust, action[1], coefficients, clip)
+    return _generalised_acceleration(
+        sin(position[2]), cos(position[2]), *velocity, thrust, action[1], coefficients, clip
+    )
 
 
 def sensors(

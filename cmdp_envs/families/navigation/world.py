@@ -151,7 +151,6 @@ class PointWorld:
 
     # Subclasses: the task's objects, rewards and costs.
     observation_size: int
-    cost_names: tuple[str, ...]
 
     def reset(self, index: int, rng: np.random.Generator, state: Any = None) -> None:
         raise NotImplementedError
@@ -200,7 +199,6 @@ class GoalWorld(PointWorld):
         else:
             self.lidar = PseudoLidar(n, np.array(groups), 3, family.lidar_max_dist)
         self.observation_size = N_SENSORS + N_BINS * self.lidar.n_groups
-        self.cost_names = ("cost_hazards",) + (("cost_vases_contact", "cost_vases_velocity") if family.vases_cost else ())
 
     def set_task(self, index: int, task: GoalTask) -> None:
         super().set_task(index, task)
@@ -349,7 +347,6 @@ class ButtonWorld(PointWorld):
         groups = [0] * n_buttons + [1] + [2] * n_hazards + [3] * n_gremlins
         self.lidar = PseudoLidar(n, np.array(groups), 4, family.lidar_max_dist)
         self.observation_size = N_SENSORS + N_BINS * 4
-        self.cost_names = ("cost_buttons", "cost_hazards", "cost_gremlins")
 
     def set_task(self, index: int, task: ButtonTask) -> None:
         super().set_task(index, task)
@@ -461,7 +458,6 @@ class CircleWorld(PointWorld):
         self.radius = np.full(n, 1.5)
         self.wall = np.full(n, 1.125)
         self.observation_size = N_SENSORS + N_BINS
-        self.cost_names = ("cost_out_of_boundary",)
         self._centre = np.zeros((n, 1, 2))
         self.lidar = PseudoLidar(n, np.zeros(1), 1, family.lidar_max_dist)
 
