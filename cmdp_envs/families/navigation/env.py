@@ -294,7 +294,7 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         actions = _check_action(actions, (self.num_envs, 2))
-        resetting = self._needs_reset.copy()
+        resetting = self._needs_reset
         reward, costs = self._world.step(actions, self._np_random)
         self._elapsed += 1
         truncated = self._elapsed >= self.max_episode_steps
@@ -304,16 +304,17 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
         if hasattr(self._world, "goal_met"):
             infos["goal_met"] = self._world.goal_met.copy()
         if self.autoreset_mode == "next_step":
-            # Sub-envs that finished last step restart now: their step was not taken as an episode step.
-            for index in np.flatnonzero(resetting):
-                self._world.reset(index, self._np_random)
-            self._elapsed[resetting] = 0
-            truncated[resetting] = False
-            reward = np.where(resetting, 0.0, reward)
-            for key in ("cost", *costs):
-                infos[key] = np.where(resetting, 0.0, infos[key])
-            if "goal_met" in infos:
-                infos["goal_met"] &= ~resetting
+            if resetting.any():
+                # Sub-envs that finished last step restart now: their step was not taken as an episode step.
+                for index in np.flatnonzero(resetting):
+                    self._world.reset(index, self._np_random)
+                self._elapsed[resetting] = 0
+                truncated[resetting] = False
+                reward = np.where(resetting, 0.0, reward)
+                for key in ("cost", *costs):
+                    infos[key] = np.where(resetting, 0.0, infos[key])
+                if "goal_met" in infos:
+                    infos["goal_met"] &= ~resetting
             observation = self._world.observation()
             self._needs_reset = truncated | terminated
         else:

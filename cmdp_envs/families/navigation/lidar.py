@@ -40,7 +40,15 @@ class PseudoLidar:
         self.max_dist, self.alias = float(max_dist), alias
         # Flat index of bin 0 of each (environment, object)'s group in the (N, n_groups * n_bins) output.
         self._base = (np.arange(n_envs)[:, None] * n_groups + np.asarray(group, dtype=np.intp)[None, :]) * n_bins
-        self._out = np.zeros(n_envs * n_groups * n_bins)
+        n_objects = len(group)
+        #: The bins an object lights: its own and, with aliasing, the next and the previous.
+        self._neighbours = np.array([0, 1, -1] if alias else [0])[:, None, None]
+        pairs = (n_envs, n_objects)
+        self._buffers = (
+            np.zeros(n_envs * n_groups * n_bins),
+            np.empty(pairs), np.empty(pairs), np.empty(pairs), np.empty(pairs), np.empty(pairs, dtype=np.intp),
+            np.empty((len(self._neighbours), *pairs), dtype=np.intp), np.empty((len(self._neighbours), *pairs)),
+        )
 
     def __call__(self, origin: np.ndarray, heading: np.ndarray, objects: np.ndarray) -> np.ndarray:
         """Readings ``(N, n_groups * n_bins)``, the groups side by side in group order, in a buffer that the next
@@ -50,36 +58,51 @@ class PseudoLidar:
         :param heading: ``(N,)`` headings ``psi`` (the body frame's x axis is ``(cos psi, sin psi)``).
         :param objects: ``(N, K, 2)`` world positions of the objects.
         """
-        n_bins = self.n_bins
-        # One buffer reused across calls (a fresh one of this size costs page faults every call); callers copy it.
-        out = self._out
+        # Every array lives in a buffer kept across calls: fresh arrays of these sizes cost page faults every call
+        # (the output buffer is returned, so callers copy it).
+        out, dx, dy, position, floor, bins, index, value = self._buffers
         out.fill(0.0)
         if objects.shape[1] == 0:
             return out.reshape(self.n_envs, -1)
-        dx = objects[..., 0] - origin[:, 0:1]
-        dy = objects[..., 1] - origin[:, 1:2]
-        cos_psi = np.cos(heading)[:, None]
-        sin_psi = np.sin(heading)[:, None]
-        ex = cos_psi * dx + sin_psi * dy
-        ey = cos_psi * dy - sin_psi * dx
-        # The bearing in bins, in [-n_bins / 2, n_bins / 2]: its floor wrapped into [0, n_bins) is the bin of
-        # ``theta mod 2 pi`` and its fractional part the alias weight (numpy's float modulo is slow).
-        position = np.arctan2(ey, ex) * (n_bins / (2 * math.pi))
-        floor = np.floor(position)
-        bins = floor.astype(np.intp)
-        strength = np.maximum(0.0, self.max_dist - np.sqrt(ex * ex + ey * ey)) * (1.0 / self.max_dist)
-        np.maximum.at(out, (self._base + self._wrap(bins)).ravel(), strength.ravel())
+        np.subtract(objects[..., 0], origin[:, 0:1], out=dx)
+        np.subtract(objects[..., 1], origin[:, 1:2], out=dy)
+        # The body-frame bearing is the world bearing less the heading (no rotation of every offset), in bins; its
+        # floor wrapped into [0, n_bins) is the bin of ``theta mod 2 pi`` and its fractional part the alias weight
+        # (numpy's float modulo is slow). The distance does not depend on the frame.
+        to_bins = self.n_bins / (2 * math.pi)
+        np.arctan2(dy, dx, out=position)
+        position *= to_bins
+        position -= (heading * to_bins)[:, None]
+        np.floor(position, out=floor)
+        bins[...] = floor
+        strength = dx
+        strength *= dx
+        dy *= dy
+        strength += dy
+        np.sqrt(strength, out=strength)
+        strength *= -1.0 / self.max_dist
+        strength += 1.0
+        np.maximum(strength, 0.0, out=strength)
+        # The object's own bin and, with aliasing, the next and the previous, in one scatter of the maxima.
+        np.add(bins, self._neighbours, out=index)
+        self._wrap(index)
+        index += self._base
+        value[0] = strength
         if self.alias:
-            alpha = position - floor
-            np.maximum.at(out, (self._base + self._wrap(bins + 1)).ravel(), (alpha * strength).ravel())
-            np.maximum.at(out, (self._base + self._wrap(bins - 1)).ravel(), ((1 - alpha) * strength).ravel())
+            alpha = np.subtract(position, floor, out=position)
+            np.multiply(alpha, strength, out=value[1])
+            np.subtract(1.0, alpha, out=value[2])
+            value[2] *= strength
+        np.maximum.at(out, index.ravel(), value.ravel())
         return out.reshape(self.n_envs, -1)
 
-    def _wrap(self, bins: np.ndarray) -> np.ndarray:
-        """``bins mod n_bins`` (a bit mask for a power of two such as 16: integer modulo is ten times slower)."""
-        if self.n_bins & (self.n_bins - 1) == 0:
-            return bins & (self.n_bins - 1)
-        return bins % self.n_bins
+    def _wrap(self, bins: np.ndarray) -> None:
+        """``bins mod n_bins`` in place (a bit mask for a power of two such as 16: integer modulo is ten times
+        slower)."""
+        if (self.n_bins & (self.n_bins - 1)) == 0:
+            np.bitwise_and(bins, self.n_bins - 1, out=bins)
+        else:
+            np.remainder(bins, self.n_bins, out=bins)
 
     def single(self, x: float, y: float, heading: float, objects: list[list[float]]) -> list[float]:
         """The readings of the first robot's slots for one robot at ``(x, y, heading)`` on Python floats, object by

@@ -20,8 +20,9 @@ MuJoCo's Euler integrator with implicit damping::
     v <- v + h (M + h B)^-1 f,        q <- q + h v
 
 The 3 x 3 solve is written out (a Schur complement on ``psi``, see :func:`_generalised_acceleration`) so one code
-path serves a Python float (the single env) and numpy arrays of any shape (the vector
-env): :func:`integrate` takes the ``sin``/``cos`` to use.
+path serves a Python float (the single env) and numpy arrays of any shape: :func:`integrate` takes the
+``sin``/``cos`` to use. :class:`Integrator` is the vector env's hot loop: the same operations in the same order
+(so bit-identical results, which a test checks) on preallocated ``(2, n)`` rows, in place.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "GRAVITY",
     "MAGNETIC_FIELD",
     "integrate",
+    "Integrator",
     "acceleration",
     "sensors",
     "clip_float",
@@ -95,33 +97,39 @@ def _generalised_acceleration(
 
     Translation is isotropic (equal mass and damping along x and y), so a Schur complement on ``psi`` has the
     constant pivot ``p = d2 - (mr)^2 / d``: ``alpha = (f2 + mr (sin f0 - cos f1) / d) / p``, then
-    ``ax = (f0 + mr sin alpha) / d`` and ``ay = (f1 - mr cos alpha) / d``. ``coefficients`` hold
-    ``(mr, g, bxy, bpsi, s / d, mr / d, s / p, mr / s)`` (:func:`_coefficients`), so each output costs no extra
-    multiplication by ``s``."""
-    (mass_offset, gear, damping_xy, damping_psi, scale_over_d, offset_over_d, scale_over_pivot,
-     offset_over_scale) = coefficients
-    along = thrust + mass_offset * omega * omega
-    f0 = along * cos_psi - damping_xy * vx
-    f1 = along * sin_psi - damping_xy * vy
-    f2 = gear * clip(turn - gear * omega, FORCE_LIMIT) - damping_psi * omega
-    alpha = (f2 + offset_over_d * (sin_psi * f0 - cos_psi * f1)) * scale_over_pivot
+    ``ax = (f0 + mr sin alpha) / d`` and ``ay = (f1 - mr cos alpha) / d``. With ``f0 = F' cos - bxy vx`` and
+    ``f1 = F' sin - bxy vy`` (``F'`` the forward force plus the centripetal term) the forward force cancels from
+    ``sin f0 - cos f1 = -bxy (sin vx - cos vy)``, and every constant is folded into :func:`_coefficients`' products,
+    so a substep costs the fewest operations (the vector env's hot loop). ``thrust`` is the forward force times
+    ``s / d``."""
+    gear, along_gain, damping_gain, coupling, turn_gain, spin_damping, lateral_damping, _ = coefficients
+    alpha = (turn_gain * clip(turn - gear * omega, FORCE_LIMIT) - spin_damping * omega
+             - lateral_damping * (sin_psi * vx - cos_psi * vy))
+    along = along_gain * omega * omega + thrust
     return (
-        (f0 + offset_over_scale * sin_psi * alpha) * scale_over_d,
-        (f1 - offset_over_scale * cos_psi * alpha) * scale_over_d,
+        along * cos_psi - damping_gain * vx + coupling * sin_psi * alpha,
+        along * sin_psi - damping_gain * vy - coupling * cos_psi * alpha,
         alpha,
     )
 
 
+def _thrust(action: Number, coefficients: tuple[Number, ...], clip: Callable[[Number, float], Number]) -> Number:
+    """The forward force ``g clip(a0)`` times ``s / d``, as :func:`_generalised_acceleration` takes it."""
+    return coefficients[7] * (coefficients[0] * clip(action, FORCE_LIMIT))
+
+
 def _coefficients(mass_scale: Number, damping_scale: Number, gain_scale: Number, timestep: float) -> tuple:
-    """The constants of :func:`_generalised_acceleration`: ``A = M + timestep * B`` and ``s = timestep`` for a
-    substep, or ``A = M`` and ``s = 1`` (``timestep = 0``) for the sensor's acceleration."""
+    """The constants of :func:`_generalised_acceleration` for ``A = M + timestep * B`` and ``s = timestep`` (a
+    substep), or ``A = M`` and ``s = 1`` (``timestep = 0``, the sensor's acceleration): ``(g, s mr / d, s bxy / d,
+    mr / d, s g / p, s bpsi / p, s mr bxy / (d p), s / d)``."""
     mass_offset = MASS_OFFSET * mass_scale
     damping_xy, damping_psi = DAMPING[0] * damping_scale, DAMPING[2] * damping_scale
+    gear = GEAR * gain_scale
     d = MASS * mass_scale + timestep * damping_xy
     pivot = INERTIA * mass_scale + timestep * damping_psi - mass_offset * mass_offset / d
     scale = timestep if timestep > 0 else 1.0
-    return (mass_offset, GEAR * gain_scale, damping_xy, damping_psi, scale / d, mass_offset / d, scale / pivot,
-            mass_offset / scale)
+    return (gear, scale * mass_offset / d, scale * damping_xy / d, mass_offset / d, scale * gear / pivot,
+            scale * damping_psi / pivot, scale * mass_offset * damping_xy / (d * pivot), scale / d)
 
 
 def integrate(
@@ -148,7 +156,7 @@ def integrate(
     :returns: the new ``(q, v)``.
     """
     coefficients = _coefficients(mass_scale, damping_scale, gain_scale, TIMESTEP)
-    thrust = coefficients[1] * clip(action[0], FORCE_LIMIT)
+    thrust = _thrust(action[0], coefficients, clip)
     turn = action[1]
     x, y, psi = position
     vx, vy, omega = velocity
@@ -165,6 +173,87 @@ def integrate(
     return (x + TIMESTEP * sum_vx, y + TIMESTEP * sum_vy, psi), (vx, vy, omega)
 
 
+class Integrator:
+    """:func:`integrate` and :func:`acceleration` for ``n`` robots on numpy arrays, in place and without allocating.
+
+    The x and y rows are updated as one ``(2, n)`` array and every intermediate lives in a buffer (fresh arrays cost
+    more than the arithmetic at this size); the operations and their order are :func:`_generalised_acceleration`'s,
+    so results equal the float path's bit for bit (MuJoCo's unsaturated turn servo is chaotic: any rounding
+    difference would grow to visible ones).
+
+    :param scales: ``(3, n)`` mass, damping and gain scales; call :meth:`set_scales` when they change.
+    """
+
+    def __init__(self, scales: np.ndarray):
+        n = scales.shape[1]
+        self._trig = np.empty((2, n))  # cos psi, sin psi
+        self._delta, self._coupled, self._total = np.empty((2, n)), np.empty((2, n)), np.empty((2, n))
+        self._along, self._lateral, self._alpha = np.empty(n), np.empty(n), np.empty(n)
+        self.set_scales(scales)
+
+    def set_scales(self, scales: np.ndarray) -> None:
+        # Each set of coefficients comes with ``mr / d`` signed as the x and y rows' coupling terms (``+ sin``,
+        # ``- cos``), see :meth:`_accelerate`.
+        signs = np.array([[1.0], [-1.0]])
+        self._substep = _coefficients(*scales, TIMESTEP)
+        self._substep_coupling = self._substep[3] * signs
+        self._sensor = _coefficients(*scales, 0.0)
+        self._sensor_coupling = self._sensor[3] * signs
+
+    def _accelerate(self, velocity: np.ndarray, thrust: np.ndarray, turn: np.ndarray, coefficients: tuple,
+                    signed_coupling: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:func:`_generalised_acceleration` at the heading in ``self._trig``, the x and y rows into ``out``;
+        returns ``alpha`` (a buffer the next call overwrites)."""
+        gear, along_gain, damping_gain, _, turn_gain, spin_damping, lateral_damping, _ = coefficients
+        trig, along, lateral, alpha = self._trig, self._along, self._lateral, self._alpha
+        cos_psi, sin_psi = trig
+        omega, planar = velocity[2], velocity[:2]
+        np.multiply(gear, omega, out=alpha)
+        np.subtract(turn, alpha, out=alpha)
+        np.maximum(alpha, -FORCE_LIMIT, out=alpha)
+        np.minimum(alpha, FORCE_LIMIT, out=alpha)
+        alpha *= turn_gain
+        alpha -= spin_damping * omega
+        np.multiply(sin_psi, planar[0], out=lateral)
+        lateral -= cos_psi * planar[1]
+        lateral *= lateral_damping
+        alpha -= lateral
+        np.multiply(along_gain, omega, out=along)
+        along *= omega
+        along += thrust
+        np.multiply(trig, along, out=out)
+        out -= damping_gain * planar
+        # ``(+ mr/d sin alpha, - mr/d cos alpha)``: ``trig[::-1]`` is ``(sin, cos)``.
+        coupled = np.multiply(signed_coupling, trig[::-1], out=self._coupled)
+        coupled *= alpha
+        out += coupled
+        return alpha
+
+    def step(self, position: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray, action: np.ndarray) -> None:
+        """One environment step of every robot: ``position``, ``velocity`` and ``acceleration`` ``(3, n)`` updated
+        in place under ``action`` ``(n, 2)`` (already clipped to ``[-1, 1]``)."""
+        turn = action[:, 1]
+        psi, omega, planar = position[2], velocity[2], velocity[:2]
+        delta, total = self._delta, self._total
+        thrust = _thrust(action[:, 0], self._substep, clip_array)
+        total.fill(0.0)
+        for _ in range(SUBSTEPS):
+            np.cos(psi, out=self._trig[0])
+            np.sin(psi, out=self._trig[1])
+            alpha = self._accelerate(velocity, thrust, turn, self._substep, self._substep_coupling, delta)
+            planar += delta
+            omega += alpha
+            psi += TIMESTEP * omega
+            total += planar
+        total *= TIMESTEP
+        position[:2] += total
+        np.cos(psi, out=self._trig[0])
+        np.sin(psi, out=self._trig[1])
+        thrust = _thrust(action[:, 0], self._sensor, clip_array)
+        acceleration[2] = self._accelerate(velocity, thrust, turn, self._sensor, self._sensor_coupling,
+                                           acceleration[:2])
+
+
 def acceleration(
     position: tuple[Number, Number, Number],
     velocity: tuple[Number, Number, Number],
@@ -179,7 +268,7 @@ def acceleration(
     """``M^-1 f`` at ``(q, v)``: the generalised acceleration MuJoCo reports after a step (explicit, no damping term
     in the matrix), which the accelerometer reads."""
     coefficients = _coefficients(mass_scale, damping_scale, gain_scale, 0.0)
-    thrust = coefficients[1] * clip(action[0], FORCE_LIMIT)
+    thrust = _thrust(action[0], coefficients, clip)
     return _generalised_acceleration(
         sin(position[2]), cos(position[2]), *velocity, thrust, action[1], coefficients, clip
     )

@@ -67,8 +67,8 @@ def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool
         return sphere_depth, sphere_normal
     ahead = cos_psi * offset_x + sin_psi * offset_y
     side = cos_psi * offset_y - sin_psi * offset_x
-    gap_ahead = ahead - np.clip(ahead, NOSE_CENTRE - NOSE_HALF, NOSE_CENTRE + NOSE_HALF)
-    gap_side = side - np.clip(side, -NOSE_HALF, NOSE_HALF)
+    gap_ahead = ahead - np.minimum(np.maximum(ahead, NOSE_CENTRE - NOSE_HALF), NOSE_CENTRE + NOSE_HALF)
+    gap_side = side - robot.clip_array(side, NOSE_HALF)
     gap = np.sqrt(gap_ahead**2 + gap_side**2)
     nose_depth = radius - gap
     # A centre inside the nose square is pushed straight ahead.
@@ -93,10 +93,13 @@ class PointWorld:
         self.acceleration = np.zeros((3, n))
         self.scales = np.ones((3, n))
         self.tasks: list[PointTask] = [family.default_task] * n
+        self._integrator = robot.Integrator(self.scales)
+        self._scales_changed = False
 
     def set_task(self, index: int, task: PointTask) -> None:
         self.tasks[index] = task
         self.scales[:, index] = (task.mass_scale, task.damping_scale, task.gain_scale)
+        self._scales_changed = True  # the integrator's coefficients are refreshed once, at the next step
 
     def place_robot(self, index: int, pose: tuple[float, float, float],
                     velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
@@ -107,14 +110,10 @@ class PointWorld:
 
     def step_robot(self, action: np.ndarray) -> None:
         """Advance every robot by one environment step under ``action`` ``(n, 2)`` (clipped to ``[-1, 1]``)."""
-        action = np.clip(action, -1.0, 1.0)
-        command = (action[:, 0], action[:, 1])
-        numpy_math = {"sin": np.sin, "cos": np.cos, "clip": robot.clip_array}
-        position, velocity = robot.integrate(tuple(self.position), tuple(self.velocity), command, *self.scales,
-                                             **numpy_math)
-        self.position = np.array(position)
-        self.velocity = np.array(velocity)
-        self.acceleration = np.array(robot.acceleration(position, velocity, command, *self.scales, **numpy_math))
+        if self._scales_changed:
+            self._integrator.set_scales(self.scales)
+            self._scales_changed = False
+        self._integrator.step(self.position, self.velocity, self.acceleration, robot.clip_array(action, 1.0))
 
     def step_robot_one(self, action: tuple[float, float]) -> None:
         """:meth:`step_robot` for world 0 on Python floats."""
@@ -126,10 +125,15 @@ class PointWorld:
         self.velocity[:, 0] = velocity
         self.acceleration[:, 0] = robot.acceleration(position, velocity, command, *scales)
 
-    def sensors(self) -> np.ndarray:
-        """``(n, 12)``: accelerometer, velocimeter, gyro, magnetometer (Safety-Gymnasium's order)."""
+    def _observation(self, lidar: np.ndarray) -> np.ndarray:
+        """``(n, observation_size)``: the sensors (accelerometer, velocimeter, gyro, magnetometer, Safety-Gymnasium's
+        order) then the ``lidar`` readings, written into one fresh array."""
+        observation = np.empty((self.n, N_SENSORS + lidar.shape[1]))
         values = robot.sensors(self.position[2], tuple(self.velocity), tuple(self.acceleration), np.sin, np.cos)
-        return np.stack(values, axis=1)
+        for column, value in enumerate(values):
+            observation[:, column] = value
+        observation[:, N_SENSORS:] = lidar
+        return observation
 
     def sensors_one(self) -> list[float]:
         """World 0's twelve sensor values."""
@@ -190,6 +194,7 @@ class GoalWorld(PointWorld):
         self.hazards = self.objects[:, 1 : 1 + n_hazards]
         self.vases = self.objects[:, 1 + n_hazards :]
         self.vase_velocity = np.zeros((n, n_vases, 2))
+        self._offset = np.empty((2, *self.objects.shape[:2]))
         self._vases_moving = np.zeros(n, dtype=bool)
         self.last_goal_distance = np.zeros(n)
         self.goal_met = np.zeros(n, dtype=bool)
@@ -253,8 +258,7 @@ class GoalWorld(PointWorld):
     def step(self, action: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         family = self.family
         self.step_robot(action)
-        offset = self.objects - self.position[:2].T[:, None, :]
-        distance = np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2)
+        distance = self._distances()
         n_hazards = family.n_hazards
         contacts = self._push_vases(distance[:, 1 + n_hazards :])
         goal_distance = distance[:, 0]
@@ -266,7 +270,7 @@ class GoalWorld(PointWorld):
             speed = np.sqrt(np.sum(self.vase_velocity**2, axis=2))
             costs["cost_vases_contact"] = contacts
             costs["cost_vases_velocity"] = np.where(speed >= VASE_VELOCITY_THRESHOLD, speed, 0.0).sum(axis=1)
-        self.last_goal_distance = goal_distance
+        self.last_goal_distance[:] = goal_distance  # goal_distance is a view of a reused buffer
         self.goal_met = goal_met
         for index in np.flatnonzero(goal_met):
             self._redraw_goal(index, rng)
@@ -295,6 +299,17 @@ class GoalWorld(PointWorld):
             self._redraw_goal(0, rng)
         return reward, self.indicators(costs)
 
+    def _distances(self) -> np.ndarray:
+        """``(n, n_objects)``: each object's distance from its robot's origin, in a buffer the next call overwrites
+        (contiguous x and y planes: numpy is several times slower on the interleaved pairs)."""
+        dx, dy = self._offset
+        np.subtract(self.objects[..., 0], self.position[0][:, None], out=dx)
+        np.subtract(self.objects[..., 1], self.position[1][:, None], out=dy)
+        dx *= dx
+        dy *= dy
+        dy += dx
+        return np.sqrt(dy, out=dy)
+
     def _redraw_goal(self, index: int, rng: np.random.Generator) -> None:
         placement = self.family.placement
         others = [(self.position[:2, index], placement.keepout(AGENT))]
@@ -305,7 +320,7 @@ class GoalWorld(PointWorld):
 
     def observation(self) -> np.ndarray:
         objects = self.objects[:, 1:] if self.family.hidden_goal else self.objects
-        return np.concatenate([self.sensors(), self.lidar(self.position[:2].T, self.position[2], objects)], axis=1)
+        return self._observation(self.lidar(self.position[:2].T, self.position[2], objects))
 
     def observation_one(self) -> np.ndarray:
         objects = self.objects[0, 1:] if self.family.hidden_goal else self.objects[0]
@@ -421,7 +436,7 @@ class ButtonWorld(PointWorld):
             "cost_gremlins": gremlin_contact.sum(axis=1).astype(float),
         }
         self.timer = np.maximum(self.timer - 1, 0)
-        self.last_goal_distance = goal_distance
+        self.last_goal_distance[:] = goal_distance  # goal_distance is a view of a reused buffer
         self.goal_met = goal_met
         for index in np.flatnonzero(goal_met):
             self._new_goal_button(index, rng)
@@ -442,7 +457,7 @@ class ButtonWorld(PointWorld):
         lidar = self.lidar(self.position[:2].T, self.position[2], self.objects)
         # The buttons' lidar reads zero while a press is being waited out.
         lidar[self.timer != 0, :N_BINS] = 0.0
-        return np.concatenate([self.sensors(), lidar], axis=1)
+        return self._observation(lidar)
 
     def observation_one(self) -> np.ndarray:
         return self.observation()[0]
@@ -497,7 +512,7 @@ class CircleWorld(PointWorld):
 
     def observation(self) -> np.ndarray:
         lidar = self.lidar(self.position[:2].T, self.position[2], self._centre)
-        return np.concatenate([self.sensors(), lidar], axis=1)
+        return self._observation(lidar)
 
     def observation_one(self) -> np.ndarray:
         x, y, heading = self.position[:, 0].tolist()
