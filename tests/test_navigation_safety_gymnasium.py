@@ -221,12 +221,35 @@ def test_first_contacts_happen_on_the_same_step():
             assert sg_first[1] == our_first[1], (sg_id, firsts)
 
 
+def _contact_steps(sg_id: str, family, group: int, keys: tuple[str, ...], layouts: int, steps: int = 300):
+    """Steps on which each of ``keys`` is positive, Safety-Gymnasium's then ours, for a robot chasing the strongest
+    bin of a lidar group on ``layouts`` layouts (each env driven by its own observations)."""
+    counts = np.zeros((2, len(keys)))
+    for seed in range(layouts):
+        for _, _, sg_info, _, info in _both_seeking(sg_id, family, seed, group, steps):
+            counts += [[bool(side.get(key)) for key in keys] for side in (sg_info, info)]
+    return counts
+
+
 @pytest.mark.slow
-def test_gremlin_contacts_agree_in_distribution():
-    """A robot chasing gremlins, 6 layouts x 300 steps: steps in gremlin contact within 25% of Safety-Gymnasium's
-    (measured: 1351 against 1376 over 8 layouts)."""
-    counts = np.zeros(2)
-    for seed in range(6):
-        for _, _, sg_info, _, info in _both_seeking("SafetyPointButton1-v0", ButtonFamily(), seed, 3, 300):
-            counts += [bool(sg_info.get("cost_gremlins")), bool(info["cost_gremlins"])]
-    assert counts[1] == pytest.approx(counts[0], rel=0.25), counts
+@pytest.mark.parametrize(
+    "sg_id, family, group, keys, tolerance",
+    [
+        # Chasing gremlins: contacts with them (README: 2063 against 2191 over 16 layouts).
+        ("SafetyPointButton1-v0", ButtonFamily(), 3, ("cost_gremlins",), (0.25,)),
+        # Chasing any button: wrong presses (389 against 505 over 16 layouts). Chasing the goal button: presses,
+        # and the wrong presses on the way, which are still 2-3 times Safety-Gymnasium's (README).
+        ("SafetyPointButton1-v0", ButtonFamily(), 0, ("cost_buttons",), (0.4,)),
+        ("SafetyPointButton1-v0", ButtonFamily(), 1, ("goal_met", "cost_buttons"), (0.5, 2.5)),
+        # Chasing vases (Goal 2): contact and moving-vase steps (732 against 479 and 1765 against 1372 over 12).
+        ("SafetyPointGoal2-v0", GoalFamily(level=2), 2, ("cost_vases_contact", "cost_vases_velocity"), (0.8, 0.5)),
+    ],
+    ids=["gremlins", "wrong-buttons", "goal-button", "vases"],
+)
+def test_contacts_agree_in_distribution(sg_id, family, group, keys, tolerance):
+    """Contacts are planar and hard here, soft in MuJoCo: they agree in count, not step by step. 8 layouts x 300
+    steps; the tolerances are the agreement README states."""
+    sg_counts, our_counts = _contact_steps(sg_id, family, group, keys, layouts=8)
+    for key, sg_count, our_count, rel in zip(keys, sg_counts, our_counts, tolerance):
+        assert sg_count >= 5, (key, sg_count)
+        assert our_count == pytest.approx(sg_count, rel=rel), (key, sg_counts, our_counts)

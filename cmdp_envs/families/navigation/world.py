@@ -38,25 +38,46 @@ __all__ = ["PointWorld", "GoalWorld", "ButtonWorld", "CircleWorld", "make_world"
 N_SENSORS = 12
 #: The floor's Coulomb friction deceleration of a sliding vase (friction coefficient 1 times gravity).
 VASE_FRICTION_DECELERATION = 1.0 * robot.GRAVITY
+#: MuJoCo's friction is a soft constraint: once a vase slides slowly its speed halves every step (measured in
+#: Safety-Gymnasium: after a 0.5 m/s push a vase stays above 1e-4 m/s for 10 steps) instead of stopping dead.
+VASE_SLOW_DECAY = 0.5
+#: Below this speed a vase is at rest (far under the velocity cost's threshold; it ends the exponential tail).
+VASE_REST_SPEED = 1e-7
 #: Vase speeds below this cost nothing (Safety-Gymnasium's ``velocity_threshold``).
 VASE_VELOCITY_THRESHOLD = 1e-4
 STEP_SECONDS = robot.TIMESTEP * robot.SUBSTEPS
 #: The robot's sphere, and its nose: a square of half-size 0.05 centred 0.1 ahead of the origin (point.xml).
 ROBOT_RADIUS = 0.1
 NOSE_CENTRE, NOSE_HALF = 0.1, 0.05
-#: Beyond this distance from the robot's origin no vase (radius 0.1) touches its sphere or nose.
-VASE_REACH = math.hypot(NOSE_CENTRE + NOSE_HALF, NOSE_HALF) + 0.1
+#: Beyond this distance from the robot's origin no vase (a box of half-size 0.1) touches its sphere or nose: the
+#: farthest contact is a corner of the nose face against the vase's face (:func:`contact` with ``box``).
+VASE_REACH = math.hypot(NOSE_CENTRE + NOSE_HALF + 0.1, NOSE_HALF + 0.1)
 #: A gremlin is a light box welded to a target that circles its centre; the weld makes it follow with a lag, modelled
 #: as first order with this time constant (it reaches 57% of a jump in 0.08 s and trails a 1 rad/s circle of radius
 #: 0.35 by 0.03 m, as Safety-Gymnasium's gremlins do).
 GREMLIN_LAG_SECONDS = 0.094
+#: How the robot bounces off a button, which its sphere and its nose both hit: MuJoCo's soft contact is a one-sided
+#: spring that pushes the robot back out within a step (restitution) and lets it slide around the button as it
+#: leans (no friction). Both constants were chosen by measurement: with them a robot chasing buttons presses wrong
+#: buttons about as often as Safety-Gymnasium's (README, "Navigation families"; a hard, sticky contact gave 3-4
+#: times as many).
+BUTTON_RESTITUTION, BUTTON_FRICTION = 0.5, 0.0
+#: Gremlins push the robot with the stiff weld behind them; an inelastic contact with Coulomb friction 1 on the
+#: robot's sphere (its nose passes into soft gremlins) matches Safety-Gymnasium's gremlin contact counts.
+GREMLIN_FRICTION = 1.0
 
 
-def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool = True
+def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool = True, box: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
     """How deep discs of ``radius`` at ``centres`` ``(m, k, 2)`` reach into the robots at poses ``position``
     ``(3, m)``: the depth ``(m, k)`` (positive when touching) and the unit normal ``(m, k, 2)`` from the robot's
-    nearest part (its sphere, or its nose square when that reaches deeper and ``nose``) towards each centre."""
+    nearest part (its sphere, or its nose square when that reaches deeper and ``nose``) towards each centre.
+
+    With ``box`` the objects are boxes of half-size ``radius`` (vases) that a push from the nose's flat front face
+    turns square to it (MuJoCo's box-on-box contact does so within a step or two): when the nose touches one whose
+    face overlaps the nose's sideways, the push is straight ahead. Without it a vase slides off the rounded corner of
+    a disc model after one push, where Safety-Gymnasium's robot pushes it along. When contact begins is the disc
+    model's either way (the first contact comes on Safety-Gymnasium's step)."""
     offset_x = centres[..., 0] - position[0][:, None]
     offset_y = centres[..., 1] - position[1][:, None]
     cos_psi, sin_psi = np.cos(position[2])[:, None], np.sin(position[2])[:, None]
@@ -76,6 +97,10 @@ def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool
     gap_ahead, gap = np.where(inside, 1.0, gap_ahead), np.where(inside, 1.0, gap)
     nose_normal = np.stack([cos_psi * gap_ahead - sin_psi * gap_side, sin_psi * gap_ahead + cos_psi * gap_side],
                            axis=-1) / gap[..., None]
+    if box:
+        on_face = (np.abs(side) < NOSE_HALF + radius) & (ahead > NOSE_CENTRE)
+        heading = np.stack(np.broadcast_arrays(cos_psi, sin_psi, ahead)[:2], axis=-1)
+        nose_normal = np.where(on_face[..., None], heading, nose_normal)
     deeper = nose_depth > sphere_depth
     return np.where(deeper, nose_depth, sphere_depth), np.where(deeper[..., None], nose_normal, sphere_normal)
 
@@ -229,8 +254,9 @@ class GoalWorld(PointWorld):
         robots' origins.
 
         The contact model: a vase (8e-6 kg) is 650 times lighter than the robot, so a push does not slow the robot.
-        A vase (a disc of radius 0.1 for its box) that the robot's sphere or nose reaches into is moved out along
-        the contact normal and takes at least the robot's velocity along it; a sliding vase decelerates by ``mu g``.
+        A vase (a box of half-size 0.1, a disc to the robot's sphere and a box turned square to the nose's front face,
+        see :func:`contact`) that the robot reaches into is moved out along the contact normal and takes at least the
+        robot's velocity along it; a sliding vase decelerates by ``mu g``.
         Vases do not collide with each other. MuJoCo's contacts (box corners, soft contact) are richer: this model
         agrees with Safety-Gymnasium in distribution only (see the README's measurements).
         """
@@ -241,13 +267,14 @@ class GoalWorld(PointWorld):
         if active.size == 0:
             return contacts
         vases, velocity = self.vases[active], self.vase_velocity[active]
-        depth, normal = contact(self.position[:, active], vases, self.family.vase_size)
+        depth, normal = contact(self.position[:, active], vases, self.family.vase_size, box=True)
         touching = depth > 0
         gain = np.sum(normal * (self.velocity[:2, active].T[:, None, :] - velocity), axis=2)
         velocity += np.where(touching, np.maximum(gain, 0.0), 0.0)[..., None] * normal
         vases += np.where(touching, depth, 0.0)[..., None] * normal
         speed = np.sqrt(np.sum(velocity**2, axis=2))
-        slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, 0.0)
+        slowed = np.maximum(speed - VASE_FRICTION_DECELERATION * STEP_SECONDS, VASE_SLOW_DECAY * speed)
+        slowed[slowed < VASE_REST_SPEED] = 0.0
         velocity *= np.where(speed > 0, slowed / np.maximum(speed, 1e-12), 0.0)[..., None]
         self.vase_velocity[active] = velocity
         self.vases[active] = vases + velocity * STEP_SECONDS
@@ -337,10 +364,11 @@ class ButtonWorld(PointWorld):
     Contacts (MuJoCo's are soft and three-dimensional; these are their planar, hard counterparts, so presses, wrong
     presses and gremlin contacts agree with Safety-Gymnasium in distribution, not step for step): the robot touches
     a button (a sphere of radius 0.1) when its own sphere is within 0.2 of the button's centre or its nose square
-    within 0.1. A gremlin is a light box welded to a target that circles its centre: it follows the target with a
-    lag (:data:`GREMLIN_LAG_SECONDS`) and, held by the stiff weld, acts as a moving obstacle; it touches the robot
-    within 0.2 of the robot's origin or 0.1 of its nose (a disc for its box). Both block the robot: a robot sphere
-    inside one is put back on its surface with an inelastic contact and Coulomb friction (:meth:`_collide`).
+    within 0.1, and bounces off it (:data:`BUTTON_RESTITUTION`). A gremlin is a light box welded to a target that
+    circles its centre: it follows the target with a lag (:data:`GREMLIN_LAG_SECONDS`) and, held by the stiff weld,
+    acts as a moving obstacle; it touches the robot within 0.2 of the robot's origin or 0.1 of its nose (a disc for
+    its box), and a robot sphere inside one is put back on its surface with an inelastic contact and Coulomb
+    friction (:meth:`_collide`).
     """
 
     family: ButtonFamily
@@ -388,13 +416,13 @@ class ButtonWorld(PointWorld):
         """``(n, k)``: which of the discs of ``radius`` at ``points`` ``(n, k, 2)`` touch the robot."""
         return contact(self.position, points, radius)[0] > 0
 
-    def _collide(self, obstacles: np.ndarray, radius: float) -> None:
-        """Move robots out of the obstacles (buttons or gremlins, discs of ``radius`` at ``obstacles`` ``(n, k, 2)``)
-        their sphere entered, with an inelastic contact and Coulomb friction (coefficient 1): the velocity into the
-        obstacle is lost, and the sideways velocity shrinks by as much. The nose touches but does not block: with
-        it blocking too, contacts with gremlins fell to a third of Safety-Gymnasium's (soft contacts let the nose
-        in). Contacts are rare: a loop."""
-        depth, normal = contact(self.position, obstacles, radius, nose=False)
+    def _collide(self, obstacles: np.ndarray, radius: float, nose: bool, friction: float,
+                 restitution: float) -> None:
+        """Move robots out of the obstacles (discs of ``radius`` at ``obstacles`` ``(n, k, 2)``) that their sphere
+        (or, with ``nose``, their nose) entered: the velocity into the obstacle is reversed times ``restitution``
+        and the sideways velocity shrinks by ``friction`` times the velocity into it (Coulomb). Contacts are rare:
+        a loop."""
+        depth, normal = contact(self.position, obstacles, radius, nose=nose)
         for index, obstacle in zip(*np.nonzero(depth > 0)):
             towards = normal[index, obstacle]
             self.position[:2, index] -= depth[index, obstacle] * towards
@@ -404,7 +432,8 @@ class ButtonWorld(PointWorld):
                 continue
             sideways = velocity - into * towards
             speed = float(np.hypot(*sideways))
-            self.velocity[:2, index] = sideways * (max(speed - into, 0.0) / speed if speed > 0 else 0.0)
+            kept = max(speed - friction * into, 0.0) / speed if speed > 0 else 0.0
+            self.velocity[:2, index] = kept * sideways - restitution * into * towards
 
     def _move_gremlins(self) -> None:
         """Gremlins follow their circling targets with the weld's lag."""
@@ -420,8 +449,9 @@ class ButtonWorld(PointWorld):
         self._move_gremlins()
         pressed = self._touching(self.buttons, family.button_size)
         gremlin_contact = self._touching(self.gremlins, family.gremlin_size)
-        self._collide(self.buttons, family.button_size)
-        self._collide(self.gremlins, family.gremlin_size)
+        self._collide(self.buttons, family.button_size, nose=True, friction=BUTTON_FRICTION,
+                      restitution=BUTTON_RESTITUTION)
+        self._collide(self.gremlins, family.gremlin_size, nose=False, friction=GREMLIN_FRICTION, restitution=0.0)
         rows = np.arange(self.n)
         goal_met = pressed[rows, self.goal_button]
         goal_distance = np.sqrt(np.sum((self.goal - self.position[:2].T) ** 2, axis=1))
