@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 from typing import Any
 
@@ -176,8 +178,12 @@ class NavigationEnv(gym.Env):
     def step(self, action: Any):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        action = _check_action(action, (2,))
-        reward, info = self._world.step_one((action[0].item(), action[1].item()), self.np_random)
+        # The common case (a float array of two finite numbers) checked on Python floats: numpy's checks cost more
+        # than a step here.
+        pair = action.tolist() if isinstance(action, np.ndarray) and action.shape == (2,) else None
+        if pair is None or not (math.isfinite(pair[0]) and math.isfinite(pair[1])):
+            pair = _check_action(action, (2,)).tolist()
+        reward, info = self._world.step_one((float(pair[0]), float(pair[1])), self.np_random)
         info["cost"] = self._world.total_cost(info)
         if hasattr(self._world, "goal_met"):
             info["goal_met"] = bool(self._world.goal_met[0])

@@ -41,6 +41,7 @@ class PseudoLidar:
         # Flat index of bin 0 of each (environment, object)'s group in the (N, n_groups * n_bins) output.
         self._base = (np.arange(n_envs)[:, None] * n_groups + np.asarray(group, dtype=np.intp)[None, :]) * n_bins
         n_objects = len(group)
+        self._single_base = self._base[0].tolist()
         #: The bins an object lights: its own and, with aliasing, the next and the previous.
         self._neighbours = np.array([0, 1, -1] if alias else [0])[:, None, None]
         pairs = (n_envs, n_objects)
@@ -112,19 +113,22 @@ class PseudoLidar:
         out = [0.0] * (self.n_groups * n_bins)
         cos_psi, sin_psi = math.cos(heading), math.sin(heading)
         to_bins = n_bins / (2 * math.pi)
-        for (ox, oy), base in zip(objects, self._base[0].tolist()):
+        inverse_max_dist = 1.0 / self.max_dist
+        for (ox, oy), base in zip(objects, self._single_base):
             dx, dy = ox - x, oy - y
             ex, ey = cos_psi * dx + sin_psi * dy, cos_psi * dy - sin_psi * dx
-            strength = (self.max_dist - math.sqrt(ex * ex + ey * ey)) * (1.0 / self.max_dist)
+            strength = (self.max_dist - math.sqrt(ex * ex + ey * ey)) * inverse_max_dist
             if strength <= 0.0:
                 continue
             position = math.atan2(ey, ex) * to_bins
             bin_ = math.floor(position)
-            for offset, value in ((0, strength), (1, (position - bin_) * strength),
-                                  (-1, (1 - (position - bin_)) * strength)):
-                if not self.alias and offset:
-                    break
-                index = base + (bin_ + offset) % n_bins
-                if value > out[index]:
-                    out[index] = value
+            index = base + bin_ % n_bins
+            if strength > out[index]:
+                out[index] = strength
+            if self.alias:
+                alpha = position - bin_
+                for index, value in ((base + (bin_ + 1) % n_bins, alpha * strength),
+                                     (base + (bin_ - 1) % n_bins, (1 - alpha) * strength)):
+                    if value > out[index]:
+                        out[index] = value
         return out
