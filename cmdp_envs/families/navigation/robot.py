@@ -186,10 +186,16 @@ class Integrator:
 
     def __init__(self, scales: np.ndarray):
         n = scales.shape[1]
-        self._trig = np.empty((2, n))  # cos psi, sin psi
+        #: ``(cos psi, sin psi)`` of the current headings, kept across steps (the first substep and the sensors use
+        #: it); whoever sets a heading outside :meth:`step` calls :meth:`set_heading`.
+        self.trig = np.array([np.ones(n), np.zeros(n)])
         self._delta, self._coupled, self._total = np.empty((2, n)), np.empty((2, n)), np.empty((2, n))
         self._along, self._lateral, self._alpha = np.empty(n), np.empty(n), np.empty(n)
         self.set_scales(scales)
+
+    def set_heading(self, index: int, psi: float) -> None:
+        """Robot ``index`` now faces ``psi``."""
+        self.trig[:, index] = (math.cos(psi), math.sin(psi))
 
     def set_scales(self, scales: np.ndarray) -> None:
         # Each set of coefficients comes with ``mr / d`` signed as the x and y rows' coupling terms (``+ sin``,
@@ -202,10 +208,10 @@ class Integrator:
 
     def _accelerate(self, velocity: np.ndarray, thrust: np.ndarray, turn: np.ndarray, coefficients: tuple,
                     signed_coupling: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """:func:`_generalised_acceleration` at the heading in ``self._trig``, the x and y rows into ``out``;
+        """:func:`_generalised_acceleration` at the heading in ``self.trig``, the x and y rows into ``out``;
         returns ``alpha`` (a buffer the next call overwrites)."""
         gear, along_gain, damping_gain, _, turn_gain, spin_damping, lateral_damping, _ = coefficients
-        trig, along, lateral, alpha = self._trig, self._along, self._lateral, self._alpha
+        trig, along, lateral, alpha = self.trig, self._along, self._lateral, self._alpha
         cos_psi, sin_psi = trig
         omega, planar = velocity[2], velocity[:2]
         np.multiply(gear, omega, out=alpha)
@@ -237,9 +243,10 @@ class Integrator:
         delta, total = self._delta, self._total
         thrust = _thrust(action[:, 0], self._substep, clip_array)
         total.fill(0.0)
-        for _ in range(SUBSTEPS):
-            np.cos(psi, out=self._trig[0])
-            np.sin(psi, out=self._trig[1])
+        for substep in range(SUBSTEPS):
+            if substep:  # the first substep starts from the heading of the last step
+                np.cos(psi, out=self.trig[0])
+                np.sin(psi, out=self.trig[1])
             alpha = self._accelerate(velocity, thrust, turn, self._substep, self._substep_coupling, delta)
             planar += delta
             omega += alpha
@@ -247,8 +254,8 @@ class Integrator:
             total += planar
         total *= TIMESTEP
         position[:2] += total
-        np.cos(psi, out=self._trig[0])
-        np.sin(psi, out=self._trig[1])
+        np.cos(psi, out=self.trig[0])
+        np.sin(psi, out=self.trig[1])
         thrust = _thrust(action[:, 0], self._sensor, clip_array)
         acceleration[2] = self._accelerate(velocity, thrust, turn, self._sensor, self._sensor_coupling,
                                            acceleration[:2])
@@ -275,19 +282,18 @@ def acceleration(
 
 
 def sensors(
-    heading: Number, velocity: tuple[Number, Number, Number], acceleration: tuple[Number, Number, Number],
-    sin: Callable[[Number], Number] = math.sin, cos: Callable[[Number], Number] = math.cos,
+    cos_psi: Number, sin_psi: Number, velocity: tuple[Number, Number, Number],
+    acceleration: tuple[Number, Number, Number],
 ) -> tuple[Number, ...]:
-    """The twelve sensor values in Safety-Gymnasium's order, all in the body frame (rotation ``R(psi)``):
-    accelerometer ``R^T (ax, ay) + (0, 0, 9.81)``, velocimeter ``R^T (vx, vy)`` and 0, gyro ``(0, 0, omega)``,
-    magnetometer ``R^T (0, -0.5) = (-0.5 sin psi, -0.5 cos psi)`` and 0."""
-    sin_psi, cos_psi = sin(heading), cos(heading)
+    """The twelve sensor values in Safety-Gymnasium's order at heading ``psi`` (given by its cosine and sine), all in
+    the body frame (rotation ``R(psi)``): accelerometer ``R^T (ax, ay) + (0, 0, 9.81)``, velocimeter ``R^T (vx, vy)``
+    and 0, gyro ``(0, 0, omega)``, magnetometer ``R^T (0, -0.5) = (-0.5 sin psi, -0.5 cos psi)`` and 0. The constant
+    entries are floats whatever the inputs."""
     ax, ay, _ = acceleration
     vx, vy, omega = velocity
-    zero = 0.0 * heading
     return (
-        cos_psi * ax + sin_psi * ay, cos_psi * ay - sin_psi * ax, zero + GRAVITY,
-        cos_psi * vx + sin_psi * vy, cos_psi * vy - sin_psi * vx, zero,
-        zero, zero, zero + velocity[2],
-        -MAGNETIC_FIELD * sin_psi, -MAGNETIC_FIELD * cos_psi, zero,
+        cos_psi * ax + sin_psi * ay, cos_psi * ay - sin_psi * ax, GRAVITY,
+        cos_psi * vx + sin_psi * vy, cos_psi * vy - sin_psi * vx, 0.0,
+        0.0, 0.0, omega,
+        -MAGNETIC_FIELD * sin_psi, -MAGNETIC_FIELD * cos_psi, 0.0,
     )
