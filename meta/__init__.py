@@ -4,7 +4,8 @@
 * :mod:`cmdp_envs.meta.policies`: tabular and network policies as plain, pickle-free values;
 * :mod:`cmdp_envs.meta.sb3_lagrangian`: PPO/TRPO-Lagrangian for SB3 (``sb3`` extra);
 * :mod:`cmdp_envs.meta.executors`: serial, local-process and Ray executors;
-* :mod:`cmdp_envs.meta.compare`: one protocol for constrained RL learners (``cmdp-envs compare``).
+* :mod:`cmdp_envs.meta.compare`: one protocol for constrained RL learners (``cmdp-envs compare``);
+* :mod:`cmdp_envs.meta.cmaml`: C-MAML (Daaboul et al.) with SB3 inner loops.
 
 Modules that need an optional dependency import it when they are imported, not here.
 """

@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe"),
          "safe_mixture_learned.py": ("stable_baselines3", "sb3"),
-         "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"), "navigation_omnisafe.py": ("omnisafe", "omnisafe")}
+         "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"), "navigation_omnisafe.py": ("omnisafe", "omnisafe"),
+         "cmaml.py": ("stable_baselines3", "sb3")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
         "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
-        "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"]}
+        "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"], "cmaml.py": ["3"]}
 #: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
 EXPECT = {
     "quickstart.py": [r"sampled J_c = \d\.\d{3} ± \d\.\d{3} \(95% CI\); exact 1\.500",
@@ -41,6 +42,8 @@ EXPECT = {
                                      r"against the limit 25"],
     "navigation_omnisafe.py": [r"PPOLag after 8000 steps on 4 envs: last epoch's episode return [\d.-]+, episode cost "
                                r"[\d.]+ \(limit 25\), episode length 1000"],
+    "cmaml.py": [r"(iteration \d: meta policy J_c = [\d.]+, adapted J_r = [\d.-]+, adapted J_c = [\d.]+ \(limit 1\.5\), "
+                 r"lambda = [\d.]+, eta = [\d.]+, V_C\(s0\) = [\d.-]+\n?){3}"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }
@@ -83,7 +86,7 @@ def test_examples_exist_for_every_capability():
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
             "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py",
             "safe_mixture_learned.py", "navigation.py", "navigation_ppo_lagrangian.py",
-            "navigation_omnisafe.py"} <= names
+            "navigation_omnisafe.py", "cmaml.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,

@@ -1,0 +1,420 @@
+"""C-MAML (Daaboul et al., Algorithm 1): constrained first-order meta-learning with a meta safety critic.
+
+The symbols of the paper, in this module's names:
+
+* ``pi_theta``, the **meta policy**: the actor of the inner learner's own network (an SB3 ``ActorCriticPolicy``),
+  held as the flat vector ``theta`` of its actor parameters, so weights pass to and from the learner unchanged;
+* ``V_C``, the **meta cost critic** (Eq. 12): the expected cost-to-go of ``pi_theta`` across tasks, a small MLP
+  trained on the meta policy's own rollouts in every sampled task;
+* ``lambda``, the **meta multiplier** of the adapted policies' cost (Eq. 10-11), and ``eta``, the multiplier of the
+  meta policy's own cost (the second constraint of Eq. 9);
+* ``d``, the cost limit, read with the family's cost semantics (discounted by default, the episode sum under
+  ``cost_semantics="undiscounted"``, as the paper's ``d = 5`` is).
+
+One outer iteration (:meth:`CMAML.iterate`):
+
+1. draw ``B`` tasks from the training tasks (the support of ``P``), without replacement;
+2. per task, in parallel through an executor (:class:`InnerLoop`): the policy starts from ``pi_theta`` and the
+   task's multiplier from ``lambda``; the meta policy's rollouts give ``V_C``'s training data and the safety term;
+   the constrained learner adapts the policy (its reward critic freshly initialised); post-adaptation rollouts give
+   the task's return ``R_p``, cost ``C_p`` and the FoMAML gradient of ``R_p - lambda (C_p - d)`` at the adapted
+   policy (Eq. 21: identity Jacobian);
+3. the meta step (Eq. 14/30): ``theta`` ascends the task-averaged FoMAML gradient minus ``eta`` times the gradient
+   of the meta policy's expected cost, with Adam; or, with ``outer_step="reptile"``, moves half-way (SPECS,
+   "A C-MAML relative") to the mean adapted parameters, the safety term still applied;
+4. the dual steps: ``lambda <- max(0, lambda + lr (mean_p C_p - d))`` (Eq. 22) and
+   ``eta <- max(0, eta + lr (E_{s0 ~ pi_theta}[V_C(s0)] - d))`` (Eq. 31), and ``V_C`` is refitted.
+
+Where this module reads the paper, and why:
+
+* Eq. 14 weights ``log pi(a_t|s_t)`` by ``V_C``; a state-only weight has zero expected gradient (it is a baseline),
+  so the safety term is read as what it stands for, the policy gradient of the meta policy's expected cost, with
+  ``V_C`` as its baseline. The paper's Eq. 21 uses whole-trajectory returns; this module uses discounted
+  returns-to-go (the same expectation, less variance).
+* Algorithm 1 (line 7) also starts each task's cost critic from ``V_C``. SB3's Lagrangian learners have one critic
+  (of ``r - lambda c``), so with them ``V_C`` enters the outer loop only; learners with a cost critic can take it.
+
+``eta`` stays 0 with ``use_safety_critic=False``: the ``eta = 0`` ablation of the paper's Figure 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from cmdp_envs.meta.estimators import returns_to_go
+from cmdp_envs.meta.executors import Executor, SerialExecutor, spawn_seeds
+from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
+from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
+from cmdp_envs.validation import check_number
+
+__all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "collect_episodes", "policy_gradient",
+           "actor_parameters", "discounted_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAMLConfig:
+    """C-MAML's settings.
+
+    :param meta_batch: ``B``, tasks per outer iteration.
+    :param adaptation_steps: inner learner updates (rollouts of ``learner_kwargs["n_steps"]`` per env) per task.
+    :param rollout_episodes: episodes of the meta policy and of the adapted policy per task.
+    :param meta_lr: Adam's step on ``theta`` (FoMAML).
+    :param reptile_step: the Reptile step ``epsilon`` in ``theta += epsilon (mean theta_p - theta)``.
+    :param multiplier_lr: the dual step of ``lambda`` (also the inner learner's dual step).
+    :param safety_lr: the dual step of ``eta``.
+    :param use_safety_critic: ``False`` keeps ``eta = 0`` (the paper's ablation).
+    :param outer_step: ``"fomaml"`` (the paper) or ``"reptile"``.
+    :param critic_lr, critic_epochs: Adam on ``V_C``'s squared error, full batch.
+    """
+
+    meta_batch: int = 4
+    adaptation_steps: int = 2
+    rollout_episodes: int = 8
+    meta_lr: float = 3e-3
+    reptile_step: float = 0.5
+    multiplier_lr: float = 0.05
+    safety_lr: float = 0.05
+    use_safety_critic: bool = True
+    outer_step: str = "fomaml"
+    critic_lr: float = 1e-3
+    critic_epochs: int = 50
+
+    def __post_init__(self) -> None:
+        check_count("meta_batch", self.meta_batch, minimum=1)
+        check_count("adaptation_steps", self.adaptation_steps, minimum=1)
+        check_count("rollout_episodes", self.rollout_episodes, minimum=1)
+        check_count("critic_epochs", self.critic_epochs, minimum=1)
+        for name in ("meta_lr", "multiplier_lr", "safety_lr", "critic_lr"):
+            check_number(name, getattr(self, name), 0.0)
+        check_number("reptile_step", self.reptile_step, 0.0, 1.0)
+        if self.outer_step not in ("fomaml", "reptile"):
+            raise ValueError(f"outer_step must be 'fomaml' or 'reptile', got {self.outer_step!r}")
+
+
+@dataclasses.dataclass
+class Episodes:
+    """Rollouts: per episode, arrays over its steps."""
+
+    observations: list[np.ndarray]
+    actions: list[np.ndarray]
+    rewards: list[np.ndarray]
+    costs: list[np.ndarray]
+
+    def returns(self, discount: float, values: str) -> np.ndarray:
+        """Each episode's discounted sum of ``values`` (``"rewards"`` or ``"costs"``)."""
+        return np.array([np.sum(v * discount ** np.arange(len(v))) for v in getattr(self, values)])
+
+
+def collect_episodes(policy: Any, envs: Sequence[Any], seed: int) -> Episodes:
+    """One episode of an SB3 ``policy`` (actions sampled) on each of ``envs``, run in lockstep so that one network
+    call serves every env at a step; env ``e`` resets with seed ``seed + e`` and the actions draw from torch's
+    generator seeded with ``seed``. Continuous actions are stored as sampled and clipped to the action space only
+    for the env (as SB3's own rollouts do), so their log-likelihood is the one the policy gradient needs."""
+    import gymnasium as gym
+    import torch
+
+    torch.manual_seed(seed)
+    space = envs[0].action_space
+    current = [env.reset(seed=seed + index)[0] for index, env in enumerate(envs)]
+    steps: list[list[tuple[Any, Any, float, float]]] = [[] for _ in envs]
+    running = list(range(len(envs)))
+    while running:
+        with torch.no_grad():
+            actions = policy(policy.obs_to_tensor(np.stack([current[index] for index in running]))[0])[0].numpy()
+        still_running = []
+        for index, action in zip(running, actions):
+            env_action = np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
+            observation, reward, terminated, truncated, info = envs[index].step(env_action)
+            steps[index].append((current[index], action, reward, info["cost"]))
+            current[index] = observation
+            if not (terminated or truncated):
+                still_running.append(index)
+        running = still_running
+    return Episodes(*([np.asarray([step[k] for step in episode]) for episode in steps] for k in range(4)))
+
+
+def actor_parameters(policy: Any) -> list[Any]:
+    """The parameters of an SB3 ``ActorCriticPolicy`` that make ``pi_theta`` (everything but the value branch)."""
+    return [parameter for name, parameter in policy.named_parameters()
+            if not name.startswith(("value_net", "mlp_extractor.value_net", "vf_features_extractor"))]
+
+
+def discounted_weights(values: list[np.ndarray], discount: float) -> list[np.ndarray]:
+    """Per episode, ``discount^t G_t`` with ``G_t = sum_{k >= t} discount^(k - t) values_k``: the weights of
+    ``log pi(a_t|s_t)`` in the policy gradient of ``E[sum_t discount^t values_t]``."""
+    return [returns_to_go(episode[None], discount)[0] * discount ** np.arange(len(episode)) for episode in values]
+
+
+def policy_gradient(policy: Any, episodes: Episodes, weights: list[np.ndarray]) -> np.ndarray:
+    """``(1 / E) sum_e sum_t weights[e][t] grad log pi(a_t|s_t)`` over the actor parameters of an SB3 ``policy``
+    (a flat vector in :func:`actor_parameters` order)."""
+    import torch
+
+    observations = torch.as_tensor(np.concatenate(episodes.observations), dtype=torch.float32)
+    actions = torch.as_tensor(np.concatenate(episodes.actions))
+    weight = torch.as_tensor(np.concatenate(weights), dtype=torch.float32)
+    _, log_prob, _ = policy.evaluate_actions(observations, actions)
+    objective = (log_prob * weight).sum() / len(episodes.observations)
+    gradients = torch.autograd.grad(objective, actor_parameters(policy), allow_unused=True)
+    return np.concatenate([
+        (g if g is not None else torch.zeros_like(p)).detach().numpy().ravel()
+        for g, p in zip(gradients, actor_parameters(policy))
+    ])
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block: network initialisation (orthogonal, by QR) and training round
+    differently with more threads, and the executors' workers run one thread each, so this keeps a serial run equal
+    to a parallel one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _critic(observation_size: int) -> Any:
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(observation_size, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
+                               torch.nn.Tanh(), torch.nn.Linear(64, 1))
+
+
+def _critic_values(critic_state: dict[str, np.ndarray], observations: np.ndarray) -> np.ndarray:
+    import torch
+
+    critic = _critic(observations.shape[1])
+    critic.load_state_dict({name: torch.as_tensor(value) for name, value in critic_state.items()})
+    with torch.no_grad():
+        return critic(torch.as_tensor(observations, dtype=torch.float32))[:, 0].numpy().astype(np.float64)
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """One task's inner loop: the FoMAML gradient at the adapted policy, the meta policy's cost gradient, the
+    adapted parameters, the post-adaptation return and cost, and ``V_C``'s training data from the meta policy."""
+
+    task: Task
+    fomaml_gradient: np.ndarray
+    cost_gradient: np.ndarray
+    adapted_theta: np.ndarray
+    adapted_return: float
+    adapted_cost: float
+    meta_return: float
+    meta_cost: float
+    critic_observations: np.ndarray
+    critic_targets: np.ndarray
+    initial_observations: np.ndarray
+
+
+class InnerLoop:
+    """The inner loop on an SB3 Lagrangian learner (``"PPO"`` or ``"TRPO"``, :mod:`.sb3_lagrangian`): a picklable
+    callable for the executors.
+
+    :param learner_kwargs: passed to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...).
+    """
+
+    def __init__(self, family: TaskFamily, algo: str = "PPO", n_envs: int = 2, **learner_kwargs: Any):
+        if algo not in ("PPO", "TRPO"):
+            raise ValueError(f"algo must be 'PPO' or 'TRPO', got {algo!r}")
+        self.family = family
+        self.algo = algo
+        self.n_envs = check_count("n_envs", n_envs, minimum=1)
+        self.learner_kwargs = learner_kwargs
+        # Tabular families feed networks one-hot states (as the SB3 oracle does).
+        self.env_kwargs = {"observation_type": "onehot"} if isinstance(family, TabularFamily) else {}
+
+    def learner(self, task: Task, seed: int, multiplier: float, multiplier_lr: float) -> tuple[Any, Any]:
+        """A fresh SB3 model on ``task`` and its dual-ascent callback starting from ``multiplier``."""
+        model, callback = lagrangian_learner(
+            self.algo, self.family.env_id, cost_limit=task.cost_limit, gamma=self.family.gamma, seed=seed,
+            n_envs=self.n_envs, multiplier_lr=multiplier_lr, discounted=self.family.cost_semantics == "discounted",
+            env_kwargs={**self.env_kwargs, "family": self.family, "task": task}, **self.learner_kwargs,
+        )
+        callback.multiplier = multiplier
+        return model, callback
+
+    def __call__(self, item: tuple[Task, int, dict[str, Any], CMAMLConfig]) -> TaskResult:
+        task, seed, meta, config = item
+        with _one_thread():
+            return self._adapt(task, seed, meta, config)
+
+    def _adapt(self, task: Task, seed: int, meta: dict[str, Any], config: CMAMLConfig) -> TaskResult:
+        import torch
+
+        model, callback = self.learner(task, seed, meta["multiplier"], config.multiplier_lr)
+        policy = model.policy
+        torch.nn.utils.vector_to_parameters(torch.as_tensor(meta["theta"]), actor_parameters(policy))
+        envs = [self.family.make_env(**self.env_kwargs, task=task) for _ in range(config.rollout_episodes)]
+        gamma, cost_discount = self.family.gamma, self.family.cost_discount
+        # The meta policy's own rollouts: V_C's data and the safety term, with V_C as the baseline.
+        before = collect_episodes(policy, envs, seed)
+        cost_to_go = [returns_to_go(costs[None], cost_discount)[0] for costs in before.costs]
+        observations = np.concatenate(before.observations).astype(np.float64)
+        baseline = _critic_values(meta["critic"], observations)
+        split = np.cumsum([len(costs) for costs in before.costs])[:-1]
+        cost_weights = [(to_go - base) * cost_discount ** np.arange(len(to_go))
+                        for to_go, base in zip(cost_to_go, np.split(baseline, split))]
+        cost_gradient = policy_gradient(policy, before, cost_weights)
+        # Adaptation by the constrained learner, then the adapted policy's rollouts.
+        steps = config.adaptation_steps * model.n_steps * self.n_envs
+        model.learn(steps, callback=callback)
+        after = collect_episodes(policy, envs, seed + config.rollout_episodes)
+        for env in envs:
+            env.close()
+        multiplier = meta["multiplier"]
+        reward_weights = discounted_weights(after.rewards, gamma)
+        lagrangian_weights = [w_r - multiplier * w_c
+                              for w_r, w_c in zip(reward_weights, discounted_weights(after.costs, cost_discount))]
+        # A constant baseline (the mean weight) keeps the estimate unbiased and cuts its variance.
+        mean_weight = np.concatenate(lagrangian_weights).mean()
+        fomaml_gradient = policy_gradient(policy, after, [w - mean_weight for w in lagrangian_weights])
+        return TaskResult(
+            task=task,
+            fomaml_gradient=fomaml_gradient,
+            cost_gradient=cost_gradient,
+            adapted_theta=torch.nn.utils.parameters_to_vector(actor_parameters(policy)).detach().numpy(),
+            adapted_return=float(after.returns(gamma, "rewards").mean()),
+            adapted_cost=float(after.returns(cost_discount, "costs").mean()),
+            meta_return=float(before.returns(gamma, "rewards").mean()),
+            meta_cost=float(before.returns(cost_discount, "costs").mean()),
+            critic_observations=observations,
+            critic_targets=np.concatenate(cost_to_go),
+            initial_observations=np.array([episode[0] for episode in before.observations], dtype=np.float64),
+        )
+
+
+class CMAML:
+    """C-MAML on ``train_tasks`` of ``family`` with ``inner`` as the constrained learner (see the module docstring).
+
+    ``theta`` is initialised randomly (the learner's own initialisation under ``seed``), ``V_C`` too, ``lambda``
+    and ``eta`` at 0. :meth:`iterate` runs one outer iteration and returns its log row; :meth:`meta_policy` is the
+    SB3 policy holding ``theta``.
+    """
+
+    def __init__(self, family: TaskFamily, train_tasks: Sequence[Task], inner: InnerLoop,
+                 config: CMAMLConfig = CMAMLConfig(), seed: int = 0, executor: Executor | None = None):
+        import torch
+
+        train_tasks = list(train_tasks)
+        if len(train_tasks) < config.meta_batch:
+            raise ValueError(f"meta_batch = {config.meta_batch} needs at least as many training tasks, "
+                             f"got {len(train_tasks)}")
+        for task in train_tasks:
+            family.check_task(task)
+        limits = {task.cost_limit for task in train_tasks}
+        if len(limits) != 1:
+            # Eq. 11: one limit d shared by the tasks, so that one meta cost critic and one eta make sense.
+            raise ValueError(f"C-MAML needs one cost limit d across the training tasks, got {sorted(limits)}")
+        self.family, self.train_tasks, self.inner, self.config = family, train_tasks, inner, config
+        self.cost_limit = limits.pop()
+        self.seed = check_count("seed", seed)
+        self.executor = executor or SerialExecutor()
+        self.iteration = 0
+        self.multiplier = 0.0
+        self.eta = 0.0
+        torch.manual_seed(self.seed)
+        with _one_thread():
+            model, _ = inner.learner(train_tasks[0], self.seed, 0.0, config.multiplier_lr)
+        self.policy = model.policy
+        self._optimizer = torch.optim.Adam(actor_parameters(self.policy), lr=config.meta_lr)
+        observation_size = int(np.prod(self.policy.observation_space.shape))
+        self.critic = _critic(observation_size)
+        self._critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def theta(self) -> np.ndarray:
+        import torch
+
+        return torch.nn.utils.parameters_to_vector(actor_parameters(self.policy)).detach().numpy().copy()
+
+    def _meta_state(self) -> dict[str, Any]:
+        return {"theta": self.theta, "multiplier": self.multiplier,
+                "critic": {name: value.detach().numpy().copy() for name, value in self.critic.state_dict().items()}}
+
+    def iterate(self) -> dict[str, float]:
+        """One outer iteration (steps 1-4 of the module docstring); returns and records its log row."""
+        import torch
+
+        config = self.config
+        rng = np.random.default_rng([self.seed, self.iteration])
+        picked = rng.choice(len(self.train_tasks), size=config.meta_batch, replace=False)
+        seeds = spawn_seeds(int(rng.integers(2**31)), config.meta_batch)
+        meta = self._meta_state()
+        items = [(self.train_tasks[index], seed, meta, config) for index, seed in zip(picked, seeds)]
+        results: list[TaskResult] = self.executor.map(self.inner, items)
+        theta = torch.as_tensor(meta["theta"])
+        cost_gradient = np.mean([result.cost_gradient for result in results], axis=0)
+        if config.outer_step == "fomaml":
+            ascent = np.mean([result.fomaml_gradient for result in results], axis=0) - self.eta * cost_gradient
+            step = None
+        else:
+            ascent = -self.eta * cost_gradient
+            step = config.reptile_step * (np.mean([result.adapted_theta for result in results], axis=0)
+                                          - meta["theta"])
+        parameters = actor_parameters(self.policy)
+        self._optimizer.zero_grad()
+        offset = 0
+        for parameter in parameters:  # Adam minimises: the gradient is the negated ascent direction
+            size = parameter.numel()
+            parameter.grad = torch.as_tensor(-ascent[offset: offset + size], dtype=parameter.dtype).view_as(parameter)
+            offset += size
+        self._optimizer.step()
+        if step is not None:
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(
+                    torch.nn.utils.parameters_to_vector(parameters) + torch.as_tensor(step, dtype=theta.dtype),
+                    parameters,
+                )
+        self._fit_critic(results)
+        adapted_cost = float(np.mean([result.adapted_cost for result in results]))
+        self.multiplier = max(0.0, self.multiplier + config.multiplier_lr * (adapted_cost - self.cost_limit))
+        initial = np.concatenate([result.initial_observations for result in results])
+        with torch.no_grad():
+            critic_value = float(self.critic(torch.as_tensor(initial, dtype=torch.float32)).mean())
+        if config.use_safety_critic:
+            self.eta = max(0.0, self.eta + config.safety_lr * (critic_value - self.cost_limit))
+        self.iteration += 1
+        row = {
+            "iteration": float(self.iteration),
+            "meta_return": float(np.mean([result.meta_return for result in results])),
+            "meta_cost": float(np.mean([result.meta_cost for result in results])),
+            "adapted_return": float(np.mean([result.adapted_return for result in results])),
+            "adapted_cost": adapted_cost,
+            "cost_critic": critic_value,
+            "multiplier": self.multiplier,
+            "eta": self.eta,
+            "cost_limit": self.cost_limit,
+        }
+        self.history.append(row)
+        return row
+
+    def _fit_critic(self, results: Sequence[TaskResult]) -> None:
+        """``V_C`` regressed on the meta policy's cost-to-go, pooled over the iteration's tasks (Eq. 12)."""
+        import torch
+
+        observations = torch.as_tensor(np.concatenate([r.critic_observations for r in results]), dtype=torch.float32)
+        targets = torch.as_tensor(np.concatenate([r.critic_targets for r in results]), dtype=torch.float32)
+        for _ in range(self.config.critic_epochs):
+            self._critic_optimizer.zero_grad()
+            loss = torch.mean((self.critic(observations)[:, 0] - targets) ** 2)
+            loss.backward()
+            self._critic_optimizer.step()
+
+    def run(self, outer_iterations: int, progress: bool = True) -> list[dict[str, float]]:
+        """``N = outer_iterations`` outer iterations with a tqdm bar; returns :attr:`history`."""
+        from tqdm.auto import tqdm
+
+        for _ in tqdm(range(check_count("outer_iterations", outer_iterations)), desc="C-MAML", disable=not progress):
+            self.iterate()
+        return self.history

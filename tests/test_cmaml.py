@@ -1,0 +1,98 @@
+"""C-MAML (meta/cmaml.py) with real SB3 learners at tiny budgets on the gridworld."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import cmdp_envs  # noqa: F401
+
+pytest.importorskip("stable_baselines3")
+
+from cmdp_envs.meta.cmaml import (  # noqa: E402
+    CMAML,
+    CMAMLConfig,
+    InnerLoop,
+    actor_parameters,
+    collect_episodes,
+    discounted_weights,
+    policy_gradient,
+)
+from cmdp_envs.meta.executors import LocalExecutor  # noqa: E402
+from cmdp_envs.tabular import value_functions  # noqa: E402
+
+FAMILY = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
+TINY = {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}
+
+
+def _run(config: CMAMLConfig, seed: int = 0, iterations: int = 2, executor=None) -> CMAML:
+    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=seed, executor=executor)
+    cmaml.run(iterations, progress=False)
+    return cmaml
+
+
+@pytest.mark.slow
+def test_policy_gradient_estimate_agrees_with_the_exact_gradient():
+    """The FoMAML and safety terms rest on one estimator; on a tabular task the exact gradient of ``J_r`` follows
+    from the policy gradient theorem (occupancy times ``grad pi`` times ``Q``, by autograd through the network)."""
+    task = FAMILY.sample(1, seed=0)[0]
+    model, _ = InnerLoop(FAMILY, n_envs=1, n_steps=64).learner(task, seed=0, multiplier=0.0, multiplier_lr=0.05)
+    policy, cmdp = model.policy, FAMILY.tabular(task)
+    probabilities = policy.get_distribution(torch.eye(cmdp.n_states)).distribution.probs
+    pi = probabilities.detach().numpy().astype(np.float64)
+    _, q = value_functions(cmdp, pi)
+    transition = np.einsum("sa,sat->st", pi, cmdp.P)
+    occupancy = np.linalg.solve((np.eye(cmdp.n_states) - cmdp.gamma * transition).T, cmdp.mu)
+    value = (torch.as_tensor(occupancy[:, None] * q[0], dtype=torch.float32) * probabilities).sum()
+    exact = torch.cat([g.ravel() for g in torch.autograd.grad(value, actor_parameters(policy))]).numpy()
+    envs = [FAMILY.make_env(observation_type="onehot", task=task) for _ in range(800)]
+    episodes = collect_episodes(policy, envs, seed=1)
+    estimate = policy_gradient(policy, episodes, discounted_weights(episodes.rewards, cmdp.gamma))
+    cosine = estimate @ exact / np.linalg.norm(estimate) / np.linalg.norm(exact)
+    assert cosine > 0.85, cosine
+    assert 0.7 < np.linalg.norm(estimate) / np.linalg.norm(exact) < 1.4
+
+
+def test_iterations_are_deterministic_and_the_multipliers_rise_above_the_limit():
+    """A random meta policy costs far more than ``d = 1.5``: ``lambda`` and ``eta`` rise, and the same seed
+    repeats the run exactly."""
+    first, second = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4)), _run(CMAMLConfig(meta_batch=2,
+                                                                                          rollout_episodes=4))
+    assert first.history == second.history
+    np.testing.assert_array_equal(first.theta, second.theta)
+    assert all(row["meta_cost"] > row["cost_limit"] for row in first.history)
+    assert first.history[0]["eta"] > 0 and first.history[1]["eta"] > first.history[0]["eta"]
+    assert first.multiplier > 0
+    other = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4), seed=1)
+    assert other.history != first.history
+
+
+def test_eta_ablation_and_reptile():
+    ablation = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4, use_safety_critic=False))
+    assert all(row["eta"] == 0.0 for row in ablation.history)
+    before = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), seed=0).theta
+    reptile = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4, outer_step="reptile"))
+    assert not np.array_equal(reptile.theta, before)
+
+
+@pytest.mark.slow
+def test_local_processes_give_the_serial_result():
+    config = CMAMLConfig(meta_batch=2, rollout_episodes=4)
+    serial = _run(config, iterations=1)
+    parallel = _run(config, iterations=1, executor=LocalExecutor(max_workers=2))
+    assert parallel.history == serial.history
+    np.testing.assert_array_equal(parallel.theta, serial.theta)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="meta_batch"):
+        CMAMLConfig(meta_batch=0)
+    with pytest.raises(ValueError, match="outer_step"):
+        CMAMLConfig(outer_step="maml")
+    with pytest.raises(ValueError, match="at least as many training tasks"):
+        CMAML(FAMILY, FAMILY.sample(1, seed=0), InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2))
+    varied = gym.make("cmdp_envs/GridWorldVaried-v0").unwrapped.family  # cost limits drawn from U[1, 2]
+    with pytest.raises(ValueError, match="one cost limit"):
+        CMAML(varied, varied.sample(2, seed=0), InnerLoop(varied, **TINY), CMAMLConfig(meta_batch=2))
+    with pytest.raises(ValueError, match="algo"):
+        InnerLoop(FAMILY, algo="SAC")
