@@ -41,11 +41,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cmdp_envs.io import UnreadableFileError, atomic_write, check_json_fields, read_npz
 from cmdp_envs.meta.estimators import returns_to_go
 from cmdp_envs.meta.executors import Executor, SerialExecutor, spawn_seeds
 from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
@@ -53,7 +57,7 @@ from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
 __all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "collect_episodes", "policy_gradient",
-           "actor_parameters", "discounted_weights"]
+           "actor_parameters", "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,10 +415,162 @@ class CMAML:
             loss.backward()
             self._critic_optimizer.step()
 
-    def run(self, outer_iterations: int, progress: bool = True) -> list[dict[str, float]]:
-        """``N = outer_iterations`` outer iterations with a tqdm bar; returns :attr:`history`."""
+    def run(self, outer_iterations: int, checkpoint: str | os.PathLike | None = None,
+            progress: bool = True) -> list[dict[str, float]]:
+        """Outer iterations up to ``N = outer_iterations`` in all, with a tqdm bar; returns :attr:`history`.
+
+        With ``checkpoint`` (an ``.npz`` path) the state is saved there after every iteration and, when the file
+        exists, loaded first: an interrupted run resumes where it stopped and ends exactly as an uninterrupted one.
+        """
         from tqdm.auto import tqdm
 
-        for _ in tqdm(range(check_count("outer_iterations", outer_iterations)), desc="C-MAML", disable=not progress):
-            self.iterate()
+        outer_iterations = check_count("outer_iterations", outer_iterations)
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load(checkpoint)
+        bar = tqdm(total=outer_iterations, initial=min(self.iteration, outer_iterations), desc="C-MAML",
+                   disable=not progress)
+        while self.iteration < outer_iterations:
+            row = self.iterate()
+            if checkpoint is not None:
+                self.save(checkpoint)
+            bar.update()
+            bar.set_postfix(adapted_cost=f"{row['adapted_cost']:.3g}", eta=f"{row['eta']:.3g}")
+        bar.close()
         return self.history
+
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint must have been written for: the seed, the settings, the training tasks."""
+        return {"seed": self.seed, "config": dataclasses.asdict(self.config),
+                "train_tasks": [repr(task) for task in self.train_tasks]}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """The whole state (``theta``, ``V_C``, both Adam states, ``lambda``, ``eta``, the history) as one ``.npz``
+        with a JSON header, written atomically; no pickles."""
+        arrays: dict[str, np.ndarray] = {}
+        for prefix, module, optimizer in (("policy", self.policy, self._optimizer),
+                                          ("critic", self.critic, self._critic_optimizer)):
+            for name, value in module.state_dict().items():
+                arrays[f"{prefix}/{name}"] = value.detach().numpy()
+            for index, state in optimizer.state_dict()["state"].items():
+                for key, value in state.items():
+                    arrays[f"{prefix}_adam/{index}/{key}"] = np.asarray(value)
+        header = {**self._identity(), "iteration": self.iteration, "multiplier": self.multiplier, "eta": self.eta,
+                  "history": self.history}
+        return atomic_write(path, lambda file: np.savez(file, header=np.array(json.dumps(header)), **arrays))
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore the state :meth:`save` wrote. Raises :class:`~cmdp_envs.io.UnreadableFileError` naming the file
+        when it is not such a checkpoint, and ``ValueError`` when it was written for another seed, other settings
+        or other training tasks."""
+        import torch
+
+        arrays = read_npz(path, text_keys=("header",))
+        if "header" not in arrays:
+            raise UnreadableFileError(path, "no 'header' entry: not a C-MAML checkpoint")
+        try:
+            header = json.loads(str(arrays.pop("header")))
+        except json.JSONDecodeError as error:
+            raise UnreadableFileError(path, f"the header is not valid JSON: {error}") from error
+        check_json_fields(path, "header", header, {"seed": int, "config": dict, "train_tasks": list,
+                                                     "iteration": int, "multiplier": float, "eta": float,
+                                                     "history": list})
+        expected = self._identity()
+        differing = [key for key in expected if header[key] != json.loads(json.dumps(expected[key]))]
+        if differing:
+            raise ValueError(f"{path} was written by a C-MAML run with another {', '.join(differing)}; pass a "
+                             "new checkpoint path or the settings it was written with")
+        try:
+            for prefix, module, optimizer in (("policy", self.policy, self._optimizer),
+                                              ("critic", self.critic, self._critic_optimizer)):
+                module.load_state_dict({name[len(prefix) + 1:]: torch.as_tensor(value)
+                                        for name, value in arrays.items() if name.startswith(prefix + "/")})
+                state: dict[int, dict[str, Any]] = {}
+                for name, value in arrays.items():
+                    if name.startswith(prefix + "_adam/"):
+                        _, index, key = name.split("/")
+                        state.setdefault(int(index), {})[key] = torch.as_tensor(value)
+                optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise UnreadableFileError(path, f"the networks or optimiser states do not fit this run ({error})") from error
+        self.iteration, self.multiplier, self.eta = header["iteration"], header["multiplier"], header["eta"]
+        self.history = header["history"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuning:
+    """The constrained learner's curve on one held-out task from a given start: per update (rollout), the mean
+    undiscounted return and the mean constrained cost (the family's semantics) of the episodes that ended in it,
+    and the multiplier after it; ``steps`` counts env steps. What the paper's Figures 3-5 plot."""
+
+    task: Task
+    steps: np.ndarray
+    returns: np.ndarray
+    costs: np.ndarray
+    multipliers: np.ndarray
+    cost_limit: float
+
+    @property
+    def always_within_limit(self) -> bool:
+        """Whether every update's episodes met the limit on average."""
+        return bool(np.all(self.costs <= self.cost_limit))
+
+
+def fine_tune(inner: InnerLoop, theta: np.ndarray | None, task: Task, updates: int, seed: int,
+              multiplier: float = 0.0, multiplier_lr: float = 0.05) -> FineTuning:
+    """``updates`` rollouts-and-updates of ``inner``'s learner on ``task``, starting from the actor ``theta`` (``None``:
+    the learner's own random initialisation under ``seed``, the paper's "random initialisation" baseline) and from
+    ``multiplier``. Every rollout must end at least one episode (``n_steps * n_envs`` at least an episode long)."""
+    import torch
+
+    updates = check_count("updates", updates, minimum=1)
+    with _one_thread():
+        model, callback = inner.learner(task, seed, multiplier, multiplier_lr)
+        if theta is not None:
+            torch.nn.utils.vector_to_parameters(torch.as_tensor(theta), actor_parameters(model.policy))
+        model.learn(updates * model.n_steps * inner.n_envs, callback=callback)
+    rows = callback.history
+    if len(rows) < updates:
+        raise ValueError(f"only {len(rows)} of {updates} rollouts ended an episode: raise n_steps * n_envs "
+                         f"({model.n_steps} * {inner.n_envs}) to at least one episode")
+    return FineTuning(
+        task=task,
+        steps=np.array([row["timesteps"] for row in rows]),
+        returns=np.array([row["episode_return"] for row in rows]),
+        costs=np.array([row["episode_cost"] for row in rows]),
+        multipliers=np.array([row["multiplier"] for row in rows]),
+        cost_limit=task.cost_limit,
+    )
+
+
+def pretrain(inner: InnerLoop, train_tasks: Sequence[Task], total_steps: int, seed: int,
+             multiplier_lr: float = 0.05) -> np.ndarray:
+    """The paper's "pre-trained" baseline: ``inner``'s constrained learner trained for ``total_steps`` env steps on
+    the task distribution itself (a training task drawn afresh at every episode,
+    :class:`~cmdp_envs.wrappers.TaskSampling`); returns its actor ``theta``. The tasks must share one cost limit."""
+    import torch
+
+    from cmdp_envs.wrappers import TaskSampling
+
+    train_tasks = list(train_tasks)
+    limits = {task.cost_limit for task in train_tasks}
+    if len(limits) != 1:
+        raise ValueError(f"pretraining needs one cost limit across the tasks, got {sorted(limits)}")
+    family = inner.family
+
+    def make_env() -> Any:
+        return TaskSampling(family.make_env(**inner.env_kwargs), tasks=train_tasks)
+
+    with _one_thread():
+        model, callback = lagrangian_learner(
+            inner.algo, make_env, cost_limit=limits.pop(), gamma=family.gamma, seed=seed, n_envs=inner.n_envs,
+            multiplier_lr=multiplier_lr, discounted=family.cost_semantics == "discounted", **inner.learner_kwargs,
+        )
+        model.learn(check_count("total_steps", total_steps, minimum=1), callback=callback)
+        return torch.nn.utils.parameters_to_vector(actor_parameters(model.policy)).detach().numpy()
+
+
+def maml_config(config: CMAMLConfig) -> CMAMLConfig:
+    """The paper's MAML baseline as settings of this loop: no constraint anywhere (``lambda`` held at 0, so the
+    inner learner maximises the reward alone and the outer step follows ``R_p``; no ``eta``). With a TRPO
+    :class:`InnerLoop` it is first-order MAML with an unconstrained TRPO inner loop."""
+    return dataclasses.replace(config, multiplier_lr=0.0, use_safety_critic=False)

@@ -96,3 +96,51 @@ def test_bad_settings_are_refused():
         CMAML(varied, varied.sample(2, seed=0), InnerLoop(varied, **TINY), CMAMLConfig(meta_batch=2))
     with pytest.raises(ValueError, match="algo"):
         InnerLoop(FAMILY, algo="SAC")
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """Checkpoints after every outer iteration: two iterations, a new process-like restart, one more, equals three
+    in one go; a checkpoint from other settings or a damaged one is refused with its name."""
+    config = CMAMLConfig(meta_batch=2, rollout_episodes=4)
+    whole = _run(config, iterations=3)
+    path = tmp_path / "cmaml.npz"
+    _run(config, iterations=2).save(path)
+    resumed = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=0)
+    resumed.run(3, checkpoint=path, progress=False)
+    assert resumed.history == whole.history
+    np.testing.assert_array_equal(resumed.theta, whole.theta)
+    assert resumed.eta == whole.eta and resumed.multiplier == whole.multiplier
+    with pytest.raises(ValueError, match="another seed"):
+        CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=1).load(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cmaml.npz"):
+        resumed.load(path)
+
+
+def test_fine_tuning_and_the_baselines():
+    """Every method ends in a start for the same fine-tuning: C-MAML's theta, random initialisation (None), the
+    pre-trained policy and first-order MAML (no constraint: lambda stays 0)."""
+    from cmdp_envs.meta.cmaml import fine_tune, maml_config, pretrain
+
+    inner = InnerLoop(FAMILY, n_envs=2, n_steps=256, batch_size=64, n_epochs=2)  # a rollout ends >= 1 episode
+    held_out = FAMILY.sample(1, seed=7)[0]
+    cmaml = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4), iterations=1)
+    maml = _run(maml_config(CMAMLConfig(meta_batch=2, rollout_episodes=4)), iterations=1)
+    assert maml.multiplier == 0.0 and maml.eta == 0.0
+    pretrained = pretrain(inner, FAMILY.sample(4, seed=0), total_steps=512, seed=0)
+    assert pretrained.shape == cmaml.theta.shape
+    curves = {name: fine_tune(inner, theta, held_out, updates=2, seed=3)
+              for name, theta in (("cmaml", cmaml.theta), ("random", None), ("pretrained", pretrained),
+                                  ("maml", maml.theta))}
+    for curve in curves.values():
+        assert len(curve.returns) == 2 and np.all(curve.costs >= 0) and curve.cost_limit == 1.5
+    # SB3 initialises its policies near uniform and these budgets barely move them, so sampled actions under one seed
+    # coincide; a start that prefers one action (the last actor parameters are the action logits' biases) does not.
+    biased = cmaml.theta.copy()
+    biased[-4:] = [5.0, 0.0, 0.0, 0.0]
+    assert not np.array_equal(fine_tune(inner, biased, held_out, updates=2, seed=3).returns,
+                              curves["random"].returns)
+    again = fine_tune(inner, cmaml.theta, held_out, updates=2, seed=3)
+    np.testing.assert_array_equal(again.returns, curves["cmaml"].returns)
+    with pytest.raises(ValueError, match="ended an episode"):
+        fine_tune(InnerLoop(FAMILY, n_envs=1, n_steps=32, batch_size=32), None, held_out, updates=1, seed=0)

@@ -220,8 +220,8 @@ class Integrator:
         np.minimum(alpha, FORCE_LIMIT, out=alpha)
         alpha *= turn_gain
         alpha -= spin_damping * omega
-        np.multiply(sin_psi, planar[0], out=lateral)
-        lateral -= cos_psi * planar[1]
+        products = np.multiply(trig[::-1], planar, out=self._coupled)  # (sin vx, cos vy) in one call
+        np.subtract(products[0], products[1], out=lateral)
         lateral *= lateral_damping
         alpha -= lateral
         np.multiply(along_gain, omega, out=along)
