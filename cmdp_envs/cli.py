@@ -206,18 +206,32 @@ def command_compare(args: argparse.Namespace) -> None:
 
 
 def command_reproduce(args: argparse.Namespace) -> None:
-    _check_out(args.out)
+    if args.experiment == "cmaml" and args.env not in gym.registry:
+        raise CLIError(f"unknown environment id {args.env!r}; `cmdp-envs list` shows the registered ids")
+    out = _check_out(f"out/reproduce-{args.experiment}" if args.out is None else args.out)
+    started = time.perf_counter()
+    if args.experiment == "cmaml":
+        from cmdp_envs.meta.reproduce import cmaml
+
+        try:
+            settings = {"seed": args.seed, "env_id": args.env, "inner": args.inner}
+            config = cmaml.ReproductionConfig.quick(**settings) if args.quick else cmaml.ReproductionConfig(**settings)
+            summary = cmaml.run(out, config)
+        except ValueError as error:
+            raise CLIError(str(error)) from None
+        print(cmaml.format_table(summary))
+        print(f"wrote {out / 'summary.json'}, {out / 'fine_tuning.png'}, {out / 'meta_training.png'} "
+              f"({time.perf_counter() - started:.0f} s)")
+        return
     from cmdp_envs.meta.reproduce import gridworld
 
     config = (gridworld.ReproductionConfig.quick(seed=args.seed) if args.quick
               else gridworld.ReproductionConfig(seed=args.seed))
-    started = time.perf_counter()
     try:
-        summary = gridworld.run(args.out, config)
+        summary = gridworld.run(out, config)
     except ValueError as error:
         raise CLIError(str(error)) from None
     print(gridworld.format_table(summary))
-    out = Path(args.out)
     print(f"wrote {out / 'summary.json'}, {out / 'figure2.png'}, {out / 'all_methods.png'}, {out / 'timings.json'} "
           f"({time.perf_counter() - started:.0f} s)")
 
@@ -264,15 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(run=command_compare)
     reproduce = commands.add_parser(
         "reproduce",
-        help="reproduce a paper's experiment: gridworld (Ni & Kamgarpour 2026, Figure 2)",
-        description="Covering + safe mixture against its baselines on the ten test tasks of the paper's gridworld, "
-        "every executed policy evaluated exactly. Writes DIR/summary.json, figure2.png, all_methods.png; a rerun "
-        "with the same settings resumes from the finished methods.",
+        help="reproduce a paper's experiment: gridworld (Ni & Kamgarpour 2026, Figure 2), cmaml (Daaboul et al., "
+        "Figures 3-5)",
+        description="gridworld: covering + safe mixture against its baselines on the ten test tasks of the paper's "
+        "gridworld, every executed policy evaluated exactly; writes DIR/summary.json, figure2.png, all_methods.png. "
+        "cmaml: C-MAML, its eta = 0 ablation, MAML, a pre-trained policy and random initialisation, each fine-tuned by "
+        "the constrained learner on held-out tasks; writes DIR/summary.json, fine_tuning.png, meta_training.png. A "
+        "rerun with the same settings resumes from what is finished.",
     )
-    reproduce.add_argument("experiment", choices=["gridworld"])
-    reproduce.add_argument("--quick", action="store_true", help="K = 5,000 episodes per task instead of 40,000")
-    reproduce.add_argument("--out", default="out/reproduce-gridworld", help="output directory")
+    reproduce.add_argument("experiment", choices=["gridworld", "cmaml"])
+    reproduce.add_argument("--quick", action="store_true",
+                           help="gridworld: K = 5,000 episodes per task instead of 40,000; cmaml: 6 training and 3 "
+                           "held-out tasks, 4 outer iterations, 3 fine-tuning updates")
+    reproduce.add_argument("--out", help="output directory (default: out/reproduce-EXPERIMENT)")
     reproduce.add_argument("--seed", type=_count(0), default=0)
+    reproduce.add_argument("--env", default="cmdp_envs/PointGoalArc1-v0",
+                           help="cmaml: the family (default: C-MAML's goal arc with hazards and a vase)")
+    reproduce.add_argument("--inner", default="SB3-PPOLag", choices=["SB3-PPOLag", "SB3-TRPOLag"],
+                           help="cmaml: the constrained inner learner")
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

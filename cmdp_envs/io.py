@@ -12,7 +12,7 @@ import os
 import secrets
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "atomic_write",
     "write_json",
+    "write_csv",
     "save_figure",
     "UnreadableFileError",
     "read_json",
@@ -62,6 +63,19 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     """``data`` as indented JSON at ``path``, atomically."""
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """``rows`` (dicts with the same keys) as CSV with a header line at ``path``, atomically."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write(path, lambda file: file.write(text.getvalue().encode()))
 
 
 def save_figure(figure: Any, path: str | os.PathLike, dpi: int = 120) -> Path:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from cmdp_envs.io import UnreadableFileError, atomic_write, check_json_fields, read_npz
+from cmdp_envs.io import UnreadableFileError, atomic_write, check_json_fields, read_npz, write_csv
 from cmdp_envs.meta.estimators import returns_to_go
 from cmdp_envs.meta.executors import Executor, SerialExecutor, spawn_seeds
 from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
@@ -416,11 +416,12 @@ class CMAML:
             self._critic_optimizer.step()
 
     def run(self, outer_iterations: int, checkpoint: str | os.PathLike | None = None,
-            progress: bool = True) -> list[dict[str, float]]:
+            log: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, float]]:
         """Outer iterations up to ``N = outer_iterations`` in all, with a tqdm bar; returns :attr:`history`.
 
         With ``checkpoint`` (an ``.npz`` path) the state is saved there after every iteration and, when the file
         exists, loaded first: an interrupted run resumes where it stopped and ends exactly as an uninterrupted one.
+        With ``log`` (a ``.csv`` path) the history so far is written there after every iteration.
         """
         from tqdm.auto import tqdm
 
@@ -433,6 +434,8 @@ class CMAML:
             row = self.iterate()
             if checkpoint is not None:
                 self.save(checkpoint)
+            if log is not None:
+                write_csv(log, self.history)
             bar.update()
             bar.set_postfix(adapted_cost=f"{row['adapted_cost']:.3g}", eta=f"{row['eta']:.3g}")
         bar.close()

@@ -144,3 +144,32 @@ def test_fine_tuning_and_the_baselines():
     np.testing.assert_array_equal(again.returns, curves["cmaml"].returns)
     with pytest.raises(ValueError, match="ended an episode"):
         fine_tune(InnerLoop(FAMILY, n_envs=1, n_steps=32, batch_size=32), None, held_out, updates=1, seed=0)
+
+
+def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
+    """`cmdp-envs reproduce cmaml` at a tiny size on the gridworld: every method's fine-tuning curves, the limit and
+    its semantics, the figures; a rerun reuses every stage and writes the same summary."""
+    from cmdp_envs.meta.reproduce.cmaml import METHODS, ReproductionConfig, format_table, run
+
+    config = ReproductionConfig(env_id="cmdp_envs/GridWorld-v0", n_train_tasks=2, n_test_tasks=2,
+                                outer_iterations=1, meta_batch=2, rollout_episodes=2, fine_tune_updates=2, n_envs=1,
+                                n_steps=200, executor="serial")
+    summary = run(tmp_path, config)
+    assert list(summary["methods"]) == list(METHODS)
+    assert summary["cost_limit"] == 1.5 and summary["cost_semantics"] == "discounted"
+    for result in summary["methods"].values():
+        assert len(result["cost"]["mean"]) == 2 and len(result["per_task"]) == 2
+        assert 0.0 <= result["within_limit_fraction"] <= 1.0
+    assert len(summary["methods"]["cmaml"]["meta_training"]) == 1
+    assert len(list(tmp_path.glob("methods/cmaml-*.csv"))) == 1
+    assert summary["methods"]["maml"]["meta_training"][0]["multiplier"] == 0.0
+    for name in ("summary.json", "fine_tuning.png", "meta_training.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    first = (tmp_path / "summary.json").read_bytes()
+    assert run(tmp_path, config) == summary
+    assert (tmp_path / "summary.json").read_bytes() == first
+    assert "always within limit" in format_table(summary)
+    with pytest.raises(ValueError, match="inner"):
+        ReproductionConfig(inner="CPO")
+    with pytest.raises(ValueError, match="meta_batch"):
+        ReproductionConfig(n_train_tasks=2, meta_batch=3)

@@ -316,6 +316,16 @@ def test_cli_counts_are_checked_by_argparse(argv, flag, capsys, tmp_path, monkey
     assert not list(tmp_path.iterdir()), "nothing was written"
 
 
+def test_cli_reproduce_cmaml_refuses_an_unknown_id_or_learner_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "cmaml", "--env", "cmdp_envs/Nope-v0"]) == 2
+    assert "unknown environment id 'cmdp_envs/Nope-v0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "cmaml", "--inner", "CPO"])
+    assert exit_.value.code == 2 and "argument --inner: invalid choice: 'CPO'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing was written"
+
+
 def out_commands(out: str) -> list[list[str]]:
     return [
         ["solve", "cmdp_envs/GridWorld-v0", "--out", out],

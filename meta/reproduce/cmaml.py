@@ -1,0 +1,255 @@
+"""Daaboul et al. (C-MAML), Figures 3-5: meta-train, then fine-tune every method on held-out tasks.
+
+Methods (the keys of ``summary.json``), each a start for the same fine-tuning by the constrained learner:
+
+* ``cmaml``: C-MAML's meta policy (FoMAML outer step, safety critic and ``eta``);
+* ``cmaml_no_eta``: the same with ``eta = 0`` (the paper's ablation, Figure 3);
+* ``maml``: first-order MAML with an unconstrained SB3 TRPO inner loop (``lambda`` and ``eta`` held at 0);
+* ``pretrained``: the constrained learner trained on the task distribution (a training task per episode) for as
+  many learner steps as C-MAML's inner loops take in all;
+* ``random``: the learner's own random initialisation.
+
+Tasks: ``n_train_tasks + n_test_tasks`` drawn from the family with the run's seed; the first ones train, the rest
+are held out. On the navigation families the limit is the paper's: ``d = 5`` on the undiscounted episode cost
+(Safety-Gymnasium's reading, which OmniSafe's TRPOLag constrains).
+
+Every stage is saved as it ends, under a name that carries a hash of the configuration: meta-training checkpoints
+after every outer iteration (:meth:`~cmdp_envs.meta.cmaml.CMAML.run`), each method's fine-tuning results. A rerun with
+the same configuration resumes and writes the same ``summary.json``; a file that cannot be read is named in a
+warning and recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cmdp_envs.io import UnreadableFileError, atomic_write, read_json, read_npz, save_figure, write_json
+from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, FineTuning, InnerLoop, fine_tune, maml_config, pretrain
+from cmdp_envs.meta.executors import make_executor
+from cmdp_envs.task import Fixed, TaskFamily, check_count
+
+__all__ = ["ReproductionConfig", "METHODS", "INNER_LOOPS", "run", "format_table"]
+
+METHODS = ("cmaml", "cmaml_no_eta", "maml", "pretrained", "random")
+#: ``--inner`` names and the SB3 algorithm behind each (OmniSafe's inner loops are not in yet).
+INNER_LOOPS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO"}
+#: The paper's limit with TRPOLag, on the undiscounted episode cost.
+PAPER_COST_LIMIT = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproductionConfig:
+    """One run's settings. ``n_steps`` is per env and per learner update: at least an episode, so that every update
+    reports an episode's return and cost."""
+
+    env_id: str = "cmdp_envs/PointGoalArc1-v0"
+    inner: str = "SB3-PPOLag"
+    seed: int = 0
+    n_train_tasks: int = 20
+    n_test_tasks: int = 10
+    outer_iterations: int = 40
+    meta_batch: int = 4
+    adaptation_steps: int = 2
+    rollout_episodes: int = 8
+    fine_tune_updates: int = 10
+    n_envs: int = 2
+    n_steps: int = 1000
+    executor: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.inner not in INNER_LOOPS:
+            raise ValueError(f"inner must be one of {sorted(INNER_LOOPS)}, got {self.inner!r}")
+        for name in ("n_train_tasks", "n_test_tasks", "outer_iterations", "meta_batch", "adaptation_steps",
+                     "rollout_episodes", "fine_tune_updates", "n_envs", "n_steps"):
+            check_count(name, getattr(self, name), minimum=1)
+        check_count("seed", self.seed)
+        if self.meta_batch > self.n_train_tasks:
+            raise ValueError(f"meta_batch = {self.meta_batch} exceeds n_train_tasks = {self.n_train_tasks}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> ReproductionConfig:
+        """A run of a few minutes on 2 cores: 6 training and 3 held-out tasks, 4 outer iterations of 2 tasks, 3
+        fine-tuning updates."""
+        settings = {"n_train_tasks": 6, "n_test_tasks": 3, "outer_iterations": 4, "meta_batch": 2,
+                    "rollout_episodes": 4, "fine_tune_updates": 3, **overrides}
+        return cls(**settings)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _family(env_id: str) -> TaskFamily:
+    """The family of ``env_id``; the navigation Goal families with the paper's limit and its reading."""
+    import gymnasium as gym
+
+    paper_limit = {"cost_semantics": "undiscounted", "cost_limit": Fixed(PAPER_COST_LIMIT)}
+    return gym.make(env_id, **(paper_limit if env_id.startswith("cmdp_envs/PointGoal") else {})).unwrapped.family
+
+
+def _learner_settings(config: ReproductionConfig) -> dict[str, Any]:
+    batch = config.n_steps * config.n_envs
+    # A PPO minibatch divides the rollout; TRPO takes its batch for the critic.
+    return {"n_steps": config.n_steps, "batch_size": max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0)}
+
+
+def _fine_tuning_json(curves: list[FineTuning]) -> dict[str, Any]:
+    def band(values: np.ndarray) -> dict[str, list[float]]:
+        return {"mean": values.mean(axis=0).tolist(), "p10": np.percentile(values, 10, axis=0).tolist(),
+                "p90": np.percentile(values, 90, axis=0).tolist()}
+
+    returns = np.array([curve.returns for curve in curves])
+    costs = np.array([curve.costs for curve in curves])
+    return {
+        "update": list(range(1, returns.shape[1] + 1)),
+        "steps": curves[0].steps.tolist(),
+        "return": band(returns),
+        "cost": band(costs),
+        "within_limit_fraction": float(np.mean([curve.always_within_limit for curve in curves])),
+        "per_task": [{"return": c.returns.tolist(), "cost": c.costs.tolist()} for c in curves],
+    }
+
+
+def _saved(path: Path, digest: str) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        saved = read_json(path)
+    except UnreadableFileError as error:
+        warnings.warn(f"{error}; recomputing it", stacklevel=3)
+        return None
+    if not isinstance(saved, dict) or saved.get("config_digest") != digest or "result" not in saved:
+        warnings.warn(f"{path} does not hold a result of this configuration; recomputing it", stacklevel=3)
+        return None
+    return saved["result"]
+
+
+def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
+    """Meta-train every method, fine-tune each on the held-out tasks, write ``out/summary.json``,
+    ``out/fine_tuning.png`` and ``out/meta_training.png``; return the summary."""
+    out = Path(out)
+    digest = config.digest()
+    family = _family(config.env_id)
+    tasks = family.sample(config.n_train_tasks + config.n_test_tasks, seed=config.seed)
+    train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
+    cost_limit = train_tasks[0].cost_limit
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3)]
+    settings = _learner_settings(config)
+    inner = InnerLoop(family, algo=INNER_LOOPS[config.inner], n_envs=config.n_envs, **settings)
+    meta_config = CMAMLConfig(meta_batch=config.meta_batch, adaptation_steps=config.adaptation_steps,
+                              rollout_episodes=config.rollout_episodes)
+    learner_steps = config.outer_iterations * config.meta_batch * config.adaptation_steps * config.n_steps * \
+        config.n_envs
+    executor = make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {}))
+    results: dict[str, Any] = {}
+    for name in METHODS:
+        path = out / "methods" / f"{name}-{digest}.json"
+        saved = _saved(path, digest)
+        if saved is not None:
+            results[name] = saved
+            continue
+        started = time.perf_counter()
+        history: list[dict[str, float]] = []
+        if name in ("cmaml", "cmaml_no_eta", "maml"):
+            method_config = {"cmaml": meta_config,
+                             "cmaml_no_eta": dataclasses.replace(meta_config, use_safety_critic=False),
+                             "maml": maml_config(meta_config)}[name]
+            method_inner = InnerLoop(family, algo="TRPO", n_envs=config.n_envs, **settings) if name == "maml" \
+                else inner
+            cmaml = CMAML(family, train_tasks, method_inner, method_config, seed=seeds[0], executor=executor)
+            history = cmaml.run(config.outer_iterations, checkpoint=out / "methods" / f"{name}-{digest}.npz",
+                                log=out / "methods" / f"{name}-{digest}.csv")
+            theta: np.ndarray | None = cmaml.theta
+        elif name == "pretrained":
+            theta_path = out / "methods" / f"pretrained-{digest}.npz"
+            try:
+                theta = read_npz(theta_path)["theta"]
+            except (FileNotFoundError, UnreadableFileError, KeyError):
+                theta = pretrain(inner, train_tasks, learner_steps, seed=seeds[0])
+                atomic_write(theta_path, lambda file, value=theta: np.savez(file, theta=value))
+        else:
+            theta = None
+        curves = [fine_tune(inner, theta, task, config.fine_tune_updates, seed=seeds[1] + index)
+                  for index, task in enumerate(tqdm(test_tasks, desc=f"fine-tuning {name}"))]
+        results[name] = {**_fine_tuning_json(curves), "meta_training": history,
+                         "wall_seconds": time.perf_counter() - started}
+        write_json(path, {"config_digest": digest, "result": results[name]})
+    summary = {
+        "config": dataclasses.asdict(config),
+        "family": repr(family),
+        "cost_limit": cost_limit,
+        "cost_semantics": family.cost_semantics,
+        "pretraining_learner_steps": learner_steps,
+        "held_out_tasks": [task.as_dict() for task in test_tasks],
+        "methods": results,
+    }
+    _plot_fine_tuning(results, cost_limit, family.cost_semantics, out / "fine_tuning.png")
+    _plot_meta_training(results, cost_limit, out / "meta_training.png")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _plot_fine_tuning(results: dict[str, Any], cost_limit: float, semantics: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
+    for index, (name, result) in enumerate(results.items()):
+        for ax, key in zip(axes, ("return", "cost")):
+            x = result["update"]
+            ax.plot(x, result[key]["mean"], color=f"C{index}", label=name)
+            ax.fill_between(x, result[key]["p10"], result[key]["p90"], color=f"C{index}", alpha=0.15)
+    axes[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
+    axes[0].set_ylabel("episode return")
+    axes[1].set_ylabel(f"episode cost ({semantics})")
+    for ax in axes:
+        ax.set_xlabel("fine-tuning update")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend(fontsize=8)
+    figure.suptitle("Fine-tuning on held-out tasks (mean, 10-90% band)")
+    save_figure(figure, path)
+
+
+def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
+    for index, name in enumerate(("cmaml", "cmaml_no_eta")):
+        history = results[name]["meta_training"]
+        x = [row["iteration"] for row in history]
+        axes[0].plot(x, [row["adapted_return"] for row in history], color=f"C{index}", label=name)
+        axes[1].plot(x, [row["adapted_cost"] for row in history], color=f"C{index}", label=f"{name}, adapted")
+        axes[1].plot(x, [row["meta_cost"] for row in history], color=f"C{index}", linestyle=":",
+                     label=f"{name}, meta policy")
+    axes[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
+    axes[0].set_ylabel("discounted return after adaptation")
+    axes[1].set_ylabel("cost")
+    for ax in axes:
+        ax.set_xlabel("outer iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend(fontsize=8)
+    figure.suptitle("Meta-training with and without eta (Figure 3 style)")
+    save_figure(figure, path)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """One row per method: the last fine-tuning update's mean return and cost, and the share of held-out tasks that
+    stayed within the limit at every update."""
+    limit, semantics = summary["cost_limit"], summary["cost_semantics"]
+    rows = [f"{'method':<14}{'final return':>14}{'final cost':>12}{'always within limit':>22}{'seconds':>9}  "
+            f"(limit {limit:g}, {semantics})"]
+    for name, result in summary["methods"].items():
+        rows.append(f"{name:<14}{result['return']['mean'][-1]:>14.2f}{result['cost']['mean'][-1]:>12.3f}"
+                    f"{result['within_limit_fraction']:>22.0%}{result['wall_seconds']:>9.0f}")
+    return "\n".join(rows)
