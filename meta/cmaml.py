@@ -56,8 +56,9 @@ from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "collect_episodes", "policy_gradient",
-           "actor_parameters", "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config"]
+__all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "rollout_envs", "collect_episodes",
+           "policy_gradient", "actor_parameters", "discounted_weights", "fine_tune", "FineTuning", "pretrain",
+           "maml_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,32 +115,56 @@ class Episodes:
         return np.array([np.sum(v * discount ** np.arange(len(v))) for v in getattr(self, values)])
 
 
-def collect_episodes(policy: Any, envs: Sequence[Any], seed: int) -> Episodes:
-    """One episode of an SB3 ``policy`` (actions sampled) on each of ``envs``, run in lockstep so that one network
-    call serves every env at a step; env ``e`` resets with seed ``seed + e`` and the actions draw from torch's
-    generator seeded with ``seed``. Continuous actions are stored as sampled and clipped to the action space only
-    for the env (as SB3's own rollouts do), so their log-likelihood is the one the policy gradient needs."""
+def rollout_envs(family: TaskFamily, task: Task, n_episodes: int, **env_kwargs: Any) -> Any:
+    """A vector env of ``n_episodes`` copies of ``task`` for :func:`collect_episodes`: the family's native vector env
+    when it has one (one numpy step for all), else Gymnasium's ``SyncVectorEnv`` over ``family.make_env``."""
+    if hasattr(family, "make_vector_env"):
+        return family.make_vector_env(n_episodes)
     import gymnasium as gym
+
+    return gym.vector.SyncVectorEnv([lambda: family.make_env(**env_kwargs, task=task)] * n_episodes)
+
+
+def collect_episodes(policy: Any, envs: Any, task: Task, seed: int) -> Episodes:
+    """One episode of an SB3 ``policy`` (actions sampled) in each sub-env of the vector env ``envs``
+    (:func:`rollout_envs`), in lockstep, so that one network call serves every episode at a step. ``envs`` resets
+    with ``seed`` (sub-env ``e`` with ``seed + e`` under Gymnasium's seeding) on ``task``, and the actions draw from
+    torch's generator seeded with ``seed``. Continuous actions are stored as sampled and clipped to the action space
+    only for the env (as SB3's own rollouts do), so their log-likelihood is the one the policy gradient needs."""
     import torch
 
     torch.manual_seed(seed)
-    space = envs[0].action_space
-    current = [env.reset(seed=seed + index)[0] for index, env in enumerate(envs)]
-    steps: list[list[tuple[Any, Any, float, float]]] = [[] for _ in envs]
-    running = list(range(len(envs)))
-    while running:
+    space = envs.single_action_space
+    observation, _ = envs.reset(seed=seed, options={"task": task})
+    # Torch checks every distribution's arguments by default, which costs more than the network at this batch size.
+    validate = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        columns = _lockstep(policy, envs, space, observation)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
+    alive = np.array([column[0] for column in columns])  # (steps, episodes): each episode's steps
+    stacked = [np.array([column[k] for column in columns]) for k in range(1, 5)]
+    return Episodes(*([values[alive[:, e], e] for e in range(envs.num_envs)] for values in stacked))
+
+
+def _lockstep(policy: Any, envs: Any, space: Any, observation: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """The steps of :func:`collect_episodes`: per step, which episodes were running and their observations, actions,
+    rewards and costs."""
+    import gymnasium as gym
+    import torch
+
+    running = np.ones(envs.num_envs, dtype=bool)
+    columns: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    while running.any():
         with torch.no_grad():
-            actions = policy(policy.obs_to_tensor(np.stack([current[index] for index in running]))[0])[0].numpy()
-        still_running = []
-        for index, action in zip(running, actions):
-            env_action = np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
-            observation, reward, terminated, truncated, info = envs[index].step(env_action)
-            steps[index].append((current[index], action, reward, info["cost"]))
-            current[index] = observation
-            if not (terminated or truncated):
-                still_running.append(index)
-        running = still_running
-    return Episodes(*([np.asarray([step[k] for step in episode]) for episode in steps] for k in range(4)))
+            action = policy.get_distribution(policy.obs_to_tensor(observation)[0]).get_actions().numpy()
+        env_action = np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
+        next_observation, reward, terminated, truncated, info = envs.step(env_action)
+        columns.append((running.copy(), observation, action, reward, np.asarray(info["cost"], dtype=np.float64)))
+        running &= ~(terminated | truncated)
+        observation = next_observation
+    return columns
 
 
 def actor_parameters(policy: Any) -> list[Any]:
@@ -205,7 +230,8 @@ def _critic_values(critic_state: dict[str, np.ndarray], observations: np.ndarray
 @dataclasses.dataclass
 class TaskResult:
     """One task's inner loop: the FoMAML gradient at the adapted policy, the meta policy's cost gradient, the
-    adapted parameters, the post-adaptation return and cost, and ``V_C``'s training data from the meta policy."""
+    adapted parameters, the post-adaptation return and cost, ``V_C``'s training data from the meta policy, and the
+    env steps taken (the learner's and both rollouts')."""
 
     task: Task
     fomaml_gradient: np.ndarray
@@ -218,6 +244,7 @@ class TaskResult:
     critic_observations: np.ndarray
     critic_targets: np.ndarray
     initial_observations: np.ndarray
+    env_steps: int
 
 
 class InnerLoop:
@@ -258,10 +285,10 @@ class InnerLoop:
         model, callback = self.learner(task, seed, meta["multiplier"], config.multiplier_lr)
         policy = model.policy
         torch.nn.utils.vector_to_parameters(torch.as_tensor(meta["theta"]), actor_parameters(policy))
-        envs = [self.family.make_env(**self.env_kwargs, task=task) for _ in range(config.rollout_episodes)]
+        envs = rollout_envs(self.family, task, config.rollout_episodes, **self.env_kwargs)
         gamma, cost_discount = self.family.gamma, self.family.cost_discount
         # The meta policy's own rollouts: V_C's data and the safety term, with V_C as the baseline.
-        before = collect_episodes(policy, envs, seed)
+        before = collect_episodes(policy, envs, task, seed)
         cost_to_go = [returns_to_go(costs[None], cost_discount)[0] for costs in before.costs]
         observations = np.concatenate(before.observations).astype(np.float64)
         baseline = _critic_values(meta["critic"], observations)
@@ -272,9 +299,8 @@ class InnerLoop:
         # Adaptation by the constrained learner, then the adapted policy's rollouts.
         steps = config.adaptation_steps * model.n_steps * self.n_envs
         model.learn(steps, callback=callback)
-        after = collect_episodes(policy, envs, seed + config.rollout_episodes)
-        for env in envs:
-            env.close()
+        after = collect_episodes(policy, envs, task, seed + config.rollout_episodes)
+        envs.close()
         multiplier = meta["multiplier"]
         reward_weights = discounted_weights(after.rewards, gamma)
         lagrangian_weights = [w_r - multiplier * w_c
@@ -294,6 +320,7 @@ class InnerLoop:
             critic_observations=observations,
             critic_targets=np.concatenate(cost_to_go),
             initial_observations=np.array([episode[0] for episode in before.observations], dtype=np.float64),
+            env_steps=int(model.num_timesteps + sum(map(len, before.rewards)) + sum(map(len, after.rewards))),
         )
 
 
@@ -399,6 +426,7 @@ class CMAML:
             "multiplier": self.multiplier,
             "eta": self.eta,
             "cost_limit": self.cost_limit,
+            "env_steps": float(sum(result.env_steps for result in results)),
         }
         self.history.append(row)
         return row

@@ -66,7 +66,9 @@ class LocalExecutor:
     """Runs items on ``max_workers`` local processes (default: the number of CPUs).
 
     Processes start with ``"spawn"`` by default: forking a process that has loaded torch can deadlock. Functions and
-    items must be picklable (families, tasks and the package's oracles are).
+    items must be picklable (families, tasks and the package's oracles are). The processes start at the first
+    :meth:`map` and serve every later one (a meta-learner maps once per outer iteration, and starting processes that
+    import torch takes seconds); :meth:`close`, or leaving a ``with`` block, stops them.
     """
 
     def __init__(self, max_workers: int | None = None, start_method: str = "spawn"):
@@ -75,21 +77,44 @@ class LocalExecutor:
             raise ValueError(f"start_method must be one of {multiprocessing.get_all_start_methods()}, "
                              f"got {start_method!r}")
         self.start_method = start_method
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
         items = list(items)
         if not items:
             return []
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=min(self.max_workers, len(items)),
-            mp_context=multiprocessing.get_context(self.start_method),
-            initializer=_single_threaded_worker,
-        ) as pool:
-            futures = [pool.submit(fn, item) for item in items]
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.max_workers,
+                mp_context=multiprocessing.get_context(self.start_method),
+                initializer=_single_threaded_worker,
+            )
+        futures = [self._pool.submit(fn, item) for item in items]
+        try:
             for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc=description or None,
                           disable=not description):
                 pass
             return [future.result() for future in futures]
+        except BaseException:
+            # A failed or interrupted map leaves no work running behind the caller's back.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the worker processes (the next :meth:`map` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An executor passed inside a picklable object travels without its processes.
+        return {**self.__dict__, "_pool": None}
 
 
 class RayExecutor:

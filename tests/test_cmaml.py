@@ -17,6 +17,7 @@ from cmdp_envs.meta.cmaml import (  # noqa: E402
     collect_episodes,
     discounted_weights,
     policy_gradient,
+    rollout_envs,
 )
 from cmdp_envs.meta.executors import LocalExecutor  # noqa: E402
 from cmdp_envs.tabular import value_functions  # noqa: E402
@@ -45,8 +46,7 @@ def test_policy_gradient_estimate_agrees_with_the_exact_gradient():
     occupancy = np.linalg.solve((np.eye(cmdp.n_states) - cmdp.gamma * transition).T, cmdp.mu)
     value = (torch.as_tensor(occupancy[:, None] * q[0], dtype=torch.float32) * probabilities).sum()
     exact = torch.cat([g.ravel() for g in torch.autograd.grad(value, actor_parameters(policy))]).numpy()
-    envs = [FAMILY.make_env(observation_type="onehot", task=task) for _ in range(800)]
-    episodes = collect_episodes(policy, envs, seed=1)
+    episodes = collect_episodes(policy, rollout_envs(FAMILY, task, 800, observation_type="onehot"), task, seed=1)
     estimate = policy_gradient(policy, episodes, discounted_weights(episodes.rewards, cmdp.gamma))
     cosine = estimate @ exact / np.linalg.norm(estimate) / np.linalg.norm(exact)
     assert cosine > 0.85, cosine

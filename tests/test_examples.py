@@ -110,3 +110,12 @@ def test_safe_mixture_benchmark_runs(tmp_path):
                  tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ratio" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None, reason="needs the 'sb3' extra")
+def test_cmaml_overhead_benchmark_runs(tmp_path):
+    result = run(ROOT / "benchmarks" / "cmaml_overhead.py",
+                 ["--env", "cmdp_envs/GridWorld-v0", "--iterations", "1", "--repeats", "1", "--n-steps", "200"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "C-MAML meta-training, learner frames" in result.stdout and "ratio" in result.stdout

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -83,8 +85,19 @@ class ReproductionConfig:
                     "rollout_episodes": 4, "fine_tune_updates": 3, **overrides}
         return cls(**settings)
 
+    @property
+    def learner_steps(self) -> int:
+        """The learner steps of C-MAML's inner loops in all: the pre-trained baseline's budget."""
+        return self.outer_iterations * self.meta_batch * self.adaptation_steps * self.n_steps * self.n_envs
+
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A hash of these settings and of the source the results depend on (the meta-learner, the Lagrangian
+        learner, this module): saved stages are reused only when all are unchanged."""
+        from cmdp_envs.meta import cmaml, sb3_lagrangian
+
+        source = "".join(inspect.getsource(module) for module in (cmaml, sb3_lagrangian, sys.modules[__name__]))
+        settings = json.dumps(dataclasses.asdict(self), sort_keys=True) + source
+        return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
 
 def _family(env_id: str) -> TaskFamily:
@@ -132,23 +145,15 @@ def _saved(path: Path, digest: str) -> dict[str, Any] | None:
     return saved["result"]
 
 
-def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
-    """Meta-train every method, fine-tune each on the held-out tasks, write ``out/summary.json``,
-    ``out/fine_tuning.png`` and ``out/meta_training.png``; return the summary."""
-    out = Path(out)
+def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, train_tasks: list, test_tasks: list,
+                 executor: Any) -> dict[str, Any]:
+    """Every method's meta-training (or pre-training) and fine-tuning, reusing what earlier runs saved."""
     digest = config.digest()
-    family = _family(config.env_id)
-    tasks = family.sample(config.n_train_tasks + config.n_test_tasks, seed=config.seed)
-    train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
-    cost_limit = train_tasks[0].cost_limit
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3)]
     settings = _learner_settings(config)
     inner = InnerLoop(family, algo=INNER_LOOPS[config.inner], n_envs=config.n_envs, **settings)
     meta_config = CMAMLConfig(meta_batch=config.meta_batch, adaptation_steps=config.adaptation_steps,
                               rollout_episodes=config.rollout_episodes)
-    learner_steps = config.outer_iterations * config.meta_batch * config.adaptation_steps * config.n_steps * \
-        config.n_envs
-    executor = make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {}))
     results: dict[str, Any] = {}
     for name in METHODS:
         path = out / "methods" / f"{name}-{digest}.json"
@@ -173,7 +178,7 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
             try:
                 theta = read_npz(theta_path)["theta"]
             except (FileNotFoundError, UnreadableFileError, KeyError):
-                theta = pretrain(inner, train_tasks, learner_steps, seed=seeds[0])
+                theta = pretrain(inner, train_tasks, config.learner_steps, seed=seeds[0])
                 atomic_write(theta_path, lambda file, value=theta: np.savez(file, theta=value))
         else:
             theta = None
@@ -182,12 +187,30 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
         results[name] = {**_fine_tuning_json(curves), "meta_training": history,
                          "wall_seconds": time.perf_counter() - started}
         write_json(path, {"config_digest": digest, "result": results[name]})
+    return results
+
+
+def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
+    """Meta-train every method, fine-tune each on the held-out tasks, write ``out/summary.json``,
+    ``out/fine_tuning.png`` and ``out/meta_training.png``; return the summary."""
+    out = Path(out)
+    family = _family(config.env_id)
+    tasks = family.sample(config.n_train_tasks + config.n_test_tasks, seed=config.seed)
+    train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
+    cost_limit = train_tasks[0].cost_limit
+    executor = make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {}))
+    try:
+        results = _run_methods(out, config, family, train_tasks, test_tasks, executor)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
     summary = {
         "config": dataclasses.asdict(config),
         "family": repr(family),
         "cost_limit": cost_limit,
         "cost_semantics": family.cost_semantics,
-        "pretraining_learner_steps": learner_steps,
+        "pretraining_learner_steps": config.learner_steps,
         "held_out_tasks": [task.as_dict() for task in test_tasks],
         "methods": results,
     }
