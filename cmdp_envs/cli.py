@@ -211,29 +211,23 @@ def command_reproduce(args: argparse.Namespace) -> None:
     out = _check_out(f"out/reproduce-{args.experiment}" if args.out is None else args.out)
     started = time.perf_counter()
     if args.experiment == "cmaml":
-        from cmdp_envs.meta.reproduce import cmaml
+        from cmdp_envs.meta.reproduce import cmaml as experiment
 
-        try:
-            settings = {"seed": args.seed, "env_id": args.env, "inner": args.inner}
-            config = cmaml.ReproductionConfig.quick(**settings) if args.quick else cmaml.ReproductionConfig(**settings)
-            summary = cmaml.run(out, config)
-        except ValueError as error:
-            raise CLIError(str(error)) from None
-        print(cmaml.format_table(summary))
-        print(f"wrote {out / 'summary.json'}, {out / 'fine_tuning.png'}, {out / 'meta_training.png'} "
-              f"({time.perf_counter() - started:.0f} s)")
-        return
-    from cmdp_envs.meta.reproduce import gridworld
+        settings: dict[str, Any] = {"seed": args.seed, "env_id": args.env, "inner": args.inner}
+        written = ("summary.json", "fine_tuning.png", "meta_training.png")
+    else:
+        from cmdp_envs.meta.reproduce import gridworld as experiment
 
-    config = (gridworld.ReproductionConfig.quick(seed=args.seed) if args.quick
-              else gridworld.ReproductionConfig(seed=args.seed))
+        settings = {"seed": args.seed}
+        written = ("summary.json", "figure2.png", "all_methods.png", "timings.json")
     try:
-        summary = gridworld.run(out, config)
+        config_class = experiment.ReproductionConfig
+        config = config_class.quick(**settings) if args.quick else config_class(**settings)
+        summary = experiment.run(out, config)
     except ValueError as error:
         raise CLIError(str(error)) from None
-    print(gridworld.format_table(summary))
-    print(f"wrote {out / 'summary.json'}, {out / 'figure2.png'}, {out / 'all_methods.png'}, {out / 'timings.json'} "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(experiment.format_table(summary))
+    print(f"wrote {', '.join(str(out / name) for name in written)} ({time.perf_counter() - started:.0f} s)")
 
 
 def _short(task: Task) -> str:

@@ -99,6 +99,8 @@ class CMAMLConfig:
         check_number("reptile_step", self.reptile_step, 0.0, 1.0)
         if self.outer_step not in ("fomaml", "reptile"):
             raise ValueError(f"outer_step must be 'fomaml' or 'reptile', got {self.outer_step!r}")
+        if not isinstance(self.use_safety_critic, (bool, np.bool_)):
+            raise TypeError(f"use_safety_critic must be True or False, got {self.use_safety_critic!r}")
 
 
 @dataclasses.dataclass
