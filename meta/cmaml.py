@@ -446,29 +446,47 @@ class CMAML:
             self._critic_optimizer.step()
 
     def run(self, outer_iterations: int, checkpoint: str | os.PathLike | None = None,
-            log: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, float]]:
+            log: str | os.PathLike | None = None, tensorboard: str | os.PathLike | None = None,
+            progress: bool = True) -> list[dict[str, float]]:
         """Outer iterations up to ``N = outer_iterations`` in all, with a tqdm bar; returns :attr:`history`.
 
         With ``checkpoint`` (an ``.npz`` path) the state is saved there after every iteration and, when the file
         exists, loaded first: an interrupted run resumes where it stopped and ends exactly as an uninterrupted one.
-        With ``log`` (a ``.csv`` path) the history so far is written there after every iteration.
+        With ``log`` (a ``.csv`` path) the history so far is written there after every iteration, and with
+        ``tensorboard`` (a directory; needs the ``tensorboard`` package) each row goes to TensorBoard as scalars
+        ``cmaml/<column>`` at its iteration.
         """
         from tqdm.auto import tqdm
 
         outer_iterations = check_count("outer_iterations", outer_iterations)
         if checkpoint is not None and Path(checkpoint).exists():
             self.load(checkpoint)
+        writer = None
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ImportError("TensorBoard logs need the tensorboard package: pip install tensorboard") from error
+            writer = SummaryWriter(str(tensorboard))
         bar = tqdm(total=outer_iterations, initial=min(self.iteration, outer_iterations), desc="C-MAML",
                    disable=not progress)
-        while self.iteration < outer_iterations:
-            row = self.iterate()
-            if checkpoint is not None:
-                self.save(checkpoint)
-            if log is not None:
-                write_csv(log, self.history)
-            bar.update()
-            bar.set_postfix(adapted_cost=f"{row['adapted_cost']:.3g}", eta=f"{row['eta']:.3g}")
-        bar.close()
+        try:
+            while self.iteration < outer_iterations:
+                row = self.iterate()
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                if log is not None:
+                    write_csv(log, self.history)
+                if writer is not None:
+                    for key, value in row.items():
+                        writer.add_scalar(f"cmaml/{key}", value, self.iteration)
+                    writer.flush()
+                bar.update()
+                bar.set_postfix(adapted_cost=f"{row['adapted_cost']:.3g}", eta=f"{row['eta']:.3g}")
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
         return self.history
 
     def _identity(self) -> dict[str, Any]:

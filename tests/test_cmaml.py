@@ -1,5 +1,7 @@
 """C-MAML (meta/cmaml.py) with real SB3 learners at tiny budgets on the gridworld."""
 
+import importlib.util
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -162,6 +164,8 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
         assert 0.0 <= result["within_limit_fraction"] <= 1.0
     assert len(summary["methods"]["cmaml"]["meta_training"]) == 1
     assert len(list(tmp_path.glob("methods/cmaml-*.csv"))) == 1
+    if importlib.util.find_spec("tensorboard") is not None:  # lane B: OmniSafe brings TensorBoard
+        assert list((tmp_path / "tensorboard" / "cmaml").glob("events.out.tfevents.*"))
     assert summary["methods"]["maml"]["meta_training"][0]["multiplier"] == 0.0
     for name in ("summary.json", "fine_tuning.png", "meta_training.png"):
         assert (tmp_path / name).stat().st_size > 0

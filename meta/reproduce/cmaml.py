@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import inspect
 import json
 import sys
@@ -170,8 +171,10 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
             method_inner = InnerLoop(family, algo="TRPO", n_envs=config.n_envs, **settings) if name == "maml" \
                 else inner
             cmaml = CMAML(family, train_tasks, method_inner, method_config, seed=seeds[0], executor=executor)
+            # TensorBoard logs when the package is there (it comes with OmniSafe); the CSV log always.
+            board = out / "tensorboard" / name if importlib.util.find_spec("tensorboard") is not None else None
             history = cmaml.run(config.outer_iterations, checkpoint=out / "methods" / f"{name}-{digest}.npz",
-                                log=out / "methods" / f"{name}-{digest}.csv")
+                                log=out / "methods" / f"{name}-{digest}.csv", tensorboard=board)
             theta: np.ndarray | None = cmaml.theta
         elif name == "pretrained":
             theta_path = out / "methods" / f"pretrained-{digest}.npz"
