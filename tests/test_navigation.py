@@ -39,6 +39,24 @@ def test_render_draws_the_scene(env_id):
     assert len(np.unique(image.reshape(-1, 3), axis=0)) >= 3
 
 
+def test_render_draws_the_lidar_towards_what_it_sees():
+    """A goal straight ahead of the robot: the goal group's rays (green) lie ahead of the robot, none behind it."""
+    from cmdp_envs.families.navigation import GoalFamily
+    from cmdp_envs.families.navigation.render import COLOURS, LIDAR_RAY, PIXELS, render_world
+
+    family = GoalFamily(level=1, n_hazards=0, n_vases=0)
+    env = NavigationEnv(family=family, render_mode="rgb_array")
+    observation, _ = env.reset(options={"task": family.task(agent=(0.0, 0.0, 0.0), goal=(1.2, 0.0))})
+    world = env._world
+    green = np.all(render_world(world, 0, observation) == COLOURS["goal"], axis=2)
+    without = np.all(render_world(world, 0) == COLOURS["goal"], axis=2)
+    rays = green & ~without
+    half = family.placement.extents[2] + 0.5
+    rows, columns = np.nonzero(rays)
+    x = (columns + 0.5) / PIXELS * 2 * half - half
+    assert rays.sum() > 10 and np.all(x > 0.05) and np.all(x < 0.1 + LIDAR_RAY + 0.05)
+
+
 def test_sampling_is_deterministic_and_layout_seeds_rebuild_tasks():
     family = GoalFamily()
     assert family.sample(5, seed=3) == family.sample(5, seed=3)

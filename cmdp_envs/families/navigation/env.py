@@ -193,7 +193,7 @@ class NavigationEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None
-        return render_world(self._world, 0)
+        return render_world(self._world, 0, self._world.observation_one())
 
 
 def _vector_base_init(env: gym.vector.VectorEnv, num_envs: int, single_observation: spaces.Space,
@@ -347,7 +347,8 @@ class NavigationVectorEnv(gym.vector.VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None
-        return tuple(render_world(self._world, index) for index in range(self.num_envs))
+        observation = self._world.observation()
+        return tuple(render_world(self._world, index, observation[index]) for index in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
         pass

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from cmdp_envs.families.navigation.lidar import ABSENT
-from cmdp_envs.families.navigation.world import ButtonWorld, CircleWorld, GoalWorld, PointWorld
+from cmdp_envs.families.navigation.lidar import ABSENT, N_BINS
+from cmdp_envs.families.navigation.world import N_SENSORS, ButtonWorld, CircleWorld, GoalWorld, PointWorld
 
 __all__ = ["render_world"]
 
@@ -19,10 +19,25 @@ COLOURS = {
 }
 
 
-def render_world(world: PointWorld, index: int) -> np.ndarray:
+#: Longest lidar ray drawn (a reading of 1), beyond the robot's body, in metres.
+LIDAR_RAY = 0.6
+
+
+def _lidar_groups(world: PointWorld) -> list[str]:
+    """The colour of each lidar group of ``world``, in observation order."""
+    if isinstance(world, GoalWorld):
+        return (["goal"] if not world.family.hidden_goal else []) + ["hazard", "vase"]
+    if isinstance(world, ButtonWorld):
+        return ["button", "goal", "hazard", "gremlin"]
+    return ["goal"]
+
+
+def render_world(world: PointWorld, index: int, observation: np.ndarray | None = None) -> np.ndarray:
     """A ``PIXELS x PIXELS x 3`` uint8 image of world ``index``, seen from above: hazards blue, vases teal, goal
     green, buttons amber (the goal button inside the green goal disc), gremlins purple, the robot red with its nose
-    (heading) dark blue; Circle: the circle green and the walls orange."""
+    (heading) dark blue; Circle: the circle green and the walls orange. Given the world's ``observation``, its lidar
+    is drawn too: per group and bin a ray from the robot along the bin's middle bearing, as long as the reading
+    (:data:`LIDAR_RAY` for 1), in the group's colour (groups side by side within a bin)."""
     family = world.family
     half = family.placement.extents[2] + 0.5 if hasattr(family, "placement") else 2.0
     coordinates = (np.arange(PIXELS) + 0.5) / PIXELS * 2 * half - half
@@ -59,6 +74,20 @@ def render_world(world: PointWorld, index: int) -> np.ndarray:
         for gremlin in world.gremlins[index]:
             square(gremlin, family.gremlin_size, "gremlin")
     px, py, heading = world.position[:, index]
+    if observation is not None:
+        readings = np.asarray(observation)[N_SENSORS:].reshape(-1, N_BINS)
+        groups = _lidar_groups(world)
+        width = 2 * math.pi / N_BINS
+        for group, colour in enumerate(groups):
+            for bin_, reading in enumerate(readings[group]):
+                if reading <= 0:
+                    continue
+                bearing = heading + width * (bin_ + (group + 1) / (len(groups) + 1))
+                end = LIDAR_RAY * reading + 0.1
+                dx, dy = math.cos(bearing), math.sin(bearing)
+                along = (x - px) * dx + (y - py) * dy
+                across = np.abs((y - py) * dx - (x - px) * dy)
+                image[(along >= 0.1) & (along <= end) & (across <= 0.012)] = COLOURS[colour]
     disc((px, py), 0.1, "robot")
     disc((px + 0.1 * math.cos(heading), py + 0.1 * math.sin(heading)), 0.05, "nose")
     return image
