@@ -57,7 +57,7 @@ from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
 __all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "rollout_envs", "collect_episodes",
-           "policy_gradient", "actor_parameters", "discounted_weights", "fine_tune", "FineTuning", "pretrain",
+           "policy_gradient", "actor_parameters", "load_actor", "discounted_weights", "fine_tune", "FineTuning", "pretrain",
            "maml_config"]
 
 
@@ -175,6 +175,24 @@ def actor_parameters(policy: Any) -> list[Any]:
             if not name.startswith(("value_net", "mlp_extractor.value_net", "vf_features_extractor"))]
 
 
+def load_actor(policy: Any, theta: np.ndarray) -> None:
+    """Write the flat ``theta`` into ``policy``'s actor parameters, in place. (Torch's ``vector_to_parameters`` would
+    make the parameters views of ``theta``'s memory, so training would then rewrite ``theta`` itself.)"""
+    import torch
+
+    parameters = actor_parameters(policy)
+    expected = sum(parameter.numel() for parameter in parameters)
+    if np.shape(theta) != (expected,):
+        raise ValueError(f"theta must be a flat vector of the actor's {expected} parameters, got shape "
+                         f"{np.shape(theta)}")
+    offset = 0
+    with torch.no_grad():
+        for parameter in parameters:
+            size = parameter.numel()
+            parameter.copy_(torch.as_tensor(theta[offset: offset + size]).view_as(parameter))
+            offset += size
+
+
 def discounted_weights(values: list[np.ndarray], discount: float) -> list[np.ndarray]:
     """Per episode, ``discount^t G_t`` with ``G_t = sum_{k >= t} discount^(k - t) values_k``: the weights of
     ``log pi(a_t|s_t)`` in the policy gradient of ``E[sum_t discount^t values_t]``."""
@@ -286,7 +304,7 @@ class InnerLoop:
 
         model, callback = self.learner(task, seed, meta["multiplier"], config.multiplier_lr)
         policy = model.policy
-        torch.nn.utils.vector_to_parameters(torch.as_tensor(meta["theta"]), actor_parameters(policy))
+        load_actor(policy, meta["theta"])
         envs = rollout_envs(self.family, task, config.rollout_episodes, **self.env_kwargs)
         gamma, cost_discount = self.family.gamma, self.family.cost_discount
         # The meta policy's own rollouts: V_C's data and the safety term, with V_C as the baseline.
@@ -386,7 +404,6 @@ class CMAML:
         meta = self._meta_state()
         items = [(self.train_tasks[index], seed, meta, config) for index, seed in zip(picked, seeds)]
         results: list[TaskResult] = self.executor.map(self.inner, items)
-        theta = torch.as_tensor(meta["theta"])
         cost_gradient = np.mean([result.cost_gradient for result in results], axis=0)
         if config.outer_step == "fomaml":
             ascent = np.mean([result.fomaml_gradient for result in results], axis=0) - self.eta * cost_gradient
@@ -395,6 +412,7 @@ class CMAML:
             ascent = -self.eta * cost_gradient
             step = config.reptile_step * (np.mean([result.adapted_theta for result in results], axis=0)
                                           - meta["theta"])
+            step = step.astype(meta["theta"].dtype)
         parameters = actor_parameters(self.policy)
         self._optimizer.zero_grad()
         offset = 0
@@ -404,11 +422,7 @@ class CMAML:
             offset += size
         self._optimizer.step()
         if step is not None:
-            with torch.no_grad():
-                torch.nn.utils.vector_to_parameters(
-                    torch.nn.utils.parameters_to_vector(parameters) + torch.as_tensor(step, dtype=theta.dtype),
-                    parameters,
-                )
+            load_actor(self.policy, self.theta + step)
         self._fit_critic(results)
         adapted_cost = float(np.mean([result.adapted_cost for result in results]))
         self.multiplier = max(0.0, self.multiplier + config.multiplier_lr * (adapted_cost - self.cost_limit))
@@ -577,7 +591,7 @@ def fine_tune(inner: InnerLoop, theta: np.ndarray | None, task: Task, updates: i
     with _one_thread():
         model, callback = inner.learner(task, seed, multiplier, multiplier_lr)
         if theta is not None:
-            torch.nn.utils.vector_to_parameters(torch.as_tensor(theta), actor_parameters(model.policy))
+            load_actor(model.policy, theta)
         model.learn(updates * model.n_steps * inner.n_envs, callback=callback)
     rows = callback.history
     if len(rows) < updates:

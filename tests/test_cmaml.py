@@ -142,8 +142,13 @@ def test_fine_tuning_and_the_baselines():
     biased[-4:] = [5.0, 0.0, 0.0, 0.0]
     assert not np.array_equal(fine_tune(inner, biased, held_out, updates=2, seed=3).returns,
                               curves["random"].returns)
-    again = fine_tune(inner, cmaml.theta, held_out, updates=2, seed=3)
-    np.testing.assert_array_equal(again.returns, curves["cmaml"].returns)
+    # A start is read, never written: fine-tuning from the same array twice gives the same curve.
+    start = cmaml.theta
+    kept = start.copy()
+    first, again = (fine_tune(inner, start, held_out, updates=2, seed=3) for _ in range(2))
+    np.testing.assert_array_equal(start, kept)
+    np.testing.assert_array_equal(again.returns, first.returns)
+    np.testing.assert_array_equal(first.returns, curves["cmaml"].returns)
     with pytest.raises(ValueError, match="ended an episode"):
         fine_tune(InnerLoop(FAMILY, n_envs=1, n_steps=32, batch_size=32), None, held_out, updates=1, seed=0)
 
@@ -177,3 +182,14 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
         ReproductionConfig(inner="CPO")
     with pytest.raises(ValueError, match="meta_batch"):
         ReproductionConfig(n_train_tasks=2, meta_batch=3)
+
+
+def test_the_inner_loop_leaves_the_meta_parameters_alone():
+    """Every task of an outer iteration starts from the same theta: adapting to one must not write into it (torch's
+    vector_to_parameters would alias the parameters to it)."""
+    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2), seed=0)
+    meta = cmaml._meta_state()
+    kept = meta["theta"].copy()
+    result = cmaml.inner((FAMILY.sample(1, seed=0)[0], 0, meta, cmaml.config))
+    np.testing.assert_array_equal(meta["theta"], kept)
+    assert not np.array_equal(result.adapted_theta, kept)
