@@ -57,8 +57,8 @@ from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
 __all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "rollout_envs", "collect_episodes",
-           "policy_gradient", "actor_parameters", "load_actor", "discounted_weights", "fine_tune", "FineTuning", "pretrain",
-           "maml_config"]
+           "policy_gradient", "actor_parameters", "actor_theta", "load_actor", "shared_cost_limit",
+           "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,22 +175,45 @@ def actor_parameters(policy: Any) -> list[Any]:
             if not name.startswith(("value_net", "mlp_extractor.value_net", "vf_features_extractor"))]
 
 
+def actor_theta(policy: Any) -> np.ndarray:
+    """``policy``'s actor parameters as one flat vector ``theta`` (a copy), in :func:`actor_parameters` order."""
+    import torch
+
+    return torch.nn.utils.parameters_to_vector(actor_parameters(policy)).detach().numpy().copy()
+
+
+def _unflatten(parameters: list[Any], flat: np.ndarray) -> Iterator[tuple[Any, Any]]:
+    """Each parameter with its slice of the flat vector ``flat``, as a tensor of the parameter's shape and dtype."""
+    import torch
+
+    expected = sum(parameter.numel() for parameter in parameters)
+    if np.shape(flat) != (expected,):
+        raise ValueError(f"theta must be a flat vector of the actor's {expected} parameters, got shape "
+                         f"{np.shape(flat)}")
+    offset = 0
+    for parameter in parameters:
+        size = parameter.numel()
+        yield parameter, torch.as_tensor(flat[offset: offset + size], dtype=parameter.dtype).view_as(parameter)
+        offset += size
+
+
 def load_actor(policy: Any, theta: np.ndarray) -> None:
     """Write the flat ``theta`` into ``policy``'s actor parameters, in place. (Torch's ``vector_to_parameters`` would
     make the parameters views of ``theta``'s memory, so training would then rewrite ``theta`` itself.)"""
     import torch
 
-    parameters = actor_parameters(policy)
-    expected = sum(parameter.numel() for parameter in parameters)
-    if np.shape(theta) != (expected,):
-        raise ValueError(f"theta must be a flat vector of the actor's {expected} parameters, got shape "
-                         f"{np.shape(theta)}")
-    offset = 0
     with torch.no_grad():
-        for parameter in parameters:
-            size = parameter.numel()
-            parameter.copy_(torch.as_tensor(theta[offset: offset + size]).view_as(parameter))
-            offset += size
+        for parameter, value in _unflatten(actor_parameters(policy), theta):
+            parameter.copy_(value)
+
+
+def shared_cost_limit(tasks: Sequence[Task], user: str) -> float:
+    """The one cost limit ``d`` of ``tasks``, or ``ValueError`` saying that ``user`` needs one (Eq. 11: one limit
+    shared by the tasks, so that one meta cost critic, one ``eta`` and one pre-training limit make sense)."""
+    limits = {task.cost_limit for task in tasks}
+    if len(limits) != 1:
+        raise ValueError(f"{user} needs one cost limit d across the training tasks, got {sorted(limits)}")
+    return limits.pop()
 
 
 def discounted_weights(values: list[np.ndarray], discount: float) -> list[np.ndarray]:
@@ -209,10 +232,10 @@ def policy_gradient(policy: Any, episodes: Episodes, weights: list[np.ndarray]) 
     weight = torch.as_tensor(np.concatenate(weights), dtype=torch.float32)
     _, log_prob, _ = policy.evaluate_actions(observations, actions)
     objective = (log_prob * weight).sum() / len(episodes.observations)
-    gradients = torch.autograd.grad(objective, actor_parameters(policy), allow_unused=True)
+    parameters = actor_parameters(policy)
+    gradients = torch.autograd.grad(objective, parameters, allow_unused=True)
     return np.concatenate([
-        (g if g is not None else torch.zeros_like(p)).detach().numpy().ravel()
-        for g, p in zip(gradients, actor_parameters(policy))
+        (g if g is not None else torch.zeros_like(p)).detach().numpy().ravel() for g, p in zip(gradients, parameters)
     ])
 
 
@@ -300,8 +323,6 @@ class InnerLoop:
             return self._adapt(task, seed, meta, config)
 
     def _adapt(self, task: Task, seed: int, meta: dict[str, Any], config: CMAMLConfig) -> TaskResult:
-        import torch
-
         model, callback = self.learner(task, seed, meta["multiplier"], config.multiplier_lr)
         policy = model.policy
         load_actor(policy, meta["theta"])
@@ -332,7 +353,7 @@ class InnerLoop:
             task=task,
             fomaml_gradient=fomaml_gradient,
             cost_gradient=cost_gradient,
-            adapted_theta=torch.nn.utils.parameters_to_vector(actor_parameters(policy)).detach().numpy(),
+            adapted_theta=actor_theta(policy),
             adapted_return=float(after.returns(gamma, "rewards").mean()),
             adapted_cost=float(after.returns(cost_discount, "costs").mean()),
             meta_return=float(before.returns(gamma, "rewards").mean()),
@@ -362,12 +383,8 @@ class CMAML:
                              f"got {len(train_tasks)}")
         for task in train_tasks:
             family.check_task(task)
-        limits = {task.cost_limit for task in train_tasks}
-        if len(limits) != 1:
-            # Eq. 11: one limit d shared by the tasks, so that one meta cost critic and one eta make sense.
-            raise ValueError(f"C-MAML needs one cost limit d across the training tasks, got {sorted(limits)}")
+        self.cost_limit = shared_cost_limit(train_tasks, "C-MAML")
         self.family, self.train_tasks, self.inner, self.config = family, train_tasks, inner, config
-        self.cost_limit = limits.pop()
         self.seed = check_count("seed", seed)
         self.executor = executor or SerialExecutor()
         self.iteration = 0
@@ -385,9 +402,7 @@ class CMAML:
 
     @property
     def theta(self) -> np.ndarray:
-        import torch
-
-        return torch.nn.utils.parameters_to_vector(actor_parameters(self.policy)).detach().numpy().copy()
+        return actor_theta(self.policy)
 
     def _meta_state(self) -> dict[str, Any]:
         return {"theta": self.theta, "multiplier": self.multiplier,
@@ -413,13 +428,10 @@ class CMAML:
             step = config.reptile_step * (np.mean([result.adapted_theta for result in results], axis=0)
                                           - meta["theta"])
             step = step.astype(meta["theta"].dtype)
-        parameters = actor_parameters(self.policy)
         self._optimizer.zero_grad()
-        offset = 0
-        for parameter in parameters:  # Adam minimises: the gradient is the negated ascent direction
-            size = parameter.numel()
-            parameter.grad = torch.as_tensor(-ascent[offset: offset + size], dtype=parameter.dtype).view_as(parameter)
-            offset += size
+        # Adam minimises: the gradient is the negated ascent direction.
+        for parameter, gradient in _unflatten(actor_parameters(self.policy), -ascent):
+            parameter.grad = gradient
         self._optimizer.step()
         if step is not None:
             load_actor(self.policy, self.theta + step)
@@ -585,8 +597,6 @@ def fine_tune(inner: InnerLoop, theta: np.ndarray | None, task: Task, updates: i
     """``updates`` rollouts-and-updates of ``inner``'s learner on ``task``, starting from the actor ``theta`` (``None``:
     the learner's own random initialisation under ``seed``, the paper's "random initialisation" baseline) and from
     ``multiplier``. Every rollout must end at least one episode (``n_steps * n_envs`` at least an episode long)."""
-    import torch
-
     updates = check_count("updates", updates, minimum=1)
     with _one_thread():
         model, callback = inner.learner(task, seed, multiplier, multiplier_lr)
@@ -612,14 +622,10 @@ def pretrain(inner: InnerLoop, train_tasks: Sequence[Task], total_steps: int, se
     """The paper's "pre-trained" baseline: ``inner``'s constrained learner trained for ``total_steps`` env steps on
     the task distribution itself (a training task drawn afresh at every episode,
     :class:`~cmdp_envs.wrappers.TaskSampling`); returns its actor ``theta``. The tasks must share one cost limit."""
-    import torch
-
     from cmdp_envs.wrappers import TaskSampling
 
     train_tasks = list(train_tasks)
-    limits = {task.cost_limit for task in train_tasks}
-    if len(limits) != 1:
-        raise ValueError(f"pretraining needs one cost limit across the tasks, got {sorted(limits)}")
+    cost_limit = shared_cost_limit(train_tasks, "pretraining")
     family = inner.family
 
     def make_env() -> Any:
@@ -627,11 +633,11 @@ def pretrain(inner: InnerLoop, train_tasks: Sequence[Task], total_steps: int, se
 
     with _one_thread():
         model, callback = lagrangian_learner(
-            inner.algo, make_env, cost_limit=limits.pop(), gamma=family.gamma, seed=seed, n_envs=inner.n_envs,
+            inner.algo, make_env, cost_limit=cost_limit, gamma=family.gamma, seed=seed, n_envs=inner.n_envs,
             multiplier_lr=multiplier_lr, discounted=family.cost_semantics == "discounted", **inner.learner_kwargs,
         )
         model.learn(check_count("total_steps", total_steps, minimum=1), callback=callback)
-        return torch.nn.utils.parameters_to_vector(actor_parameters(model.policy)).detach().numpy()
+        return actor_theta(model.policy)
 
 
 def maml_config(config: CMAMLConfig) -> CMAMLConfig:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from cmdp_envs.io import UnreadableFileError, atomic_write, read_json, read_npz, save_figure, write_json
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, FineTuning, InnerLoop, fine_tune, maml_config, pretrain
-from cmdp_envs.meta.executors import make_executor
+from cmdp_envs.meta.executors import make_executor, spawn_seeds
 from cmdp_envs.task import Fixed, TaskFamily, check_count
 
 __all__ = ["ReproductionConfig", "METHODS", "INNER_LOOPS", "run", "format_table"]
@@ -150,7 +150,7 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
                  executor: Any) -> dict[str, Any]:
     """Every method's meta-training (or pre-training) and fine-tuning, reusing what earlier runs saved."""
     digest = config.digest()
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3)]
+    seeds = spawn_seeds(config.seed, 2)  # meta-training and pre-training; fine-tuning
     settings = _learner_settings(config)
     inner = InnerLoop(family, algo=INNER_LOOPS[config.inner], n_envs=config.n_envs, **settings)
     meta_config = CMAMLConfig(meta_batch=config.meta_batch, adaptation_steps=config.adaptation_steps,
@@ -223,34 +223,40 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     return summary
 
 
-def _plot_fine_tuning(results: dict[str, Any], cost_limit: float, semantics: str, path: Path) -> None:
+def _two_panels() -> tuple[Any, Any]:
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(11, 4))
-    axes = figure.subplots(1, 2)
+    return figure, figure.subplots(1, 2)
+
+
+def _finish(figure: Any, axes: Any, cost_limit: float, xlabel: str, title: str, path: Path) -> None:
+    """The limit line on the cost panel (right), integer x ticks, the legend and the title; save as PNG."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend(fontsize=8)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def _plot_fine_tuning(results: dict[str, Any], cost_limit: float, semantics: str, path: Path) -> None:
+    figure, axes = _two_panels()
     for index, (name, result) in enumerate(results.items()):
         for ax, key in zip(axes, ("return", "cost")):
             x = result["update"]
             ax.plot(x, result[key]["mean"], color=f"C{index}", label=name)
             ax.fill_between(x, result[key]["p10"], result[key]["p90"], color=f"C{index}", alpha=0.15)
-    axes[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
     axes[0].set_ylabel("episode return")
     axes[1].set_ylabel(f"episode cost ({semantics})")
-    for ax in axes:
-        ax.set_xlabel("fine-tuning update")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].legend(fontsize=8)
-    figure.suptitle("Fine-tuning on held-out tasks (mean, 10-90% band)")
-    save_figure(figure, path)
+    _finish(figure, axes, cost_limit, "fine-tuning update", "Fine-tuning on held-out tasks (mean, 10-90% band)", path)
 
 
 def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) -> None:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(11, 4))
-    axes = figure.subplots(1, 2)
+    figure, axes = _two_panels()
     for index, name in enumerate(("cmaml", "cmaml_no_eta")):
         history = results[name]["meta_training"]
         x = [row["iteration"] for row in history]
@@ -258,15 +264,9 @@ def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) 
         axes[1].plot(x, [row["adapted_cost"] for row in history], color=f"C{index}", label=f"{name}, adapted")
         axes[1].plot(x, [row["meta_cost"] for row in history], color=f"C{index}", linestyle=":",
                      label=f"{name}, meta policy")
-    axes[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
     axes[0].set_ylabel("discounted return after adaptation")
     axes[1].set_ylabel("cost")
-    for ax in axes:
-        ax.set_xlabel("outer iteration")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].legend(fontsize=8)
-    figure.suptitle("Meta-training with and without eta (Figure 3 style)")
-    save_figure(figure, path)
+    _finish(figure, axes, cost_limit, "outer iteration", "Meta-training with and without eta (Figure 3 style)", path)
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -180,7 +179,8 @@ class NavigationEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         # The common case (a float array of two finite numbers) checked on Python floats: numpy's checks cost more
         # than a step here.
-        pair = action.tolist() if isinstance(action, np.ndarray) and action.shape == (2,) else None
+        pair = action.tolist() if isinstance(action, np.ndarray) and action.shape == (2,) and action.dtype.kind == "f" \
+            else None
         if pair is None or not (math.isfinite(pair[0]) and math.isfinite(pair[1])):
             pair = _check_action(action, (2,)).tolist()
         reward, info = self._world.step_one((float(pair[0]), float(pair[1])), self.np_random)

@@ -418,17 +418,10 @@ class ButtonWorld(PointWorld):
             self.place_robot(index, state.position, state.velocity)
         self.last_goal_distance[index] = math.dist(self.position[:2, index], self.goal[index])
 
-    def _touching(self, points: np.ndarray, radius: float) -> np.ndarray:
-        """``(n, k)``: which of the discs of ``radius`` at ``points`` ``(n, k, 2)`` touch the robot."""
-        return contact(self.position, points, radius)[0] > 0
-
-    def _collide(self, obstacles: np.ndarray, radius: float, nose: bool, friction: float,
-                 restitution: float) -> None:
-        """Move robots out of the obstacles (discs of ``radius`` at ``obstacles`` ``(n, k, 2)``) that their sphere
-        (or, with ``nose``, their nose) entered: the velocity into the obstacle is reversed times ``restitution``
-        and the sideways velocity shrinks by ``friction`` times the velocity into it (Coulomb). Contacts are rare:
-        a loop."""
-        depth, normal = contact(self.position, obstacles, radius, nose=nose)
+    def _collide(self, depth: np.ndarray, normal: np.ndarray, friction: float, restitution: float) -> None:
+        """Move robots out of the obstacles that :func:`contact` found them in (``depth``, ``normal``): the velocity
+        into the obstacle is reversed times ``restitution`` and the sideways velocity shrinks by ``friction`` times
+        the velocity into it (Coulomb). Contacts are rare: a loop."""
         for index, obstacle in zip(*np.nonzero(depth > 0)):
             towards = normal[index, obstacle]
             self.position[:2, index] -= depth[index, obstacle] * towards
@@ -453,11 +446,14 @@ class ButtonWorld(PointWorld):
         self.step_robot(action)
         self.elapsed += 1
         self._move_gremlins()
-        pressed = self._touching(self.buttons, family.button_size)
-        gremlin_contact = self._touching(self.gremlins, family.gremlin_size)
-        self._collide(self.buttons, family.button_size, nose=True, friction=BUTTON_FRICTION,
-                      restitution=BUTTON_RESTITUTION)
-        self._collide(self.gremlins, family.gremlin_size, nose=False, friction=GREMLIN_FRICTION, restitution=0.0)
+        # A press is any touch (sphere or nose), and both block; a gremlin touches either but blocks only the sphere,
+        # after the buttons have moved the robot.
+        button_depth, button_normal = contact(self.position, self.buttons, family.button_size)
+        pressed = button_depth > 0
+        gremlin_contact = contact(self.position, self.gremlins, family.gremlin_size)[0] > 0
+        self._collide(button_depth, button_normal, friction=BUTTON_FRICTION, restitution=BUTTON_RESTITUTION)
+        self._collide(*contact(self.position, self.gremlins, family.gremlin_size, nose=False),
+                      friction=GREMLIN_FRICTION, restitution=0.0)
         rows = np.arange(self.n)
         goal_met = pressed[rows, self.goal_button]
         goal_distance = np.sqrt(np.sum((self.goal - self.position[:2].T) ** 2, axis=1))
