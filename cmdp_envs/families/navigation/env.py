@@ -172,7 +172,7 @@ class NavigationEnv(gym.Env):
         super().reset(seed=seed)
         self._world.reset(0, self.np_random, state)
         self._started = True
-        return self._world.observation_one(), {"task": self.task, "cost": 0.0}
+        return self._world.observation()[0], {"task": self.task, "cost": 0.0}
 
     def step(self, action: Any):
         if not self._started:
@@ -187,13 +187,13 @@ class NavigationEnv(gym.Env):
         info["cost"] = self._world.total_cost(info)
         if hasattr(self._world, "goal_met"):
             info["goal_met"] = bool(self._world.goal_met[0])
-        return self._world.observation_one(), float(reward), False, False, info
+        return self._world.observation()[0], float(reward), False, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None
-        return render_world(self._world, 0, self._world.observation_one())
+        return render_world(self._world, 0, self._world.observation()[0])
 
 
 def _vector_base_init(env: gym.vector.VectorEnv, num_envs: int, single_observation: spaces.Space,

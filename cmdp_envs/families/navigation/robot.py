@@ -19,17 +19,15 @@ MuJoCo's Euler integrator with implicit damping::
 
     v <- v + h (M + h B)^-1 f,        q <- q + h v
 
-The 3 x 3 solve is written out (a Schur complement on ``psi``, see :func:`_generalised_acceleration`) so one code
-path serves a Python float (the single env) and numpy arrays of any shape: :func:`integrate` takes the
-``sin``/``cos`` to use. :class:`Integrator` is the vector env's hot loop: the same operations in the same order
-(so bit-identical results, which a test checks) on preallocated ``(2, n)`` rows, in place.
+The 3 x 3 solve is written out (a Schur complement on ``psi``, see :func:`_generalised_acceleration`).
+:class:`Integrator` steps ``n`` robots with one compiled loop (numba); the single env is the case ``n = 1``, so
+both run the same code.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
-
+import numba
 import numpy as np
 
 __all__ = [
@@ -43,11 +41,8 @@ __all__ = [
     "SUBSTEPS",
     "GRAVITY",
     "MAGNETIC_FIELD",
-    "integrate",
     "Integrator",
-    "acceleration",
     "sensors",
-    "clip_float",
     "clip_array",
 ]
 
@@ -74,226 +69,134 @@ GRAVITY = 9.81
 #: MuJoCo's default magnetic field ``(0, -0.5, 0)`` in the world frame.
 MAGNETIC_FIELD = 0.5
 
-Number = Any  # a float or a numpy array; every function here works on either
-
-
-def clip_float(value: float, limit: float) -> float:
-    """``value`` clipped to ``[-limit, limit]`` (for Python floats)."""
-    return -limit if value < -limit else (limit if value > limit else value)
-
 
 def clip_array(value: np.ndarray, limit: float) -> np.ndarray:
     """``value`` clipped to ``[-limit, limit]`` (for arrays; faster than ``np.clip`` on small arrays)."""
     return np.minimum(np.maximum(value, -limit), limit)
 
 
-def _generalised_acceleration(
-    sin_psi: Number, cos_psi: Number, vx: Number, vy: Number, omega: Number, thrust: Number, turn: Number,
-    coefficients: tuple[Number, ...], clip: Callable[[Number, float], Number],
-) -> tuple[Number, Number, Number]:
-    """``s A^-1 f`` for a scale ``s``: ``f`` the generalised force (actuators, the offset mass's centripetal term,
-    damping) and ``A = [[d, 0, -mr sin], [0, d, mr cos], [-mr sin, mr cos, d2]]`` (``M + h B`` with ``s = h``: the
-    velocity change of a substep; ``M`` with ``s = 1``: the acceleration the sensor reads).
+@numba.njit(cache=True)
+def _generalised_acceleration(coefficients: np.ndarray, i: int, sin_psi: float, cos_psi: float, vx: float,
+                              vy: float, omega: float, forward: float, turn: float) -> tuple[float, float, float]:
+    """``s A^-1 f`` for robot ``i`` under the clipped action ``(forward, turn)``, for a scale ``s``: ``f`` the
+    generalised force (actuators, the offset mass's centripetal term, damping) and
+    ``A = [[d, 0, -mr sin], [0, d, mr cos], [-mr sin, mr cos, d2]]`` (``M + h B`` with ``s = h``: the velocity change
+    of a substep; ``M`` with ``s = 1``: the acceleration the sensor reads).
 
     Translation is isotropic (equal mass and damping along x and y), so a Schur complement on ``psi`` has the
     constant pivot ``p = d2 - (mr)^2 / d``: ``alpha = (f2 + mr (sin f0 - cos f1) / d) / p``, then
     ``ax = (f0 + mr sin alpha) / d`` and ``ay = (f1 - mr cos alpha) / d``. With ``f0 = F' cos - bxy vx`` and
     ``f1 = F' sin - bxy vy`` (``F'`` the forward force plus the centripetal term) the forward force cancels from
-    ``sin f0 - cos f1 = -bxy (sin vx - cos vy)``, and every constant is folded into :func:`_coefficients`' products,
-    so a substep costs the fewest operations (the vector env's hot loop). ``thrust`` is the forward force times
-    ``s / d``."""
-    gear, along_gain, damping_gain, coupling, turn_gain, spin_damping, lateral_damping, _ = coefficients
-    alpha = (turn_gain * clip(turn - gear * omega, FORCE_LIMIT) - spin_damping * omega
-             - lateral_damping * (sin_psi * vx - cos_psi * vy))
-    along = along_gain * omega * omega + thrust
+    ``sin f0 - cos f1 = -bxy (sin vx - cos vy)``. ``coefficients`` holds :func:`_coefficients`' constants, one
+    column per robot."""
+    gear = coefficients[0, i]
+    thrust = coefficients[7, i] * (gear * min(max(forward, -FORCE_LIMIT), FORCE_LIMIT))
+    alpha = (coefficients[4, i] * min(max(turn - gear * omega, -FORCE_LIMIT), FORCE_LIMIT)
+             - coefficients[5, i] * omega - coefficients[6, i] * (sin_psi * vx - cos_psi * vy))
+    along = coefficients[1, i] * omega * omega + thrust
+    coupling = coefficients[3, i]
     return (
-        along * cos_psi - damping_gain * vx + coupling * sin_psi * alpha,
-        along * sin_psi - damping_gain * vy - coupling * cos_psi * alpha,
+        along * cos_psi - coefficients[2, i] * vx + coupling * sin_psi * alpha,
+        along * sin_psi - coefficients[2, i] * vy - coupling * cos_psi * alpha,
         alpha,
     )
 
 
-def _thrust(action: Number, coefficients: tuple[Number, ...], clip: Callable[[Number, float], Number]) -> Number:
-    """The forward force ``g clip(a0)`` times ``s / d``, as :func:`_generalised_acceleration` takes it."""
-    return coefficients[7] * (coefficients[0] * clip(action, FORCE_LIMIT))
-
-
-def _coefficients(mass_scale: Number, damping_scale: Number, gain_scale: Number, timestep: float) -> tuple:
-    """The constants of :func:`_generalised_acceleration` for ``A = M + timestep * B`` and ``s = timestep`` (a
-    substep), or ``A = M`` and ``s = 1`` (``timestep = 0``, the sensor's acceleration): ``(g, s mr / d, s bxy / d,
-    mr / d, s g / p, s bpsi / p, s mr bxy / (d p), s / d)``."""
+def _coefficients(mass_scale: np.ndarray, damping_scale: np.ndarray, gain_scale: np.ndarray,
+                  timestep: float) -> np.ndarray:
+    """``(8, n)``: the constants of :func:`_generalised_acceleration` for ``A = M + timestep * B`` and
+    ``s = timestep`` (a substep), or ``A = M`` and ``s = 1`` (``timestep = 0``, the sensor's acceleration):
+    ``(g, s mr / d, s bxy / d, mr / d, s g / p, s bpsi / p, s mr bxy / (d p), s / d)``, folded so a substep costs
+    the fewest operations."""
     mass_offset = MASS_OFFSET * mass_scale
     damping_xy, damping_psi = DAMPING[0] * damping_scale, DAMPING[2] * damping_scale
     gear = GEAR * gain_scale
     d = MASS * mass_scale + timestep * damping_xy
     pivot = INERTIA * mass_scale + timestep * damping_psi - mass_offset * mass_offset / d
     scale = timestep if timestep > 0 else 1.0
-    return (gear, scale * mass_offset / d, scale * damping_xy / d, mass_offset / d, scale * gear / pivot,
-            scale * damping_psi / pivot, scale * mass_offset * damping_xy / (d * pivot), scale / d)
+    return np.array([gear, scale * mass_offset / d, scale * damping_xy / d, mass_offset / d, scale * gear / pivot,
+                     scale * damping_psi / pivot, scale * mass_offset * damping_xy / (d * pivot), scale / d])
 
 
-def integrate(
-    position: tuple[Number, Number, Number],
-    velocity: tuple[Number, Number, Number],
-    action: tuple[Number, Number],
-    mass_scale: Number = 1.0,
-    damping_scale: Number = 1.0,
-    gain_scale: Number = 1.0,
-    sin: Callable[[Number], Number] = math.sin,
-    cos: Callable[[Number], Number] = math.cos,
-    clip: Callable[[Number, float], Number] = clip_float,
-) -> tuple[tuple[Number, Number, Number], tuple[Number, Number, Number]]:
-    """One environment step (``SUBSTEPS`` Euler substeps with implicit damping) from ``(q, v)`` under ``action``.
+@numba.njit(cache=True)
+def _settle(i: int, position: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray, trig: np.ndarray,
+            forward: float, turn: float, sensor: np.ndarray) -> None:
+    """Robot ``i``'s heading trig and the acceleration its accelerometer reads (``M^-1 f``: MuJoCo reports the
+    explicit acceleration after a step, without the damping term in the matrix) at its current state."""
+    cos_psi, sin_psi = math.cos(position[2, i]), math.sin(position[2, i])
+    trig[0, i], trig[1, i] = cos_psi, sin_psi
+    acceleration[0, i], acceleration[1, i], acceleration[2, i] = _generalised_acceleration(
+        sensor, i, sin_psi, cos_psi, velocity[0, i], velocity[1, i], velocity[2, i], forward, turn)
 
-    :param position: ``(x, y, psi)``.
-    :param velocity: ``(vx, vy, omega)``.
-    :param action: ``(a0, a1)``, already clipped to ``[-1, 1]``.
-    :param mass_scale: multiplies ``m``, ``m r`` and ``I`` (a denser body of the same shape).
-    :param damping_scale: multiplies the three joint dampings.
-    :param gain_scale: multiplies the gear of both actuators.
-    :param sin: ``math.sin`` for floats, ``np.sin`` for arrays (and ``cos``, ``clip`` likewise:
-        :func:`clip_float`, :func:`clip_array`).
-    :returns: the new ``(q, v)``.
-    """
-    coefficients = _coefficients(mass_scale, damping_scale, gain_scale, TIMESTEP)
-    thrust = _thrust(action[0], coefficients, clip)
-    turn = action[1]
-    x, y, psi = position
-    vx, vy, omega = velocity
-    # The substeps' x and y moves are summed and applied once (the heading, which the forces depend on, moves
-    # every substep): the same positions up to rounding, with fewer operations on arrays.
-    sum_vx = sum_vy = 0.0
-    for _ in range(SUBSTEPS):
-        dvx, dvy, domega = _generalised_acceleration(
-            sin(psi), cos(psi), vx, vy, omega, thrust, turn, coefficients, clip
-        )
-        vx, vy, omega = vx + dvx, vy + dvy, omega + domega
-        psi = psi + TIMESTEP * omega
-        sum_vx, sum_vy = sum_vx + vx, sum_vy + vy
-    return (x + TIMESTEP * sum_vx, y + TIMESTEP * sum_vy, psi), (vx, vy, omega)
+
+@numba.njit(cache=True)
+def _step(position: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray, trig: np.ndarray,
+          action: np.ndarray, substep: np.ndarray, sensor: np.ndarray) -> None:
+    """:meth:`Integrator.step`: ``v <- v + h (M + h B)^-1 f`` and ``q <- q + h v`` ``SUBSTEPS`` times per robot."""
+    for i in range(position.shape[1]):
+        forward, turn = min(max(action[i, 0], -1.0), 1.0), min(max(action[i, 1], -1.0), 1.0)
+        psi, vx, vy, omega = position[2, i], velocity[0, i], velocity[1, i], velocity[2, i]
+        # The substeps' x and y moves are summed and applied once (the heading, which the forces depend on, moves
+        # every substep); the first substep starts from the trig of the last step's heading.
+        sum_vx = sum_vy = 0.0
+        cos_psi, sin_psi = trig[0, i], trig[1, i]
+        for k in range(SUBSTEPS):
+            if k:
+                cos_psi, sin_psi = math.cos(psi), math.sin(psi)
+            dvx, dvy, domega = _generalised_acceleration(substep, i, sin_psi, cos_psi, vx, vy, omega, forward, turn)
+            vx, vy, omega = vx + dvx, vy + dvy, omega + domega
+            psi = psi + TIMESTEP * omega
+            sum_vx, sum_vy = sum_vx + vx, sum_vy + vy
+        position[0, i] += TIMESTEP * sum_vx
+        position[1, i] += TIMESTEP * sum_vy
+        position[2, i] = psi
+        velocity[0, i], velocity[1, i], velocity[2, i] = vx, vy, omega
+        _settle(i, position, velocity, acceleration, trig, forward, turn, sensor)
 
 
 class Integrator:
-    """:func:`integrate` and :func:`acceleration` for ``n`` robots on numpy arrays, in place and without allocating.
-
-    The x and y rows are updated as one ``(2, n)`` array and every intermediate lives in a buffer (fresh arrays cost
-    more than the arithmetic at this size); the operations and their order are :func:`_generalised_acceleration`'s,
-    so results equal the float path's bit for bit (MuJoCo's unsaturated turn servo is chaotic: any rounding
-    difference would grow to visible ones).
+    """The dynamics of ``n`` robots: one compiled loop over the robots steps them all in place (numpy's per-call
+    overhead made the substeps' arithmetic cost several times its work at a thousand robots). The single env and
+    the vector env both run it, so they agree bit for bit.
 
     :param scales: ``(3, n)`` mass, damping and gain scales; call :meth:`set_scales` when they change.
     """
 
     def __init__(self, scales: np.ndarray):
-        n = scales.shape[1]
-        #: ``(cos psi, sin psi)`` of the current headings, kept across steps (the first substep and the sensors use
-        #: it); whoever sets a heading outside :meth:`step` calls :meth:`set_heading`.
-        self.trig = np.array([np.ones(n), np.zeros(n)])
-        self._delta, self._coupled, self._total = np.empty((2, n)), np.empty((2, n)), np.empty((2, n))
-        self._along, self._lateral, self._alpha = np.empty(n), np.empty(n), np.empty(n)
+        #: ``(cos psi, sin psi)`` of the current headings ``(2, n)`` (the first substep and the sensors use them).
+        self.trig = np.array([np.ones(scales.shape[1]), np.zeros(scales.shape[1])])
         self.set_scales(scales)
 
-    def set_heading(self, index: int, psi: float) -> None:
-        """Robot ``index`` now faces ``psi``."""
-        self.trig[:, index] = (math.cos(psi), math.sin(psi))
-
     def set_scales(self, scales: np.ndarray) -> None:
-        # Each set of coefficients comes with ``mr / d`` signed as the x and y rows' coupling terms (``+ sin``,
-        # ``- cos``), see :meth:`_accelerate`.
-        signs = np.array([[1.0], [-1.0]])
         self._substep = _coefficients(*scales, TIMESTEP)
-        self._substep_coupling = self._substep[3] * signs
         self._sensor = _coefficients(*scales, 0.0)
-        self._sensor_coupling = self._sensor[3] * signs
 
-    def _accelerate(self, velocity: np.ndarray, thrust: np.ndarray, turn: np.ndarray, coefficients: tuple,
-                    signed_coupling: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """:func:`_generalised_acceleration` at the heading in ``self.trig``, the x and y rows into ``out``;
-        returns ``alpha`` (a buffer the next call overwrites)."""
-        gear, along_gain, damping_gain, _, turn_gain, spin_damping, lateral_damping, _ = coefficients
-        trig, along, lateral, alpha = self.trig, self._along, self._lateral, self._alpha
-        cos_psi, sin_psi = trig
-        omega, planar = velocity[2], velocity[:2]
-        np.multiply(gear, omega, out=alpha)
-        np.subtract(turn, alpha, out=alpha)
-        np.maximum(alpha, -FORCE_LIMIT, out=alpha)
-        np.minimum(alpha, FORCE_LIMIT, out=alpha)
-        alpha *= turn_gain
-        alpha -= spin_damping * omega
-        products = np.multiply(trig[::-1], planar, out=self._coupled)  # (sin vx, cos vy) in one call
-        np.subtract(products[0], products[1], out=lateral)
-        lateral *= lateral_damping
-        alpha -= lateral
-        np.multiply(along_gain, omega, out=along)
-        along *= omega
-        along += thrust
-        np.multiply(trig, along, out=out)
-        out -= damping_gain * planar
-        # ``(+ mr/d sin alpha, - mr/d cos alpha)``: ``trig[::-1]`` is ``(sin, cos)``.
-        coupled = np.multiply(signed_coupling, trig[::-1], out=self._coupled)
-        coupled *= alpha
-        out += coupled
-        return alpha
+    def place(self, index: int, position: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray) -> None:
+        """Robot ``index`` was put at the state in column ``index`` of ``position`` and ``velocity`` ``(3, n)``:
+        its heading trig and, at zero action, its ``acceleration`` (at rest the accelerometer reads gravity
+        only)."""
+        _settle(index, position, velocity, acceleration, self.trig, 0.0, 0.0, self._sensor)
 
     def step(self, position: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray, action: np.ndarray) -> None:
-        """One environment step of every robot: ``position``, ``velocity`` and ``acceleration`` ``(3, n)`` updated
-        in place under ``action`` ``(n, 2)`` (already clipped to ``[-1, 1]``)."""
-        turn = action[:, 1]
-        psi, omega, planar = position[2], velocity[2], velocity[:2]
-        delta, total = self._delta, self._total
-        thrust = _thrust(action[:, 0], self._substep, clip_array)
-        total.fill(0.0)
-        for substep in range(SUBSTEPS):
-            if substep:  # the first substep starts from the heading of the last step
-                np.cos(psi, out=self.trig[0])
-                np.sin(psi, out=self.trig[1])
-            alpha = self._accelerate(velocity, thrust, turn, self._substep, self._substep_coupling, delta)
-            planar += delta
-            omega += alpha
-            psi += TIMESTEP * omega
-            total += planar
-        total *= TIMESTEP
-        position[:2] += total
-        np.cos(psi, out=self.trig[0])
-        np.sin(psi, out=self.trig[1])
-        thrust = _thrust(action[:, 0], self._sensor, clip_array)
-        acceleration[2] = self._accelerate(velocity, thrust, turn, self._sensor, self._sensor_coupling,
-                                           acceleration[:2])
+        """One environment step (``SUBSTEPS`` Euler substeps with implicit damping) of every robot:
+        ``position``, ``velocity`` and ``acceleration`` ``(3, n)`` updated in place under ``action`` ``(n, 2)``
+        (clipped to ``[-1, 1]`` here)."""
+        _step(position, velocity, acceleration, self.trig, action, self._substep, self._sensor)
 
 
-def acceleration(
-    position: tuple[Number, Number, Number],
-    velocity: tuple[Number, Number, Number],
-    action: tuple[Number, Number],
-    mass_scale: Number = 1.0,
-    damping_scale: Number = 1.0,
-    gain_scale: Number = 1.0,
-    sin: Callable[[Number], Number] = math.sin,
-    cos: Callable[[Number], Number] = math.cos,
-    clip: Callable[[Number, float], Number] = clip_float,
-) -> tuple[Number, Number, Number]:
-    """``M^-1 f`` at ``(q, v)``: the generalised acceleration MuJoCo reports after a step (explicit, no damping term
-    in the matrix), which the accelerometer reads."""
-    coefficients = _coefficients(mass_scale, damping_scale, gain_scale, 0.0)
-    thrust = _thrust(action[0], coefficients, clip)
-    return _generalised_acceleration(
-        sin(position[2]), cos(position[2]), *velocity, thrust, action[1], coefficients, clip
-    )
-
-
-def sensors(
-    cos_psi: Number, sin_psi: Number, velocity: tuple[Number, Number, Number],
-    acceleration: tuple[Number, Number, Number],
-) -> tuple[Number, ...]:
-    """The twelve sensor values in Safety-Gymnasium's order at heading ``psi`` (given by its cosine and sine), all in
-    the body frame (rotation ``R(psi)``): accelerometer ``R^T (ax, ay) + (0, 0, 9.81)``, velocimeter ``R^T (vx, vy)``
-    and 0, gyro ``(0, 0, omega)``, magnetometer ``R^T (0, -0.5) = (-0.5 sin psi, -0.5 cos psi)`` and 0. The constant
-    entries are floats whatever the inputs."""
-    ax, ay, _ = acceleration
-    vx, vy, omega = velocity
-    return (
-        cos_psi * ax + sin_psi * ay, cos_psi * ay - sin_psi * ax, GRAVITY,
-        cos_psi * vx + sin_psi * vy, cos_psi * vy - sin_psi * vx, 0.0,
-        0.0, 0.0, omega,
-        -MAGNETIC_FIELD * sin_psi, -MAGNETIC_FIELD * cos_psi, 0.0,
-    )
+@numba.njit(cache=True)
+def sensors(trig: np.ndarray, velocity: np.ndarray, acceleration: np.ndarray, out: np.ndarray) -> None:
+    """The twelve sensor values of each robot ``i`` into ``out[i, :12]``, in Safety-Gymnasium's order, at the
+    heading given by ``trig`` ``(2, n)`` (cosine and sine), all in the body frame (rotation ``R(psi)``):
+    accelerometer ``R^T (ax, ay) + (0, 0, 9.81)``, velocimeter ``R^T (vx, vy)`` and 0, gyro ``(0, 0, omega)``,
+    magnetometer ``R^T (0, -0.5) = (-0.5 sin psi, -0.5 cos psi)`` and 0. ``out`` may be a whole observation array
+    (the sensors come first)."""
+    for i in range(out.shape[0]):
+        cos_psi, sin_psi = trig[0, i], trig[1, i]
+        ax, ay = acceleration[0, i], acceleration[1, i]
+        vx, vy = velocity[0, i], velocity[1, i]
+        row = out[i]
+        row[0], row[1], row[2] = cos_psi * ax + sin_psi * ay, cos_psi * ay - sin_psi * ax, GRAVITY
+        row[3], row[4], row[5] = cos_psi * vx + sin_psi * vy, cos_psi * vy - sin_psi * vx, 0.0
+        row[6], row[7], row[8] = 0.0, 0.0, velocity[2, i]
+        row[9], row[10], row[11] = -MAGNETIC_FIELD * sin_psi, -MAGNETIC_FIELD * cos_psi, 0.0

@@ -5,11 +5,10 @@ call steps all of them; each world has its own task. A family has a fixed number
 objects parks the rest at :data:`~.lidar.ABSENT`, so changing a layout only writes coordinates into arrays and never
 rebuilds anything.
 
-Two entry points: :meth:`PointWorld.step` and :meth:`PointWorld.observation` work on arrays (the vector env);
-:meth:`PointWorld.step_one` and :meth:`PointWorld.observation_one` run world 0 on Python floats (the single env),
-several times faster than numpy on arrays of one element. The robot's dynamics and sensors are the same functions
-on either; Goal's and Circle's rewards and costs and the lidar have a float version written object by object, and a
-test checks both agree (Button runs its array code on one world).
+Two entry points: :meth:`PointWorld.step` and :meth:`PointWorld.observation` work on arrays (the vector env, and
+the single env as one world); :meth:`PointWorld.step_one` steps world 0 on Python floats, several times faster than
+numpy on arrays of one element, where the rewards and costs are simple (Goal and Circle; a test checks both paths
+agree). The robot's dynamics, its sensors and the lidar are compiled loops that serve both.
 """
 
 from __future__ import annotations
@@ -83,7 +82,11 @@ def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool
     cos_psi, sin_psi = np.cos(position[2])[:, None], np.sin(position[2])[:, None]
     distance = np.sqrt(offset_x**2 + offset_y**2)
     sphere_depth = ROBOT_RADIUS + radius - distance
-    sphere_normal = np.stack([offset_x, offset_y], axis=-1) / np.maximum(distance, 1e-12)[..., None]
+    # Normals are written component by component into (..., 2) arrays: np.stack costs more than the arithmetic.
+    sphere_normal = np.empty((*distance.shape, 2))
+    safe_distance = np.maximum(distance, 1e-12)
+    np.divide(offset_x, safe_distance, out=sphere_normal[..., 0])
+    np.divide(offset_y, safe_distance, out=sphere_normal[..., 1])
     if not nose:
         return sphere_depth, sphere_normal
     ahead = cos_psi * offset_x + sin_psi * offset_y
@@ -95,12 +98,13 @@ def contact(position: np.ndarray, centres: np.ndarray, radius: float, nose: bool
     # A centre inside the nose square is pushed straight ahead.
     inside = gap == 0
     gap_ahead, gap = np.where(inside, 1.0, gap_ahead), np.where(inside, 1.0, gap)
-    nose_normal = np.stack([cos_psi * gap_ahead - sin_psi * gap_side, sin_psi * gap_ahead + cos_psi * gap_side],
-                           axis=-1) / gap[..., None]
+    nose_normal = np.empty_like(sphere_normal)
+    np.divide(cos_psi * gap_ahead - sin_psi * gap_side, gap, out=nose_normal[..., 0])
+    np.divide(sin_psi * gap_ahead + cos_psi * gap_side, gap, out=nose_normal[..., 1])
     if box:
         on_face = (np.abs(side) < NOSE_HALF + radius) & (ahead > NOSE_CENTRE)
-        heading = np.stack(np.broadcast_arrays(cos_psi, sin_psi, ahead)[:2], axis=-1)
-        nose_normal = np.where(on_face[..., None], heading, nose_normal)
+        nose_normal[..., 0] = np.where(on_face, cos_psi, nose_normal[..., 0])
+        nose_normal[..., 1] = np.where(on_face, sin_psi, nose_normal[..., 1])
     deeper = nose_depth > sphere_depth
     return np.where(deeper, nose_depth, sphere_depth), np.where(deeper[..., None], nose_normal, sphere_normal)
 
@@ -130,46 +134,22 @@ class PointWorld:
                     velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         self.position[:, index] = pose
         self.velocity[:, index] = velocity
-        self._integrator.set_heading(index, pose[2])
-        # At rest the accelerometer reads gravity only; a given velocity's acceleration follows from zero action.
-        self.acceleration[:, index] = robot.acceleration(pose, velocity, (0.0, 0.0), *self.scales[:, index].tolist())
+        self._integrator.place(index, self.position, self.velocity, self.acceleration)
 
     def step_robot(self, action: np.ndarray) -> None:
         """Advance every robot by one environment step under ``action`` ``(n, 2)`` (clipped to ``[-1, 1]``)."""
         if self._scales_changed:
             self._integrator.set_scales(self.scales)
             self._scales_changed = False
-        self._integrator.step(self.position, self.velocity, self.acceleration, robot.clip_array(action, 1.0))
+        self._integrator.step(self.position, self.velocity, self.acceleration, action)
 
-    def step_robot_one(self, action: tuple[float, float]) -> None:
-        """:meth:`step_robot` for world 0 on Python floats."""
-        command = (robot.clip_float(action[0], 1.0), robot.clip_float(action[1], 1.0))
-        scales = self.scales[:, 0].tolist()
-        position, velocity = robot.integrate(self.position[:, 0].tolist(), self.velocity[:, 0].tolist(), command,
-                                             *scales)
-        self.position[:, 0] = position
-        self.velocity[:, 0] = velocity
-        self.acceleration[:, 0] = robot.acceleration(position, velocity, command, *scales)
-        self._integrator.set_heading(0, position[2])  # in case the array path steps this world next
-
-    def _observation(self, lidar: np.ndarray) -> np.ndarray:
-        """``(n, observation_size)``: the sensors (accelerometer, velocimeter, gyro, magnetometer, Safety-Gymnasium's
-        order) then the ``lidar`` readings, written into one fresh array."""
-        observation = np.empty((self.n, N_SENSORS + lidar.shape[1]))
-        # The sensors go into a contiguous block first: twelve strided column writes cost more.
-        block = np.empty((N_SENSORS, self.n))
-        values = robot.sensors(*self._integrator.trig, tuple(self.velocity), tuple(self.acceleration))
-        for row, value in enumerate(values):
-            block[row] = value
-        observation[:, :N_SENSORS] = block.T
-        observation[:, N_SENSORS:] = lidar
+    def _observation(self, objects: np.ndarray) -> np.ndarray:
+        """``(n, observation_size)``, a fresh array: the sensors (accelerometer, velocimeter, gyro, magnetometer,
+        Safety-Gymnasium's order) then the lidar's readings of ``objects`` ``(n, K, 2)``, each written in place."""
+        observation = np.empty((self.n, self.observation_size))
+        robot.sensors(self._integrator.trig, self.velocity, self.acceleration, observation)
+        self.lidar(self.position[:2].T, self.position[2], objects, observation[:, N_SENSORS:])
         return observation
-
-    def sensors_one(self) -> list[float]:
-        """World 0's twelve sensor values."""
-        heading = self.position[2, 0].item()
-        return list(robot.sensors(math.cos(heading), math.sin(heading), self.velocity[:, 0].tolist(),
-                                  self.acceleration[:, 0].tolist()))
 
     def indicators(self, costs: dict[str, Any]) -> dict[str, Any]:
         """Each cost source as an indicator (1 when positive) under Safety-Gymnasium's ``constrain_indicator``,
@@ -201,10 +181,6 @@ class PointWorld:
 
     def observation(self) -> np.ndarray:
         """``(n, observation_size)``."""
-        raise NotImplementedError
-
-    def observation_one(self) -> np.ndarray:
-        """World 0's observation ``(observation_size,)``."""
         raise NotImplementedError
 
 
@@ -311,7 +287,7 @@ class GoalWorld(PointWorld):
 
     def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
         family = self.family
-        self.step_robot_one(action)
+        self.step_robot(np.array([action]))
         x, y = self.position[0, 0].item(), self.position[1, 0].item()
         distance = [math.hypot(ox - x, oy - y) for ox, oy in self.objects[0].tolist()]
         first_vase = 1 + family.n_hazards
@@ -353,12 +329,7 @@ class GoalWorld(PointWorld):
 
     def observation(self) -> np.ndarray:
         objects = self.objects[:, 1:] if self.family.hidden_goal else self.objects
-        return self._observation(self.lidar(self.position[:2].T, self.position[2], objects))
-
-    def observation_one(self) -> np.ndarray:
-        objects = self.objects[0, 1:] if self.family.hidden_goal else self.objects[0]
-        x, y, heading = self.position[:, 0].tolist()
-        return np.array(self.sensors_one() + self.lidar.single(x, y, heading, objects.tolist()))
+        return self._observation(objects)
 
 
 class ButtonWorld(PointWorld):
@@ -486,13 +457,10 @@ class ButtonWorld(PointWorld):
         return float(reward[0]), {name: float(value[0]) for name, value in costs.items()}
 
     def observation(self) -> np.ndarray:
-        lidar = self.lidar(self.position[:2].T, self.position[2], self.objects)
+        observation = self._observation(self.objects)
         # The buttons' lidar reads zero while a press is being waited out.
-        lidar[self.timer != 0, :N_BINS] = 0.0
-        return self._observation(lidar)
-
-    def observation_one(self) -> np.ndarray:
-        return self.observation()[0]
+        observation[self.timer != 0, N_SENSORS : N_SENSORS + N_BINS] = 0.0
+        return observation
 
 
 class CircleWorld(PointWorld):
@@ -533,7 +501,7 @@ class CircleWorld(PointWorld):
         return reward, {"cost_out_of_boundary": outside.astype(float)}
 
     def step_one(self, action: tuple[float, float], rng: np.random.Generator) -> tuple[float, dict[str, float]]:
-        self.step_robot_one(action)
+        self.step_robot(np.array([action]))
         x, y = self.position[0, 0].item(), self.position[1, 0].item()
         u, v = self.velocity[0, 0].item(), self.velocity[1, 0].item()
         rho = math.hypot(x, y)
@@ -543,12 +511,7 @@ class CircleWorld(PointWorld):
         return reward, {"cost_out_of_boundary": float(outside)}
 
     def observation(self) -> np.ndarray:
-        lidar = self.lidar(self.position[:2].T, self.position[2], self._centre)
-        return self._observation(lidar)
-
-    def observation_one(self) -> np.ndarray:
-        x, y, heading = self.position[:, 0].tolist()
-        return np.array(self.sensors_one() + self.lidar.single(x, y, heading, [[0.0, 0.0]]))
+        return self._observation(self._centre)
 
 
 def make_world(family: PointFamily, n: int) -> PointWorld:
