@@ -134,8 +134,8 @@ def test_robot_pushes_vases_and_level_two_charges_for_them():
 
 @pytest.mark.parametrize("level", [1, 2])
 def test_single_env_and_vector_env_agree(level):
-    """The single env runs one world on Python floats, the vector env on arrays: same numbers. Forward-biased
-    actions at level 2 push vases and cross hazards."""
+    """The single env steps its rewards and costs on Python floats, the vector env on arrays: same numbers.
+    Forward-biased actions at level 2 push vases and cross hazards."""
     family = GoalFamily(level=level)
     tasks = family.sample(4, seed=1)
     vector = NavigationVectorEnv(4, family=family)
@@ -282,3 +282,39 @@ def test_hidden_goal_drops_the_goal_lidar():
     hidden_observation, _ = hidden.reset(options={"task": task})
     assert observation.shape == (60,) and hidden_observation.shape == (44,)
     np.testing.assert_array_equal(hidden_observation, np.concatenate([observation[:12], observation[28:]]))
+
+
+@pytest.mark.parametrize("n_bins, alias", [(16, True), (16, False), (10, True)])
+def test_lidar_follows_safety_gymnasiums_formula_object_by_object(n_bins, alias):
+    """The compiled lidar against Safety-Gymnasium's formula written out per object in the robot's frame (its
+    ``obs_lidar_pseudo``): bin of the bearing mod 2 pi, strength ``max(0, max_dist - d) / max_dist``, alias weights
+    into the neighbouring bins, maxima per bin; absent objects read nothing. Ten bins take the modulo path."""
+    from cmdp_envs.families.navigation.lidar import ABSENT, PseudoLidar
+
+    rng = np.random.default_rng(0)
+    n_envs, group, max_dist = 64, np.array([0, 1, 1, 1, 2, 1]), 3.0
+    lidar = PseudoLidar(n_envs, group, 3, max_dist, n_bins=n_bins, alias=alias)
+    origin, heading = rng.uniform(-2, 2, (n_envs, 2)), rng.uniform(-10, 10, n_envs)
+    objects = rng.uniform(-4, 4, (n_envs, len(group), 2))
+    objects[::3, 2] = ABSENT
+    out = np.full((n_envs, 3 * n_bins + 5), -1.0)  # a view with a stride, as the observation's lidar part is
+    lidar(origin, heading, objects, out[:, 5:])
+    assert np.all(out[:, :5] == -1.0), "the lidar writes only its own columns"
+    width = 2 * math.pi / n_bins
+    for i in range(n_envs):
+        expected = np.zeros(3 * n_bins)
+        cos_psi, sin_psi = math.cos(heading[i]), math.sin(heading[i])
+        for (ox, oy), g in zip(objects[i], group):
+            dx, dy = ox - origin[i, 0], oy - origin[i, 1]
+            ex, ey = cos_psi * dx + sin_psi * dy, -sin_psi * dx + cos_psi * dy
+            strength = max(0.0, max_dist - math.hypot(ex, ey)) / max_dist
+            angle = math.atan2(ey, ex) % (2 * math.pi)
+            bin_ = int(angle / width)
+            expected[g * n_bins + bin_] = max(expected[g * n_bins + bin_], strength)
+            if alias:
+                fraction = angle / width - bin_
+                for neighbour, value in (((bin_ + 1) % n_bins, fraction * strength),
+                                         ((bin_ - 1) % n_bins, (1 - fraction) * strength)):
+                    expected[g * n_bins + neighbour] = max(expected[g * n_bins + neighbour], value)
+        np.testing.assert_allclose(out[i, 5:], expected, atol=1e-9)
+    assert np.count_nonzero(out[:, 5:]) > n_envs, "most objects are within reach"
