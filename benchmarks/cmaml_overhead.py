@@ -28,7 +28,8 @@ import time
 import gymnasium as gym
 
 import cmdp_envs  # noqa: F401
-from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, InnerLoop, fine_tune
+from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, fine_tune
+from cmdp_envs.meta.inner_loops import SB3InnerLoop
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=1000, help="learner rollout length per env")
     args = parser.parse_args()
     family = gym.make(args.env).unwrapped.family
-    inner = InnerLoop(family, n_envs=2, n_steps=args.n_steps, batch_size=250 if args.n_steps % 250 == 0 else 64)
+    inner = SB3InnerLoop(family, n_envs=2, n_steps=args.n_steps, batch_size=250 if args.n_steps % 250 == 0 else 64)
     config = CMAMLConfig(meta_batch=2, adaptation_steps=2, rollout_episodes=4)
     tasks = family.sample(4, seed=0)
     updates = args.iterations * config.meta_batch * config.adaptation_steps

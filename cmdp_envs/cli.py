@@ -224,7 +224,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
         config_class = experiment.ReproductionConfig
         config = config_class.quick(**settings) if args.quick else config_class(**settings)
         summary = experiment.run(out, config)
-    except ValueError as error:
+    except (ValueError, ImportError) as error:  # bad settings, or OmniSafe's inner loops outside lane B
         raise CLIError(str(error)) from None
     print(experiment.format_table(summary))
     print(f"wrote {', '.join(str(out / name) for name in written)} ({time.perf_counter() - started:.0f} s)")
@@ -288,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=_count(0), default=0)
     reproduce.add_argument("--env", default="cmdp_envs/PointGoalArc1-v0",
                            help="cmaml: the family (default: C-MAML's goal arc with hazards and a vase)")
-    reproduce.add_argument("--inner", default="SB3-PPOLag", choices=["SB3-PPOLag", "SB3-TRPOLag"],
-                           help="cmaml: the constrained inner learner")
+    reproduce.add_argument("--inner", default="SB3-PPOLag",
+                           choices=["SB3-PPOLag", "SB3-TRPOLag", "TRPOLag", "CPO", "PPOLag"],
+                           help="cmaml: the constrained inner learner: ours on SB3, or OmniSafe's (the 'omnisafe' "
+                           "extra, Python 3.10; TRPOLag is the paper's)")
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

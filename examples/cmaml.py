@@ -12,12 +12,13 @@ import sys
 import gymnasium as gym
 
 import cmdp_envs  # noqa: F401
-from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, InnerLoop
+from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig
+from cmdp_envs.meta.inner_loops import SB3InnerLoop
 
 iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 family = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
 train_tasks = family.sample(8, seed=0)
-inner = InnerLoop(family, algo="PPO", n_envs=2, n_steps=128, batch_size=64, n_epochs=4)
+inner = SB3InnerLoop(family, algo="PPO", n_envs=2, n_steps=128, batch_size=64, n_epochs=4)
 cmaml = CMAML(family, train_tasks, inner, CMAMLConfig(meta_batch=2, adaptation_steps=2, rollout_episodes=8), seed=0)
 for _ in range(iterations):
     row = cmaml.iterate()

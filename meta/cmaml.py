@@ -2,8 +2,9 @@
 
 The symbols of the paper, in this module's names:
 
-* ``pi_theta``, the **meta policy**: the actor of the inner learner's own network (an SB3 ``ActorCriticPolicy``),
-  held as the flat vector ``theta`` of its actor parameters, so weights pass to and from the learner unchanged;
+* ``pi_theta``, the **meta policy**: the actor of the inner learner's own network (:class:`Actor`: SB3's
+  ``ActorCriticPolicy`` less its value branch, or OmniSafe's actor), held as the flat vector ``theta`` of its
+  parameters, so weights pass to and from the learner unchanged;
 * ``V_C``, the **meta cost critic** (Eq. 12): the expected cost-to-go of ``pi_theta`` across tasks, a small MLP
   trained on the meta policy's own rollouts in every sampled task;
 * ``lambda``, the **meta multiplier** of the adapted policies' cost (Eq. 10-11), and ``eta``, the multiplier of the
@@ -31,8 +32,9 @@ Where this module reads the paper, and why:
   so the safety term is read as what it stands for, the policy gradient of the meta policy's expected cost, with
   ``V_C`` as its baseline. The paper's Eq. 21 uses whole-trajectory returns; this module uses discounted
   returns-to-go (the same expectation, less variance).
-* Algorithm 1 (line 7) also starts each task's cost critic from ``V_C``. SB3's Lagrangian learners have one critic
-  (of ``r - lambda c``), so with them ``V_C`` enters the outer loop only; learners with a cost critic can take it.
+* Algorithm 1 (line 7) also starts each task's cost critic from ``V_C``. OmniSafe's learners take it
+  (:class:`~cmdp_envs.meta.inner_loops.OmniSafeInnerLoop`: their cost critic has ``V_C``'s architecture); SB3's
+  Lagrangian learners have one critic (of ``r - lambda c``), so with them ``V_C`` enters the outer loop only.
 
 ``eta`` stays 0 with ``use_safety_critic=False``: the ``eta = 0`` ablation of the paper's Figure 3.
 """
@@ -46,19 +48,18 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from cmdp_envs.io import UnreadableFileError, atomic_write, check_json_fields, read_npz, write_csv
 from cmdp_envs.meta.estimators import returns_to_go
 from cmdp_envs.meta.executors import Executor, SerialExecutor, spawn_seeds
-from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
-from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
+from cmdp_envs.task import Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "TaskResult", "Episodes", "rollout_envs", "collect_episodes",
-           "policy_gradient", "actor_parameters", "actor_theta", "load_actor", "shared_cost_limit",
+__all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "Session", "Actor", "TaskResult", "Episodes", "rollout_envs",
+           "collect_episodes", "policy_gradient", "actor_theta", "load_actor", "shared_cost_limit",
            "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config"]
 
 
@@ -132,8 +133,8 @@ def rollout_envs(family: TaskFamily, task: Task, n_episodes: int, **env_kwargs: 
     return gym.vector.SyncVectorEnv([lambda: family.make_env(**env_kwargs, task=task)] * n_episodes)
 
 
-def collect_episodes(policy: Any, envs: Any, task: Task, seed: int) -> Episodes:
-    """One episode of an SB3 ``policy`` (actions sampled) in each sub-env of the vector env ``envs``
+def collect_episodes(actor: Actor, envs: Any, task: Task, seed: int) -> Episodes:
+    """One episode of ``actor`` (actions sampled) in each sub-env of the vector env ``envs``
     (:func:`rollout_envs`), in lockstep, so that one network call serves every episode at a step. ``envs`` resets
     with ``seed`` (sub-env ``e`` with ``seed + e`` under Gymnasium's seeding) on ``task``, and the actions draw from
     torch's generator seeded with ``seed``. Continuous actions are stored as sampled and clipped to the action space
@@ -147,7 +148,7 @@ def collect_episodes(policy: Any, envs: Any, task: Task, seed: int) -> Episodes:
     validate = torch.distributions.Distribution._validate_args
     torch.distributions.Distribution.set_default_validate_args(False)
     try:
-        columns = _lockstep(policy, envs, space, observation)
+        columns = _lockstep(actor, envs, space, observation)
     finally:
         torch.distributions.Distribution.set_default_validate_args(validate)
     alive = np.array([column[0] for column in columns])  # (steps, episodes): each episode's steps
@@ -155,7 +156,7 @@ def collect_episodes(policy: Any, envs: Any, task: Task, seed: int) -> Episodes:
     return Episodes(*([values[alive[:, e], e] for e in range(envs.num_envs)] for values in stacked))
 
 
-def _lockstep(policy: Any, envs: Any, space: Any, observation: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def _lockstep(actor: Actor, envs: Any, space: Any, observation: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     """The steps of :func:`collect_episodes`: per step, which episodes were running and their observations, actions,
     rewards and costs."""
     import gymnasium as gym
@@ -165,7 +166,7 @@ def _lockstep(policy: Any, envs: Any, space: Any, observation: np.ndarray) -> li
     columns: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     while running.any():
         with torch.no_grad():
-            action = policy.get_distribution(policy.obs_to_tensor(observation)[0]).get_actions().numpy()
+            action = actor.sample(observation)
         env_action = np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
         next_observation, reward, terminated, truncated, info = envs.step(env_action)
         columns.append((running.copy(), observation, action, reward, np.asarray(info["cost"], dtype=np.float64)))
@@ -174,17 +175,29 @@ def _lockstep(policy: Any, envs: Any, space: Any, observation: np.ndarray) -> li
     return columns
 
 
-def actor_parameters(policy: Any) -> list[Any]:
-    """The parameters of an SB3 ``ActorCriticPolicy`` that make ``pi_theta`` (everything but the value branch)."""
-    return [parameter for name, parameter in policy.named_parameters()
-            if not name.startswith(("value_net", "mlp_extractor.value_net", "vf_features_extractor"))]
+class Actor(Protocol):
+    """The meta policy ``pi_theta`` as C-MAML uses it: a learner's own actor network, so ``theta`` passes to and from
+    the learner without conversion (:mod:`.inner_loops` has SB3's and OmniSafe's)."""
+
+    #: The torch module that holds the actor (checkpoints save its state dict).
+    module: Any
+
+    def parameters(self) -> list[Any]:
+        """The parameters that make ``theta``, in ``theta``'s order."""
+
+    def sample(self, observations: np.ndarray) -> np.ndarray:
+        """Actions drawn for a batch of observations, as the learner's own rollouts draw them (unclipped)."""
+
+    def log_prob(self, observations: Any, actions: Any) -> Any:
+        """``log pi(a|s)`` per row of the tensors ``observations`` and ``actions``, differentiable in the
+        parameters."""
 
 
-def actor_theta(policy: Any) -> np.ndarray:
-    """``policy``'s actor parameters as one flat vector ``theta`` (a copy), in :func:`actor_parameters` order."""
+def actor_theta(actor: Actor) -> np.ndarray:
+    """``actor``'s parameters as one flat vector ``theta`` (a copy)."""
     import torch
 
-    return torch.nn.utils.parameters_to_vector(actor_parameters(policy)).detach().numpy().copy()
+    return torch.nn.utils.parameters_to_vector(actor.parameters()).detach().numpy().copy()
 
 
 def _unflatten(parameters: list[Any], flat: np.ndarray) -> Iterator[tuple[Any, Any]]:
@@ -202,13 +215,13 @@ def _unflatten(parameters: list[Any], flat: np.ndarray) -> Iterator[tuple[Any, A
         offset += size
 
 
-def load_actor(policy: Any, theta: np.ndarray) -> None:
-    """Write the flat ``theta`` into ``policy``'s actor parameters, in place. (Torch's ``vector_to_parameters`` would
-    make the parameters views of ``theta``'s memory, so training would then rewrite ``theta`` itself.)"""
+def load_actor(actor: Actor, theta: np.ndarray) -> None:
+    """Write the flat ``theta`` into ``actor``'s parameters, in place. (Torch's ``vector_to_parameters`` would make
+    the parameters views of ``theta``'s memory, so training would then rewrite ``theta`` itself.)"""
     import torch
 
     with torch.no_grad():
-        for parameter, value in _unflatten(actor_parameters(policy), theta):
+        for parameter, value in _unflatten(actor.parameters(), theta):
             parameter.copy_(value)
 
 
@@ -227,17 +240,16 @@ def discounted_weights(values: list[np.ndarray], discount: float) -> list[np.nda
     return [returns_to_go(episode[None], discount)[0] * discount ** np.arange(len(episode)) for episode in values]
 
 
-def policy_gradient(policy: Any, episodes: Episodes, weights: list[np.ndarray]) -> np.ndarray:
-    """``(1 / E) sum_e sum_t weights[e][t] grad log pi(a_t|s_t)`` over the actor parameters of an SB3 ``policy``
-    (a flat vector in :func:`actor_parameters` order)."""
+def policy_gradient(actor: Actor, episodes: Episodes, weights: list[np.ndarray]) -> np.ndarray:
+    """``(1 / E) sum_e sum_t weights[e][t] grad log pi(a_t|s_t)`` over ``actor``'s parameters (a flat vector in
+    ``theta``'s order)."""
     import torch
 
     observations = torch.as_tensor(np.concatenate(episodes.observations), dtype=torch.float32)
     actions = torch.as_tensor(np.concatenate(episodes.actions))
     weight = torch.as_tensor(np.concatenate(weights), dtype=torch.float32)
-    _, log_prob, _ = policy.evaluate_actions(observations, actions)
-    objective = (log_prob * weight).sum() / len(episodes.observations)
-    parameters = actor_parameters(policy)
+    objective = (actor.log_prob(observations, actions) * weight).sum() / len(episodes.observations)
+    parameters = actor.parameters()
     gradients = torch.autograd.grad(objective, parameters, allow_unused=True)
     return np.concatenate([
         (g if g is not None else torch.zeros_like(p)).detach().numpy().ravel() for g, p in zip(gradients, parameters)
@@ -297,32 +309,46 @@ class TaskResult:
     seconds: dict[str, float]
 
 
+class Session(Protocol):
+    """One constrained learner made for a number of updates (rollouts-and-updates) on one task, or on tasks drawn
+    per episode (pre-training): what an :class:`InnerLoop` builds."""
+
+    #: The learner's actor, which :meth:`learn` trains in place.
+    actor: Actor
+    #: Per update so far: ``timesteps``, ``episode_return`` (undiscounted), ``episode_cost`` (the family's
+    #: semantics), ``multiplier``.
+    history: list[dict[str, float]]
+
+    def load_cost_critic(self, state: dict[str, np.ndarray]) -> bool:
+        """Start the learner's cost critic from ``V_C``'s weights (Algorithm 1, line 7); ``False`` when the learner
+        has no cost critic."""
+
+    def learn(self) -> None:
+        """Run the updates the session was made for."""
+
+    @property
+    def steps(self) -> int:
+        """Env steps the learner has taken."""
+
+
 class InnerLoop:
-    """The inner loop on an SB3 Lagrangian learner (``"PPO"`` or ``"TRPO"``, :mod:`.sb3_lagrangian`): a picklable
-    callable for the executors.
+    """C-MAML's inner loop on one task (Algorithm 1, lines 5-12), on the constrained learner that a subclass builds
+    (:meth:`session`): :class:`~cmdp_envs.meta.inner_loops.SB3InnerLoop` (both lanes) or
+    :class:`~cmdp_envs.meta.inner_loops.OmniSafeInnerLoop` (lane B). A picklable callable for the executors."""
 
-    :param learner_kwargs: passed to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...).
-    """
+    family: TaskFamily
+    #: What the family's envs are made with for the learner's network (one-hot states on tabular families).
+    env_kwargs: dict[str, Any]
 
-    def __init__(self, family: TaskFamily, algo: str = "PPO", n_envs: int = 2, **learner_kwargs: Any):
-        if algo not in ("PPO", "TRPO"):
-            raise ValueError(f"algo must be 'PPO' or 'TRPO', got {algo!r}")
-        self.family = family
-        self.algo = algo
-        self.n_envs = check_count("n_envs", n_envs, minimum=1)
-        self.learner_kwargs = learner_kwargs
-        # Tabular families feed networks one-hot states (as the SB3 oracle does).
-        self.env_kwargs = {"observation_type": "onehot"} if isinstance(family, TabularFamily) else {}
+    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float,
+                updates: int) -> Session:
+        """A fresh learner for ``updates`` updates on ``tasks`` (one task, or several drawn per episode) under the
+        limit they share, its multiplier starting at ``multiplier``, with dual step ``multiplier_lr``."""
+        raise NotImplementedError
 
-    def learner(self, task: Task, seed: int, multiplier: float, multiplier_lr: float) -> tuple[Any, Any]:
-        """A fresh SB3 model on ``task`` and its dual-ascent callback starting from ``multiplier``."""
-        model, callback = lagrangian_learner(
-            self.algo, self.family.env_id, cost_limit=task.cost_limit, gamma=self.family.gamma, seed=seed,
-            n_envs=self.n_envs, multiplier_lr=multiplier_lr, discounted=self.family.cost_semantics == "discounted",
-            env_kwargs={**self.env_kwargs, "family": self.family, "task": task}, **self.learner_kwargs,
-        )
-        callback.multiplier = multiplier
-        return model, callback
+    def updates_for(self, total_steps: int) -> int:
+        """The fewest updates that take at least ``total_steps`` env steps."""
+        raise NotImplementedError
 
     def __call__(self, item: tuple[Task, int, dict[str, Any], CMAMLConfig]) -> TaskResult:
         task, seed, meta, config = item
@@ -331,14 +357,15 @@ class InnerLoop:
 
     def _adapt(self, task: Task, seed: int, meta: dict[str, Any], config: CMAMLConfig) -> TaskResult:
         started = time.perf_counter()
-        model, callback = self.learner(task, seed, meta["multiplier"], config.multiplier_lr)
-        policy = model.policy
-        load_actor(policy, meta["theta"])
+        session = self.session([task], seed, meta["multiplier"], config.multiplier_lr, config.adaptation_steps)
+        actor = session.actor
+        load_actor(actor, meta["theta"])
+        session.load_cost_critic(meta["critic"])
         envs = rollout_envs(self.family, task, config.rollout_episodes, **self.env_kwargs)
         gamma, cost_discount = self.family.gamma, self.family.cost_discount
         # The meta policy's own rollouts: V_C's data and the safety term, with V_C as the baseline.
         rollout_started = time.perf_counter()
-        before = collect_episodes(policy, envs, task, seed)
+        before = collect_episodes(actor, envs, task, seed)
         rollout_seconds = time.perf_counter() - rollout_started
         cost_to_go = [returns_to_go(costs[None], cost_discount)[0] for costs in before.costs]
         observations = np.concatenate(before.observations).astype(np.float64)
@@ -346,14 +373,13 @@ class InnerLoop:
         split = np.cumsum([len(costs) for costs in before.costs])[:-1]
         cost_weights = [(to_go - base) * cost_discount ** np.arange(len(to_go))
                         for to_go, base in zip(cost_to_go, np.split(baseline, split))]
-        cost_gradient = policy_gradient(policy, before, cost_weights)
+        cost_gradient = policy_gradient(actor, before, cost_weights)
         # Adaptation by the constrained learner, then the adapted policy's rollouts.
-        steps = config.adaptation_steps * model.n_steps * self.n_envs
         learner_started = time.perf_counter()
-        model.learn(steps, callback=callback)
+        session.learn()
         learner_seconds = time.perf_counter() - learner_started
         rollout_started = time.perf_counter()
-        after = collect_episodes(policy, envs, task, seed + config.rollout_episodes)
+        after = collect_episodes(actor, envs, task, seed + config.rollout_episodes)
         rollout_seconds += time.perf_counter() - rollout_started
         envs.close()
         multiplier = meta["multiplier"]
@@ -362,12 +388,12 @@ class InnerLoop:
                               for w_r, w_c in zip(reward_weights, discounted_weights(after.costs, cost_discount))]
         # A constant baseline (the mean weight) keeps the estimate unbiased and cuts its variance.
         mean_weight = np.concatenate(lagrangian_weights).mean()
-        fomaml_gradient = policy_gradient(policy, after, [w - mean_weight for w in lagrangian_weights])
+        fomaml_gradient = policy_gradient(actor, after, [w - mean_weight for w in lagrangian_weights])
         return TaskResult(
             task=task,
             fomaml_gradient=fomaml_gradient,
             cost_gradient=cost_gradient,
-            adapted_theta=actor_theta(policy),
+            adapted_theta=actor_theta(actor),
             adapted_return=float(after.returns(gamma, "rewards").mean()),
             adapted_cost=float(after.returns(cost_discount, "costs").mean()),
             meta_return=float(before.returns(gamma, "rewards").mean()),
@@ -375,7 +401,7 @@ class InnerLoop:
             critic_observations=observations,
             critic_targets=np.concatenate(cost_to_go),
             initial_observations=np.array([episode[0] for episode in before.observations], dtype=np.float64),
-            env_steps=int(model.num_timesteps + sum(map(len, before.rewards)) + sum(map(len, after.rewards))),
+            env_steps=int(session.steps + sum(map(len, before.rewards)) + sum(map(len, after.rewards))),
             seconds={"learner": learner_seconds, "rollouts": rollout_seconds,
                      "total": time.perf_counter() - started},
         )
@@ -385,8 +411,8 @@ class CMAML:
     """C-MAML on ``train_tasks`` of ``family`` with ``inner`` as the constrained learner (see the module docstring).
 
     ``theta`` is initialised randomly (the learner's own initialisation under ``seed``), ``V_C`` too, ``lambda``
-    and ``eta`` at 0. :meth:`iterate` runs one outer iteration and returns its log row; :meth:`meta_policy` is the
-    SB3 policy holding ``theta``.
+    and ``eta`` at 0. :meth:`iterate` runs one outer iteration and returns its log row; :attr:`actor` is the meta
+    policy holding ``theta`` (the inner learner's own actor).
     """
 
     def __init__(self, family: TaskFamily, train_tasks: Sequence[Task], inner: InnerLoop,
@@ -408,11 +434,11 @@ class CMAML:
         self.eta = 0.0
         torch.manual_seed(self.seed)
         with _one_thread():
-            model, _ = inner.learner(train_tasks[0], self.seed, 0.0, config.multiplier_lr)
-        self.policy = model.policy
-        self._optimizer = torch.optim.Adam(actor_parameters(self.policy), lr=config.meta_lr)
-        observation_size = int(np.prod(self.policy.observation_space.shape))
-        self.critic = _critic(observation_size)
+            self.actor = inner.session(train_tasks[:1], self.seed, 0.0, config.multiplier_lr, 1).actor
+        self._optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.meta_lr)
+        env = family.make_env(**inner.env_kwargs)
+        self.critic = _critic(int(np.prod(env.observation_space.shape)))
+        env.close()
         self._critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.history: list[dict[str, float]] = []
         #: Per outer iteration of this process (not checkpointed): its wall seconds and, summed over its tasks, the
@@ -422,7 +448,7 @@ class CMAML:
 
     @property
     def theta(self) -> np.ndarray:
-        return actor_theta(self.policy)
+        return actor_theta(self.actor)
 
     def _meta_state(self) -> dict[str, Any]:
         return {"theta": self.theta, "multiplier": self.multiplier,
@@ -451,11 +477,11 @@ class CMAML:
             step = step.astype(meta["theta"].dtype)
         self._optimizer.zero_grad()
         # Adam minimises: the gradient is the negated ascent direction.
-        for parameter, gradient in _unflatten(actor_parameters(self.policy), -ascent):
+        for parameter, gradient in _unflatten(self.actor.parameters(), -ascent):
             parameter.grad = gradient
         self._optimizer.step()
         if step is not None:
-            load_actor(self.policy, self.theta + step)
+            load_actor(self.actor, self.theta + step)
         self._fit_critic(results)
         adapted_cost = float(np.mean([result.adapted_cost for result in results]))
         self.multiplier = max(0.0, self.multiplier + config.multiplier_lr * (adapted_cost - self.cost_limit))
@@ -555,7 +581,7 @@ class CMAML:
         """The whole state (``theta``, ``V_C``, both Adam states, ``lambda``, ``eta``, the history) as one ``.npz``
         with a JSON header, written atomically; no pickles."""
         arrays: dict[str, np.ndarray] = {}
-        for prefix, module, optimizer in (("policy", self.policy, self._optimizer),
+        for prefix, module, optimizer in (("policy", self.actor.module, self._optimizer),
                                           ("critic", self.critic, self._critic_optimizer)):
             for name, value in module.state_dict().items():
                 arrays[f"{prefix}/{name}"] = value.detach().numpy()
@@ -588,7 +614,7 @@ class CMAML:
             raise ValueError(f"{path} was written by a C-MAML run with another {', '.join(differing)}; pass a "
                              "new checkpoint path or the settings it was written with")
         try:
-            for prefix, module, optimizer in (("policy", self.policy, self._optimizer),
+            for prefix, module, optimizer in (("policy", self.actor.module, self._optimizer),
                                               ("critic", self.critic, self._critic_optimizer)):
                 module.load_state_dict({name[len(prefix) + 1:]: torch.as_tensor(value)
                                         for name, value in arrays.items() if name.startswith(prefix + "/")})
@@ -630,14 +656,14 @@ def fine_tune(inner: InnerLoop, theta: np.ndarray | None, task: Task, updates: i
     ``multiplier``. Every rollout must end at least one episode (``n_steps * n_envs`` at least an episode long)."""
     updates = check_count("updates", updates, minimum=1)
     with _one_thread():
-        model, callback = inner.learner(task, seed, multiplier, multiplier_lr)
+        session = inner.session([task], seed, multiplier, multiplier_lr, updates)
         if theta is not None:
-            load_actor(model.policy, theta)
-        model.learn(updates * model.n_steps * inner.n_envs, callback=callback)
-    rows = callback.history
+            load_actor(session.actor, theta)
+        session.learn()
+    rows = session.history
     if len(rows) < updates:
-        raise ValueError(f"only {len(rows)} of {updates} rollouts ended an episode: raise n_steps * n_envs "
-                         f"({model.n_steps} * {inner.n_envs}) to at least one episode")
+        raise ValueError(f"only {len(rows)} of {updates} updates ended an episode: make each update's rollout at "
+                         "least one episode long")
     return FineTuning(
         task=task,
         steps=np.array([row["timesteps"] for row in rows]),
@@ -653,22 +679,13 @@ def pretrain(inner: InnerLoop, train_tasks: Sequence[Task], total_steps: int, se
     """The paper's "pre-trained" baseline: ``inner``'s constrained learner trained for ``total_steps`` env steps on
     the task distribution itself (a training task drawn afresh at every episode,
     :class:`~cmdp_envs.wrappers.TaskSampling`); returns its actor ``theta``. The tasks must share one cost limit."""
-    from cmdp_envs.wrappers import TaskSampling
-
     train_tasks = list(train_tasks)
-    cost_limit = shared_cost_limit(train_tasks, "pretraining")
-    family = inner.family
-
-    def make_env() -> Any:
-        return TaskSampling(family.make_env(**inner.env_kwargs), tasks=train_tasks)
-
+    shared_cost_limit(train_tasks, "pretraining")
     with _one_thread():
-        model, callback = lagrangian_learner(
-            inner.algo, make_env, cost_limit=cost_limit, gamma=family.gamma, seed=seed, n_envs=inner.n_envs,
-            multiplier_lr=multiplier_lr, discounted=family.cost_semantics == "discounted", **inner.learner_kwargs,
-        )
-        model.learn(check_count("total_steps", total_steps, minimum=1), callback=callback)
-        return actor_theta(model.policy)
+        session = inner.session(train_tasks, seed, 0.0, multiplier_lr, inner.updates_for(
+            check_count("total_steps", total_steps, minimum=1)))
+        session.learn()
+        return actor_theta(session.actor)
 
 
 def maml_config(config: CMAMLConfig) -> CMAMLConfig:

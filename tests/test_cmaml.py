@@ -14,14 +14,13 @@ pytest.importorskip("stable_baselines3")
 from cmdp_envs.meta.cmaml import (  # noqa: E402
     CMAML,
     CMAMLConfig,
-    InnerLoop,
-    actor_parameters,
     collect_episodes,
     discounted_weights,
     policy_gradient,
     rollout_envs,
 )
 from cmdp_envs.meta.executors import LocalExecutor  # noqa: E402
+from cmdp_envs.meta.inner_loops import SB3InnerLoop  # noqa: E402
 from cmdp_envs.tabular import value_functions  # noqa: E402
 
 FAMILY = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
@@ -29,7 +28,7 @@ TINY = {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}
 
 
 def _run(config: CMAMLConfig, seed: int = 0, iterations: int = 2, executor=None) -> CMAML:
-    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=seed, executor=executor)
+    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), SB3InnerLoop(FAMILY, **TINY), config, seed=seed, executor=executor)
     cmaml.run(iterations, progress=False)
     return cmaml
 
@@ -39,17 +38,18 @@ def test_policy_gradient_estimate_agrees_with_the_exact_gradient():
     """The FoMAML and safety terms rest on one estimator; on a tabular task the exact gradient of ``J_r`` follows
     from the policy gradient theorem (occupancy times ``grad pi`` times ``Q``, by autograd through the network)."""
     task = FAMILY.sample(1, seed=0)[0]
-    model, _ = InnerLoop(FAMILY, n_envs=1, n_steps=64).learner(task, seed=0, multiplier=0.0, multiplier_lr=0.05)
-    policy, cmdp = model.policy, FAMILY.tabular(task)
-    probabilities = policy.get_distribution(torch.eye(cmdp.n_states)).distribution.probs
+    actor = SB3InnerLoop(FAMILY, n_envs=1, n_steps=64).session([task], seed=0, multiplier=0.0, multiplier_lr=0.05,
+                                                               updates=1).actor
+    cmdp = FAMILY.tabular(task)
+    probabilities = actor.module.get_distribution(torch.eye(cmdp.n_states)).distribution.probs
     pi = probabilities.detach().numpy().astype(np.float64)
     _, q = value_functions(cmdp, pi)
     transition = np.einsum("sa,sat->st", pi, cmdp.P)
     occupancy = np.linalg.solve((np.eye(cmdp.n_states) - cmdp.gamma * transition).T, cmdp.mu)
     value = (torch.as_tensor(occupancy[:, None] * q[0], dtype=torch.float32) * probabilities).sum()
-    exact = torch.cat([g.ravel() for g in torch.autograd.grad(value, actor_parameters(policy))]).numpy()
-    episodes = collect_episodes(policy, rollout_envs(FAMILY, task, 800, observation_type="onehot"), task, seed=1)
-    estimate = policy_gradient(policy, episodes, discounted_weights(episodes.rewards, cmdp.gamma))
+    exact = torch.cat([g.ravel() for g in torch.autograd.grad(value, actor.parameters())]).numpy()
+    episodes = collect_episodes(actor, rollout_envs(FAMILY, task, 800, observation_type="onehot"), task, seed=1)
+    estimate = policy_gradient(actor, episodes, discounted_weights(episodes.rewards, cmdp.gamma))
     cosine = estimate @ exact / np.linalg.norm(estimate) / np.linalg.norm(exact)
     assert cosine > 0.85, cosine
     assert 0.7 < np.linalg.norm(estimate) / np.linalg.norm(exact) < 1.4
@@ -72,7 +72,7 @@ def test_iterations_are_deterministic_and_the_multipliers_rise_above_the_limit()
 def test_eta_ablation_and_reptile():
     ablation = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4, use_safety_critic=False))
     assert all(row["eta"] == 0.0 for row in ablation.history)
-    before = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), seed=0).theta
+    before = CMAML(FAMILY, FAMILY.sample(4, seed=0), SB3InnerLoop(FAMILY, **TINY), seed=0).theta
     reptile = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4, outer_step="reptile"))
     assert not np.array_equal(reptile.theta, before)
 
@@ -92,12 +92,12 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="outer_step"):
         CMAMLConfig(outer_step="maml")
     with pytest.raises(ValueError, match="at least as many training tasks"):
-        CMAML(FAMILY, FAMILY.sample(1, seed=0), InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2))
+        CMAML(FAMILY, FAMILY.sample(1, seed=0), SB3InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2))
     varied = gym.make("cmdp_envs/GridWorldVaried-v0").unwrapped.family  # cost limits drawn from U[1, 2]
     with pytest.raises(ValueError, match="one cost limit"):
-        CMAML(varied, varied.sample(2, seed=0), InnerLoop(varied, **TINY), CMAMLConfig(meta_batch=2))
+        CMAML(varied, varied.sample(2, seed=0), SB3InnerLoop(varied, **TINY), CMAMLConfig(meta_batch=2))
     with pytest.raises(ValueError, match="algo"):
-        InnerLoop(FAMILY, algo="SAC")
+        SB3InnerLoop(FAMILY, algo="SAC")
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -107,13 +107,13 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     whole = _run(config, iterations=3)
     path = tmp_path / "cmaml.npz"
     _run(config, iterations=2).save(path)
-    resumed = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=0)
+    resumed = CMAML(FAMILY, FAMILY.sample(4, seed=0), SB3InnerLoop(FAMILY, **TINY), config, seed=0)
     resumed.run(3, checkpoint=path, progress=False)
     assert resumed.history == whole.history
     np.testing.assert_array_equal(resumed.theta, whole.theta)
     assert resumed.eta == whole.eta and resumed.multiplier == whole.multiplier
     with pytest.raises(ValueError, match="another seed"):
-        CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), config, seed=1).load(path)
+        CMAML(FAMILY, FAMILY.sample(4, seed=0), SB3InnerLoop(FAMILY, **TINY), config, seed=1).load(path)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match="cmaml.npz"):
         resumed.load(path)
@@ -124,7 +124,7 @@ def test_fine_tuning_and_the_baselines():
     pre-trained policy and first-order MAML (no constraint: lambda stays 0)."""
     from cmdp_envs.meta.cmaml import fine_tune, maml_config, pretrain
 
-    inner = InnerLoop(FAMILY, n_envs=2, n_steps=256, batch_size=64, n_epochs=2)  # a rollout ends >= 1 episode
+    inner = SB3InnerLoop(FAMILY, n_envs=2, n_steps=256, batch_size=64, n_epochs=2)  # a rollout ends >= 1 episode
     held_out = FAMILY.sample(1, seed=7)[0]
     cmaml = _run(CMAMLConfig(meta_batch=2, rollout_episodes=4), iterations=1)
     maml = _run(maml_config(CMAMLConfig(meta_batch=2, rollout_episodes=4)), iterations=1)
@@ -150,7 +150,7 @@ def test_fine_tuning_and_the_baselines():
     np.testing.assert_array_equal(again.returns, first.returns)
     np.testing.assert_array_equal(first.returns, curves["cmaml"].returns)
     with pytest.raises(ValueError, match="ended an episode"):
-        fine_tune(InnerLoop(FAMILY, n_envs=1, n_steps=32, batch_size=32), None, held_out, updates=1, seed=0)
+        fine_tune(SB3InnerLoop(FAMILY, n_envs=1, n_steps=32, batch_size=32), None, held_out, updates=1, seed=0)
 
 
 def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
@@ -179,7 +179,7 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
     assert (tmp_path / "summary.json").read_bytes() == first
     assert "always within limit" in format_table(summary)
     with pytest.raises(ValueError, match="inner"):
-        ReproductionConfig(inner="CPO")
+        ReproductionConfig(inner="SAC")
     with pytest.raises(ValueError, match="meta_batch"):
         ReproductionConfig(n_train_tasks=2, meta_batch=3)
 
@@ -187,9 +187,69 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
 def test_the_inner_loop_leaves_the_meta_parameters_alone():
     """Every task of an outer iteration starts from the same theta: adapting to one must not write into it (torch's
     vector_to_parameters would alias the parameters to it)."""
-    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2), seed=0)
+    cmaml = CMAML(FAMILY, FAMILY.sample(4, seed=0), SB3InnerLoop(FAMILY, **TINY), CMAMLConfig(meta_batch=2), seed=0)
     meta = cmaml._meta_state()
     kept = meta["theta"].copy()
     result = cmaml.inner((FAMILY.sample(1, seed=0)[0], 0, meta, cmaml.config))
     np.testing.assert_array_equal(meta["theta"], kept)
     assert not np.array_equal(result.adapted_theta, kept)
+
+
+omnisafe_only = pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                                   reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+
+
+@omnisafe_only
+@pytest.mark.slow
+def test_omnisafe_trpolag_inner_loop_meta_trains_fine_tunes_and_pretrains():
+    """C-MAML on OmniSafe's TRPOLag, the paper's learner, at a tiny budget on the goal arc: the meta policy is
+    OmniSafe's own actor, each task's cost critic starts from V_C, and fine-tuning and pre-training run the same
+    learner, with per-update curves and the multiplier starting where asked."""
+    from cmdp_envs.meta.cmaml import fine_tune, pretrain
+    from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop
+
+    family = gym.make("cmdp_envs/PointGoalArc1-v0").unwrapped.family
+    inner = OmniSafeInnerLoop(family, "TRPOLag", steps_per_epoch=1000)
+    tasks = family.sample(3, seed=0)
+    cmaml = CMAML(family, tasks[:2], inner, CMAMLConfig(meta_batch=2, adaptation_steps=1, rollout_episodes=2), seed=0)
+    assert cmaml.theta.shape == (sum(p.numel() for p in cmaml.actor.module.parameters()),)
+    before = cmaml.theta
+    row = cmaml.iterate()
+    assert not np.array_equal(cmaml.theta, before)
+    assert row["env_steps"] == 2 * (1000 + 2 * 2 * 1000)  # per task: one epoch, and two rollouts of two episodes
+    assert row["eta"] > 0 and np.isfinite(row["cost_critic"])
+
+    session = inner.session(tasks[:1], seed=0, multiplier=0.3, multiplier_lr=0.05, updates=1)
+    critic = cmaml._meta_state()["critic"]
+    assert session.load_cost_critic(critic)
+    (network,) = session._algorithm._actor_critic.cost_critic.net_lst
+    for name, value in network.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), critic[name])
+
+    first, again = (fine_tune(inner, cmaml.theta, tasks[2], updates=2, seed=1, multiplier=0.5) for _ in range(2))
+    assert first.steps.tolist() == [1000.0, 2000.0] and np.all(first.costs >= 0)
+    assert abs(first.multipliers[0] - 0.5) <= 0.05 + 1e-6, first.multipliers  # one Adam step of lambda_lr
+    np.testing.assert_array_equal(first.returns, again.returns)
+    np.testing.assert_array_equal(first.costs, again.costs)
+    assert pretrain(inner, tasks[:2], total_steps=1500, seed=0).shape == cmaml.theta.shape
+
+
+@omnisafe_only
+@pytest.mark.slow
+def test_omnisafe_cpo_inner_loop_and_the_unconstrained_maml_setting():
+    """CPO has no multiplier (its rows read 0); TRPOLag with a zero dual step keeps its multiplier at 0, which is
+    how MAML's unconstrained TRPO inner loop runs on OmniSafe."""
+    from cmdp_envs.meta.cmaml import fine_tune
+    from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop
+
+    family = gym.make("cmdp_envs/PointGoalArc1-v0").unwrapped.family
+    task = family.sample(1, seed=0)[0]
+    cpo = fine_tune(OmniSafeInnerLoop(family, "CPO", steps_per_epoch=1000), None, task, updates=1, seed=0)
+    assert cpo.multipliers.tolist() == [0.0] and np.isfinite(cpo.returns).all()
+    trpo = fine_tune(OmniSafeInnerLoop(family, "TRPOLag", steps_per_epoch=1000), None, task, updates=2, seed=0,
+                     multiplier=0.0, multiplier_lr=0.0)
+    assert trpo.multipliers.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="discrete actions"):
+        OmniSafeInnerLoop(FAMILY)
+    with pytest.raises(ValueError, match="unknown OmniSafe algorithm"):
+        OmniSafeInnerLoop(family, "SAC")

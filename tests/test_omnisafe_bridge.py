@@ -119,6 +119,26 @@ def test_a_fixed_task_for_any_algorithm(paper_family):
         register_omnisafe_task("cmdp_envs/GridWorld-v0", task=paper_family.task(noise=0.1).__class__(noise=0.9))
 
 
+def test_tasks_drawn_per_episode_and_every_episode_recorded(paper_family):
+    """``tasks=``: each episode of each sub-env draws one of the tasks (pre-training on a distribution); the bridge
+    records every finished episode's step count, return and cost (OmniSafe's own log averages the last 50)."""
+    tasks = paper_family.sample(3, seed=0)
+    omnisafe_id = register_omnisafe_task(paper_family, tasks=tasks, max_episode_steps=3)
+    assert bridge_settings(omnisafe_id).tasks == tuple(tasks)
+    env = make_bridge(omnisafe_id, num_envs=2)
+    env.set_seed(0)
+    env.reset()
+    seen = set()
+    for _ in range(30):
+        env.step(torch.zeros(2, 4))
+        seen |= {sub.unwrapped.task for sub in env._envs.envs}
+    assert seen == set(tasks)
+    assert [steps for steps, _, _ in env.episodes] == [steps for steps in range(6, 61, 6) for _ in range(2)]
+    assert all(cost >= 0 for _, _, cost in env.episodes)
+    with pytest.raises(ValueError, match="either task or tasks"):
+        register_omnisafe_task(paper_family, task=tasks[0], tasks=tasks)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["PPOLag", "TRPOLag", "CPO"])
 def test_omnisafe_trains_and_the_result_is_evaluated_exactly(algo, tmp_path, paper_family):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -92,6 +93,8 @@ class BridgeSettings:
     gym_id: str
     make_kwargs: tuple[tuple[str, Any], ...] = ()
     task: Task | None = None
+    #: Tasks of which every episode draws one (:class:`~cmdp_envs.wrappers.TaskSampling`), instead of one ``task``.
+    tasks: tuple[Task, ...] | None = None
     #: ``None``: the family's own ``cost_semantics``.
     cost_semantics: str | None = None
 
@@ -124,6 +127,7 @@ def register_omnisafe_task(
     env: str | TaskFamily,
     task: Task | None = None,
     *,
+    tasks: Sequence[Task] | None = None,
     cost_semantics: str | None = None,
     name: str | None = None,
     **make_kwargs: Any,
@@ -136,6 +140,8 @@ def register_omnisafe_task(
 
     :param env: a registered Gymnasium id of this package, or a :class:`~cmdp_envs.task.TaskFamily`.
     :param task: the task every episode runs (default: the family's default task).
+    :param tasks: instead of ``task``, tasks of which every episode draws one (training on a distribution, such as
+        pre-training for meta-RL), from the env's seeded stream.
     :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring); default the family's.
     :param name: the new id (default: derived from ``gym_id`` and the settings; stable across processes).
     :returns: the OmniSafe id to pass to ``omnisafe.Agent``.
@@ -148,17 +154,26 @@ def register_omnisafe_task(
         gym_id = env
     if gym_id not in gym.registry:
         raise ValueError(f"unknown Gymnasium id {gym_id!r}")
+    if task is not None and tasks is not None:
+        raise ValueError("pass either task or tasks, not both")
+    if tasks is not None:
+        tasks = tuple(tasks)
+        if not tasks:
+            raise ValueError("tasks must name at least one task")
     made = gym.make(gym_id, **make_kwargs)
-    if task is not None:
-        made.unwrapped.family.check_task(task)  # fail here, not inside OmniSafe's constructor
+    for checked in ([task] if task is not None else []) + list(tasks or ()):
+        made.unwrapped.family.check_task(checked)  # fail here, not inside OmniSafe's constructor
     if cost_semantics is None:
         cost_semantics = made.unwrapped.family.cost_semantics
     made.close()
     settings = BridgeSettings(
-        gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, cost_semantics=cost_semantics
+        gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, tasks=tasks,
+        cost_semantics=cost_semantics,
     )
     if name is None:
-        digest = hashlib.sha256(repr((settings.make_kwargs, task, cost_semantics)).encode()).hexdigest()[:8]
+        identity = (settings.make_kwargs, task, cost_semantics) if tasks is None else (
+            settings.make_kwargs, tasks, cost_semantics)
+        digest = hashlib.sha256(repr(identity).encode()).hexdigest()[:8]
         stem, _, version = gym_id.rpartition("-")
         name = f"{stem}-{cost_semantics}-{digest}-{version}"
     _add(_bridge_class(), name, settings)
@@ -304,7 +319,14 @@ def _bridge_class() -> type:
             self._time_limit = first.spec.max_episode_steps
             # The family's own vector env when it has one and nothing else was asked of gym.make.
             native = hasattr(base.family, "make_vector_env") and set(make_kwargs) <= {"family", "max_episode_steps"}
-            if native:
+            if settings.tasks is not None:
+                from cmdp_envs.wrappers.task_sampling import TaskSampling
+
+                first.close()
+                self.task = None
+                self._envs = _GymSubEnvs([TaskSampling(gym.make(settings.gym_id, **make_kwargs), tasks=settings.tasks)
+                                          for _ in range(self._num_envs)], None)
+            elif native:
                 first.close()
                 self._envs = _NativeSubEnvs(base.family.make_vector_env(
                     self._num_envs, max_episode_steps=self._time_limit, autoreset_mode="same_step"
@@ -316,6 +338,12 @@ def _bridge_class() -> type:
             self._discount = np.ones(self._num_envs)
             self._steps = np.zeros(self._num_envs, dtype=np.int64)  # steps into each episode, for error messages
             self._flatten = flatten
+            self._episode_return = np.zeros(self._num_envs)
+            self._episode_cost = np.zeros(self._num_envs)
+            self._total_steps = 0
+            #: Every finished episode as ``(env steps taken by then, undiscounted return, cost under the bridge's
+            #: semantics)``: exact per-epoch curves (OmniSafe's own log averages its last 50 episodes).
+            self.episodes: list[tuple[int, float, float]] = []
 
         @property
         def max_episode_steps(self) -> int | None:
@@ -334,6 +362,8 @@ def _bridge_class() -> type:
             observations = self._envs.reset(base_seed)
             self._discount[:] = 1.0
             self._steps[:] = 0
+            self._episode_return[:] = 0.0
+            self._episode_cost[:] = 0.0
             return self._tensor([self._observation(o) for o in observations]), {}
 
         def step(self, action: torch.Tensor):
@@ -347,6 +377,14 @@ def _bridge_class() -> type:
             discounted_costs = costs * self._discount
             self._discount *= self.gamma
             done = np.asarray(terminated) | np.asarray(truncated)
+            self._total_steps += self._num_envs
+            self._episode_return += rewards
+            self._episode_cost += discounted_costs if self.cost_semantics == "discounted" else costs
+            for index in np.flatnonzero(done):
+                self.episodes.append((self._total_steps, float(self._episode_return[index]),
+                                      float(self._episode_cost[index])))
+            self._episode_return[done] = 0.0
+            self._episode_cost[done] = 0.0
             self._discount[done] = 1.0
             self._steps[done] = 0
             info = {"final_observation": self._tensor([self._observation(o) for o in finals])}
@@ -378,11 +416,12 @@ def _bridge_class() -> type:
 class _GymSubEnvs:
     """``num_envs`` Gymnasium envs stepped in turn, each reset on its own when its episode ends."""
 
-    def __init__(self, envs: list[gym.Env], task: Task):
-        self.envs, self.task = envs, task
+    def __init__(self, envs: list[gym.Env], task: Task | None):
+        # No task: the envs choose their own (TaskSampling draws one per episode).
+        self.envs, self.options = envs, None if task is None else {"task": task}
 
     def reset(self, seed: int | None) -> list[Any]:
-        return [env.reset(seed=None if seed is None else seed + i, options={"task": self.task})[0]
+        return [env.reset(seed=None if seed is None else seed + i, options=self.options)[0]
                 for i, env in enumerate(self.envs)]
 
     def step(self, actions: np.ndarray) -> tuple[list[Any], np.ndarray, list[Any], list[bool], list[bool], list[Any]]:
@@ -393,7 +432,7 @@ class _GymSubEnvs:
             observation, reward, term, trunc, info = env.step(int(action) if np.ndim(action) == 0 else action)
             finals.append(observation)
             if term or trunc:
-                observation, _ = env.reset(options={"task": self.task})
+                observation, _ = env.reset(options=self.options)
             observations.append(observation)
             rewards.append(reward)
             costs.append(info.get("cost"))

@@ -77,11 +77,15 @@ class OmniSafeOracle(LearnedOracle):
                         "cost_semantics": self.family.cost_semantics, "curve": curve}
 
 
+def progress_rows(log_dir: Path) -> list[dict[str, str]]:
+    """The rows of OmniSafe's ``progress.csv`` under ``log_dir``, one per epoch, as text."""
+    (progress,) = log_dir.glob("**/progress.csv")
+    with progress.open() as file:
+        return list(csv.DictReader(file))
+
+
 def _read_curve(log_dir: Path) -> list[dict[str, float]]:
     """Per epoch: environment steps, mean undiscounted episode return, mean episode cost (under the bridge's cost
     semantics, the family's), from OmniSafe's ``progress.csv``."""
-    (progress,) = log_dir.glob("**/progress.csv")
-    with progress.open() as file:
-        rows = list(csv.DictReader(file))
     return [{"steps": float(row["TotalEnvSteps"]), "return": float(row["Metrics/EpRet"]),
-             "cost": float(row["Metrics/EpCost"])} for row in rows]
+             "cost": float(row["Metrics/EpCost"])} for row in progress_rows(log_dir)]

@@ -4,7 +4,8 @@ Methods (the keys of ``summary.json``), each a start for the same fine-tuning by
 
 * ``cmaml``: C-MAML's meta policy (FoMAML outer step, safety critic and ``eta``);
 * ``cmaml_no_eta``: the same with ``eta = 0`` (the paper's ablation, Figure 3);
-* ``maml``: first-order MAML with an unconstrained SB3 TRPO inner loop (``lambda`` and ``eta`` held at 0);
+* ``maml``: first-order MAML with an unconstrained TRPO inner loop (SB3's TRPO, or OmniSafe's TRPOLag with its
+  multiplier held at 0; ``lambda`` and ``eta`` held at 0);
 * ``pretrained``: the constrained learner trained on the task distribution (a training task per episode) for as
   many learner steps as C-MAML's inner loops take in all;
 * ``random``: the learner's own random initialisation.
@@ -37,14 +38,16 @@ from tqdm.auto import tqdm
 
 from cmdp_envs.io import UnreadableFileError, atomic_write, read_json, read_npz, save_figure, write_json
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, FineTuning, InnerLoop, fine_tune, maml_config, pretrain
+from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop, SB3InnerLoop
 from cmdp_envs.meta.executors import make_executor, spawn_seeds
 from cmdp_envs.task import Fixed, TaskFamily, check_count
 
 __all__ = ["ReproductionConfig", "METHODS", "INNER_LOOPS", "run", "format_table"]
 
 METHODS = ("cmaml", "cmaml_no_eta", "maml", "pretrained", "random")
-#: ``--inner`` names and the SB3 algorithm behind each (OmniSafe's inner loops are not in yet).
-INNER_LOOPS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO"}
+#: ``--inner`` names: our SB3 learners (both lanes) and the SB3 algorithm behind each, and OmniSafe's algorithms
+#: (lane B), by their own names.
+INNER_LOOPS = {"SB3-PPOLag": "PPO", "SB3-TRPOLag": "TRPO", "TRPOLag": "TRPOLag", "CPO": "CPO", "PPOLag": "PPOLag"}
 #: The paper's limit with TRPOLag, on the undiscounted episode cost.
 PAPER_COST_LIMIT = 5.0
 
@@ -94,9 +97,10 @@ class ReproductionConfig:
     def digest(self) -> str:
         """A hash of these settings and of the source the results depend on (the meta-learner, the Lagrangian
         learner, this module): saved stages are reused only when all are unchanged."""
-        from cmdp_envs.meta import cmaml, sb3_lagrangian
+        from cmdp_envs.meta import cmaml, inner_loops, sb3_lagrangian
 
-        source = "".join(inspect.getsource(module) for module in (cmaml, sb3_lagrangian, sys.modules[__name__]))
+        source = "".join(inspect.getsource(module)
+                         for module in (cmaml, inner_loops, sb3_lagrangian, sys.modules[__name__]))
         settings = json.dumps(dataclasses.asdict(self), sort_keys=True) + source
         return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
@@ -109,10 +113,19 @@ def _family(env_id: str) -> TaskFamily:
     return gym.make(env_id, **(paper_limit if env_id.startswith("cmdp_envs/PointGoal") else {})).unwrapped.family
 
 
-def _learner_settings(config: ReproductionConfig) -> dict[str, Any]:
+def _inner_loop(config: ReproductionConfig, family: TaskFamily, unconstrained_trpo: bool = False) -> InnerLoop:
+    """The ``--inner`` learner, or (for MAML) an unconstrained TRPO of the same library: one update is
+    ``n_steps`` per env on ``n_envs`` envs either way."""
+    algo = INNER_LOOPS[config.inner]
     batch = config.n_steps * config.n_envs
-    # A PPO minibatch divides the rollout; TRPO takes its batch for the critic.
-    return {"n_steps": config.n_steps, "batch_size": max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0)}
+    if config.inner.startswith("SB3-"):
+        # A PPO minibatch divides the rollout; TRPO takes its batch for the critic.
+        minibatch = max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0)
+        return SB3InnerLoop(family, algo="TRPO" if unconstrained_trpo else algo, n_envs=config.n_envs,
+                            n_steps=config.n_steps, batch_size=minibatch)
+    # MAML's settings hold OmniSafe's multiplier at 0 (lambda_lr = 0), which makes TRPOLag TRPO.
+    return OmniSafeInnerLoop(family, algo="TRPOLag" if unconstrained_trpo else algo, steps_per_epoch=batch,
+                             train_cfgs={"vector_env_nums": config.n_envs})
 
 
 def _fine_tuning_json(curves: list[FineTuning]) -> dict[str, Any]:
@@ -151,8 +164,7 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
     """Every method's meta-training (or pre-training) and fine-tuning, reusing what earlier runs saved."""
     digest = config.digest()
     seeds = spawn_seeds(config.seed, 2)  # meta-training and pre-training; fine-tuning
-    settings = _learner_settings(config)
-    inner = InnerLoop(family, algo=INNER_LOOPS[config.inner], n_envs=config.n_envs, **settings)
+    inner = _inner_loop(config, family)
     meta_config = CMAMLConfig(meta_batch=config.meta_batch, adaptation_steps=config.adaptation_steps,
                               rollout_episodes=config.rollout_episodes)
     results: dict[str, Any] = {}
@@ -168,8 +180,7 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
             method_config = {"cmaml": meta_config,
                              "cmaml_no_eta": dataclasses.replace(meta_config, use_safety_critic=False),
                              "maml": maml_config(meta_config)}[name]
-            method_inner = InnerLoop(family, algo="TRPO", n_envs=config.n_envs, **settings) if name == "maml" \
-                else inner
+            method_inner = _inner_loop(config, family, unconstrained_trpo=True) if name == "maml" else inner
             cmaml = CMAML(family, train_tasks, method_inner, method_config, seed=seeds[0], executor=executor)
             # TensorBoard logs when the package is there (it comes with OmniSafe); the CSV log always.
             board = out / "tensorboard" / name if importlib.util.find_spec("tensorboard") is not None else None
