@@ -78,12 +78,19 @@ def test_eta_ablation_and_reptile():
 
 
 @pytest.mark.slow
-def test_local_processes_give_the_serial_result():
+def test_local_processes_and_ray_give_the_serial_result():
     config = CMAMLConfig(meta_batch=2, rollout_episodes=4)
     serial = _run(config, iterations=1)
     parallel = _run(config, iterations=1, executor=LocalExecutor(max_workers=2))
     assert parallel.history == serial.history
     np.testing.assert_array_equal(parallel.theta, serial.theta)
+    if importlib.util.find_spec("ray") is not None:  # lane A has the 'ray' extra
+        from cmdp_envs.meta.executors import RayExecutor
+
+        with RayExecutor(num_cpus=2) as executor:
+            on_ray = _run(config, iterations=1, executor=executor)
+        assert on_ray.history == serial.history
+        np.testing.assert_array_equal(on_ray.theta, serial.theta)
 
 
 def test_bad_settings_are_refused():
@@ -253,3 +260,20 @@ def test_omnisafe_cpo_inner_loop_and_the_unconstrained_maml_setting():
         OmniSafeInnerLoop(FAMILY)
     with pytest.raises(ValueError, match="unknown OmniSafe algorithm"):
         OmniSafeInnerLoop(family, "SAC")
+
+
+@omnisafe_only
+@pytest.mark.slow
+def test_reproduce_cmaml_on_omnisafe_trpolag(tmp_path):
+    """`reproduce cmaml --inner TRPOLag` at the smallest size: every method runs OmniSafe's learner, and MAML's
+    TRPOLag keeps its multiplier at 0 (unconstrained TRPO)."""
+    from cmdp_envs.meta.reproduce.cmaml import METHODS, ReproductionConfig, run
+
+    config = ReproductionConfig(inner="TRPOLag", n_train_tasks=2, n_test_tasks=1, outer_iterations=1, meta_batch=2,
+                                adaptation_steps=1, rollout_episodes=1, fine_tune_updates=1, n_envs=1, n_steps=1000,
+                                executor="serial")
+    summary = run(tmp_path, config)
+    assert list(summary["methods"]) == list(METHODS) and summary["cost_limit"] == 5.0
+    assert summary["methods"]["maml"]["meta_training"][0]["multiplier"] == 0.0
+    for result in summary["methods"].values():
+        assert len(result["cost"]["mean"]) == 1 and np.isfinite(result["return"]["mean"]).all()
