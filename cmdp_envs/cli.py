@@ -213,7 +213,8 @@ def command_reproduce(args: argparse.Namespace) -> None:
     if args.experiment == "cmaml":
         from cmdp_envs.meta.reproduce import cmaml as experiment
 
-        settings: dict[str, Any] = {"seed": args.seed, "env_id": args.env, "inner": args.inner}
+        settings: dict[str, Any] = {"seed": args.seed, "env_id": args.env, "inner": args.inner,
+                                    "executor": args.executor}
         written = ("summary.json", "fine_tuning.png", "meta_training.png")
     else:
         from cmdp_envs.meta.reproduce import gridworld as experiment
@@ -292,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=["SB3-PPOLag", "SB3-TRPOLag", "TRPOLag", "CPO", "PPOLag"],
                            help="cmaml: the constrained inner learner: ours on SB3, or OmniSafe's (the 'omnisafe' "
                            "extra, Python 3.10; TRPOLag is the paper's)")
+    reproduce.add_argument("--executor", default="local", choices=["local", "serial", "ray"],
+                           help="cmaml: where the tasks of an outer iteration run: local processes, this process, or "
+                           "Ray (the 'ray' extra; a local Ray, or the cluster RAY_ADDRESS names); results are the "
+                           "same, so a run may resume on another")
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

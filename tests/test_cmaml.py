@@ -1,5 +1,6 @@
 """C-MAML (meta/cmaml.py) with real SB3 learners at tiny budgets on the gridworld."""
 
+import dataclasses
 import importlib.util
 
 import gymnasium as gym
@@ -185,6 +186,7 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
     assert run(tmp_path, config) == summary
     assert (tmp_path / "summary.json").read_bytes() == first
     assert "always within limit" in format_table(summary)
+    assert dataclasses.replace(config, executor="local").digest() == config.digest(), "resumable on any executor"
     with pytest.raises(ValueError, match="inner"):
         ReproductionConfig(inner="SAC")
     with pytest.raises(ValueError, match="meta_batch"):

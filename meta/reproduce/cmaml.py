@@ -101,7 +101,9 @@ class ReproductionConfig:
 
         source = "".join(inspect.getsource(module)
                          for module in (cmaml, inner_loops, sb3_lagrangian, sys.modules[__name__]))
-        settings = json.dumps(dataclasses.asdict(self), sort_keys=True) + source
+        # Every executor gives the same results (tested), so a run may resume on another one.
+        settings = {key: value for key, value in dataclasses.asdict(self).items() if key != "executor"}
+        settings = json.dumps(settings, sort_keys=True) + source
         return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
 
@@ -216,9 +218,9 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     try:
         results = _run_methods(out, config, family, train_tasks, test_tasks, executor)
     finally:
-        close = getattr(executor, "close", None)
-        if close is not None:
-            close()
+        stop = getattr(executor, "close", None) or getattr(executor, "shutdown", None)
+        if stop is not None:
+            stop()
     summary = {
         "config": dataclasses.asdict(config),
         "family": repr(family),
