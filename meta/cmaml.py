@@ -46,7 +46,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -323,8 +323,9 @@ class Session(Protocol):
         """Start the learner's cost critic from ``V_C``'s weights (Algorithm 1, line 7); ``False`` when the learner
         has no cost critic."""
 
-    def learn(self) -> None:
-        """Run the updates the session was made for."""
+    def learn(self, on_rollout: Callable[[Actor], None] | None = None) -> None:
+        """Run the updates the session was made for; ``on_rollout(actor)`` is called before each rollout, with the
+        policy that rollout runs (the meta-test protocol records it)."""
 
     @property
     def steps(self) -> int:
@@ -340,10 +341,12 @@ class InnerLoop:
     #: What the family's envs are made with for the learner's network (one-hot states on tabular families).
     env_kwargs: dict[str, Any]
 
-    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float,
-                updates: int) -> Session:
+    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float, updates: int,
+                make_env: Callable[[], Any] | None = None) -> Session:
         """A fresh learner for ``updates`` updates on ``tasks`` (one task, or several drawn per episode) under the
-        limit they share, its multiplier starting at ``multiplier``, with dual step ``multiplier_lr``."""
+        limit they share, its multiplier starting at ``multiplier``, with dual step ``multiplier_lr``.
+        ``make_env`` builds the learner's envs instead of the family (one task only: the meta-test protocol's
+        recording envs)."""
         raise NotImplementedError
 
     def updates_for(self, total_steps: int) -> int:

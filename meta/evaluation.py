@@ -1,5 +1,6 @@
-"""The meta-test protocol: how every test-time method is called, what it reports on a task, and how runs are
-summarised and plotted.
+"""The meta-test protocol on tabular families, with exact values: how every test-time method is called, what it
+reports on a task, and how runs are summarised and plotted. (:mod:`.test_time` is the protocol on any env, checked
+by Monte Carlo.)
 
 Every test-time method (the safe mixture and unsafe PCE, Safe Meta-RL, LB-SGD) is a :class:`MetaTestMethod`: a
 frozen value holding its settings (its ``repr`` names them all, which is what a resumed run compares), with one call,

@@ -18,14 +18,14 @@ import contextlib
 import io
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cmdp_envs.meta.cmaml import InnerLoop, shared_cost_limit
-from cmdp_envs.meta.sb3_lagrangian import lagrangian_learner
+from cmdp_envs.meta.sb3_lagrangian import _base_callback, lagrangian_learner
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 
 __all__ = ["SB3InnerLoop", "SB3Actor", "OmniSafeInnerLoop", "OmniSafeActor"]
@@ -66,9 +66,25 @@ class _SB3Session:
     def load_cost_critic(self, state: dict[str, np.ndarray]) -> bool:
         return False  # one critic, of the Lagrangian reward
 
-    def learn(self) -> None:
+    def learn(self, on_rollout: Callable[[Any], None] | None = None) -> None:
         model = self._model
-        model.learn(self._updates * model.n_steps * model.n_envs, callback=self._callback)
+        callbacks = [self._callback] if on_rollout is None else [_RolloutStart(self.actor, on_rollout),
+                                                                 self._callback]
+        model.learn(self._updates * model.n_steps * model.n_envs, callback=callbacks)
+
+
+class _RolloutStart(_base_callback()):  # type: ignore[misc]
+    """Calls ``on_rollout(actor)`` as each of SB3's rollouts starts."""
+
+    def __init__(self, actor: SB3Actor, on_rollout: Callable[[Any], None]):
+        super().__init__()
+        self._actor, self._on_rollout = actor, on_rollout
+
+    def _on_rollout_start(self) -> None:
+        self._on_rollout(self._actor)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class SB3InnerLoop(InnerLoop):
@@ -88,13 +104,17 @@ class SB3InnerLoop(InnerLoop):
         # Tabular families feed networks one-hot states (as the SB3 oracle does).
         self.env_kwargs = {"observation_type": "onehot"} if isinstance(family, TabularFamily) else {}
 
-    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float,
-                updates: int) -> _SB3Session:
+    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float, updates: int,
+                make_env: Callable[[], Any] | None = None) -> _SB3Session:
         from cmdp_envs.wrappers import TaskSampling
 
         tasks = list(tasks)
         family, env_kwargs = self.family, self.env_kwargs
-        if len(tasks) == 1:
+        if make_env is not None:
+            if len(tasks) != 1:
+                raise ValueError("make_env builds envs of one task: pass one task with it")
+            env, make_kwargs = make_env, None
+        elif len(tasks) == 1:
             env: Any = family.env_id
             make_kwargs: dict[str, Any] | None = {**env_kwargs, "family": family, "task": tasks[0]}
         else:
@@ -152,9 +172,12 @@ class _OmniSafeSession:
         network.load_state_dict({name: torch.as_tensor(value) for name, value in state.items()})
         return True
 
-    def learn(self) -> None:
+    def learn(self, on_rollout: Callable[[Any], None] | None = None) -> None:
         from cmdp_envs.meta.oracles.omnisafe_learners import progress_rows
 
+        if on_rollout is not None:
+            raise ValueError("OmniSafe's training loop has no hook before each rollout: use SB3InnerLoop for the "
+                             "meta-test protocol")
         try:
             with _quiet():
                 self._agent.learn()
@@ -232,12 +255,15 @@ class OmniSafeInnerLoop(InnerLoop):
         self.cfgs_overrides = cfgs_overrides
         self.env_kwargs: dict[str, Any] = {}
 
-    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float,
-                updates: int) -> _OmniSafeSession:
+    def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float, updates: int,
+                make_env: Callable[[], Any] | None = None) -> _OmniSafeSession:
         import omnisafe
 
         from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys, omnisafe_custom_cfgs, register_omnisafe_task
 
+        if make_env is not None:
+            raise ValueError("OmniSafe builds its envs from its own registry, so it cannot run in given envs (such "
+                             "as the meta-test protocol's recording ones): use SB3InnerLoop there")
         tasks = list(tasks)
         limit = shared_cost_limit(tasks, "the learner")
         updates = check_count("updates", updates, minimum=1)

@@ -13,10 +13,11 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.py": ("omnisafe", "omnisafe"),
          "safe_mixture_learned.py": ("stable_baselines3", "sb3"),
          "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"), "navigation_omnisafe.py": ("omnisafe", "omnisafe"),
-         "cmaml.py": ("stable_baselines3", "sb3")}
+         "cmaml.py": ("stable_baselines3", "sb3"), "meta_test_protocol.py": ("stable_baselines3", "sb3")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
         "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
-        "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"], "cmaml.py": ["3"]}
+        "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"], "cmaml.py": ["3"],
+        "meta_test_protocol.py": ["1"]}
 #: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
 EXPECT = {
     "quickstart.py": [r"sampled J_c = \d\.\d{3} ± \d\.\d{3} \(95% CI\); exact 1\.500",
@@ -44,6 +45,9 @@ EXPECT = {
                                r"[\d.]+ \(limit 25\), episode length 1000"],
     "cmaml.py": [r"(iteration \d: meta policy J_c = [\d.]+, adapted J_r = [\d.-]+, adapted J_c = [\d.]+ \(limit 1\.5\), "
                  r"lambda = [\d.]+, eta = [\d.]+, V_C\(s0\) = [\d.-]+\n?){3}"],
+    "meta_test_protocol.py": [r"(fine-tuning: 6 episodes by 3 policies; last policy's J_c = [\d.]+ ± [\d.]+ \(limit "
+                              r"1\.5, 95% for all together\); every executed policy verified: (True|False)\n?){2}",
+                              r"(xu_zhu: 6 episodes by 3 policies; last policy's J_c = [\d.]+ ± [\d.]+ .*\n?){2}"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }
@@ -59,7 +63,7 @@ def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 
 #: Examples that train learners for more than a few seconds.
 SLOW = {"ppo_lagrangian.py", "omnisafe_gridworld.py", "safe_mixture_learned.py", "safe_adaptation.py",
-        "navigation_ppo_lagrangian.py", "navigation_omnisafe.py"}
+        "navigation_ppo_lagrangian.py", "navigation_omnisafe.py", "meta_test_protocol.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p
@@ -86,7 +90,7 @@ def test_examples_exist_for_every_capability():
     assert {"quickstart.py", "task_sampling.py", "cost_function_cartpole.py", "safety_gymnasium_api.py",
             "ppo_lagrangian.py", "oracles.py", "omnisafe_gridworld.py", "safe_adaptation.py", "safe_mixture.py",
             "safe_mixture_learned.py", "navigation.py", "navigation_ppo_lagrangian.py",
-            "navigation_omnisafe.py", "cmaml.py"} <= names
+            "navigation_omnisafe.py", "cmaml.py", "meta_test_protocol.py"} <= names
 
 
 @pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,

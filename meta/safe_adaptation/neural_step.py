@@ -116,10 +116,16 @@ def _fit_value_baseline(observations: object, targets: object, mask: object, con
 
 
 def neural_adaptation_step(network: object, env: object, config: NeuralAdaptationConfig, seed: int = 0,
-                           gamma: float | None = None, cost_limit: float | None = None) -> NeuralAdaptationStep:
+                           gamma: float | None = None, cost_limit: float | None = None,
+                           cost_gamma: float | None = None) -> NeuralAdaptationStep:
     """One safe adaptation step for a neural policy, from ``config.n_episodes`` rollouts of ``config.horizon`` steps
     in ``env`` (a Gymnasium env reporting ``info["cost"]``; for a ``cmdp_envs`` env its current task is the one
-    adapted to, and ``gamma`` and ``cost_limit`` default to its family's and task's).
+    adapted to, and ``gamma``, ``cost_limit`` and ``cost_gamma`` default to its family's discount, its task's limit
+    and its family's cost discount: ``gamma``, or 1 for a limit on the plain episode cost).
+
+    The cost side is discounted by ``cost_gamma``: the cost value, its returns-to-go, and the linearised constraint
+    ``J_c + sum_t cost_gamma^t E[ratio A_c(s_t, a_t)]`` (with ``cost_gamma = gamma`` this is the paper's
+    ``J_c + E_{d}[ratio A_c] / (1 - gamma)``).
 
     Advantages are discounted returns-to-go (to the end of the sampled horizon or episode) minus a fitted
     state-value baseline; the visitation weights are ``(1 - gamma) gamma^t``; padding after an episode's end is masked
@@ -137,6 +143,9 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
     base = env.unwrapped
     gamma = base.family.gamma if gamma is None else float(gamma)
     cost_limit = base.task.cost_limit if cost_limit is None else float(cost_limit)
+    if cost_gamma is None:
+        cost_gamma = base.family.cost_discount if hasattr(base, "family") else gamma
+    cost_gamma = float(cost_gamma)
     rng = np.random.default_rng(seed)  # action draws: reproducible without touching torch's global generator
     # Pin the task in force, so that a TaskSampling wrapper cannot swap it between episodes.
     reset_options = {"task": base.task} if hasattr(base, "set_task") else None
@@ -173,13 +182,16 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
     obs = torch.as_tensor(np.array(observations))
     acts = torch.as_tensor(np.array(actions))
     reward_to_go = returns_to_go(np.array(rewards).reshape(shape), gamma)
-    cost_to_go = returns_to_go(np.array(costs).reshape(shape), gamma)
+    cost_to_go = returns_to_go(np.array(costs).reshape(shape), cost_gamma)
     mask = torch.as_tensor(np.array(valid))
     targets = torch.as_tensor(np.stack([reward_to_go.ravel(), cost_to_go.ravel()], axis=1))
     baseline = _fit_value_baseline(obs, targets, mask, config, seed)
     reward_advantage, cost_advantage = (targets - baseline).T
     weights = mask * torch.as_tensor(np.tile((1 - gamma) * gamma ** np.arange(config.horizon), config.n_episodes)
                                      / config.n_episodes)
+    # The linearised cost sums the cost advantages over time, discounted as the cost is.
+    cost_weights = mask * torch.as_tensor(np.tile(cost_gamma ** np.arange(config.horizon), config.n_episodes)
+                                          / config.n_episodes)
     cost_value = float(cost_to_go[:, 0].mean())
     with torch.no_grad():
         old = network.distribution(obs)
@@ -205,7 +217,7 @@ def neural_adaptation_step(network: object, env: object, config: NeuralAdaptatio
             optimizer.step()
         with torch.no_grad():
             ratio, _, kl = surrogate()
-            linearised = cost_value + float((weights * ratio * cost_advantage).sum()) / (1 - gamma) \
+            linearised = cost_value + float((cost_weights * ratio * cost_advantage).sum()) \
                 + config.cost_kl * float(kl)
         if iteration < config.dual_iterations - 1:  # the returned u is the one the returned network was fitted under
             u = max(0.0, u + config.dual_step * (linearised - cost_limit - config.cost_slack))

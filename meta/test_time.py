@@ -1,0 +1,309 @@
+"""The meta-test protocol on any env: one way to test every meta method on held-out tasks, the way Meta-World's
+evaluation drives any agent.
+
+A method is a :class:`TestTimeMethod`: on a held-out task it gets a :class:`TestRun` and adapts however it likes,
+with two rules. Every env it runs comes from :meth:`TestRun.make_env` (fixed on the task, recording every episode),
+and before running a policy it says so with :meth:`TestRun.executing`. Episodes beyond the run's budget are refused.
+What a method does before its first episode, how it adapts from the episodes it sees, and what it executes are then
+all on the record, and :func:`meta_test` measures every method the same way:
+
+* the return and the cost (the family's semantics) of every episode the method ran, in order, each marked with the
+  policy that ran it;
+* a Monte Carlo check of every policy it executed: ``n_check_episodes`` fresh episodes each, in lockstep on the
+  family's vector env, with cost intervals that hold for all of a run's policies together at ``confidence``
+  (Bonferroni) under the normal approximation. A policy is *verified* when its interval's upper end meets the limit,
+  and *infeasible* when its lower end exceeds it.
+
+An episode during which the declared policy changed (a learner that updates mid-episode) is counted as
+``straddling``: neither policy's check covers it.
+
+Methods here: :class:`FineTuning` (the constrained learner from a start, the C-MAML paper's test) and
+:class:`NeuralSafeAdaptation` (Xu & Zhu's safe adaptation step on a neural policy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from cmdp_envs.meta.cmaml import Actor, actor_theta, collect_episodes, load_actor, rollout_envs
+from cmdp_envs.meta.estimators import ValueEstimate
+from cmdp_envs.meta.executors import spawn_seeds
+from cmdp_envs.task import Task, TaskFamily, check_count
+from cmdp_envs.validation import check_number
+
+__all__ = ["TestTimeMethod", "TestRun", "BudgetExceeded", "ExecutedPolicy", "TestResult", "meta_test", "FineTuning",
+           "NeuralSafeAdaptation"]
+
+
+class BudgetExceeded(RuntimeError):
+    """A method started more episodes than its run allows."""
+
+
+class TestTimeMethod(Protocol):
+    """A meta method at test time. ``name`` labels its results; :meth:`adapt` runs it on one held-out task, only
+    through ``run`` (see the module docstring)."""
+
+    name: str
+
+    def adapt(self, run: TestRun) -> None: ...
+
+
+class TestRun:
+    """One method on one held-out ``task``: the envs it may use, its budget of episodes, and the record of what it
+    executed. ``env_kwargs`` are passed to ``family.make_env`` (e.g. one-hot observations)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, family: TaskFamily, task: Task, budget: int, seed: int,
+                 env_kwargs: dict[str, Any] | None = None):
+        family.check_task(task)
+        self.family, self.task = family, task
+        self.budget = check_count("budget", budget, minimum=1)
+        self.seed = check_count("seed", seed)
+        self.env_kwargs = dict(env_kwargs or {})
+        #: The policies declared, in order, as their parameter vectors ``theta`` (copies), and an actor of their
+        #: architecture to load them into for the check.
+        self.policies: list[np.ndarray] = []
+        self.actor: Actor | None = None
+        #: Every finished episode: ``(policy index, undiscounted return, cost, straddling)``.
+        self.episodes: list[tuple[int, float, float, bool]] = []
+        self.started = 0
+
+    @property
+    def cost_limit(self) -> float:
+        return self.task.cost_limit
+
+    def executing(self, actor: Actor) -> None:
+        """``actor`` runs the episodes that start from now on (a copy of its parameters is kept, so later training
+        does not change what is checked)."""
+        self.policies.append(actor_theta(actor))
+        self.actor = actor
+
+    def make_env(self) -> gym.Env:
+        """A fresh env of the family, fixed on the task, recording every episode into this run."""
+        return _Recorder(self.family.make_env(**self.env_kwargs, task=self.task), self)
+
+
+class _Recorder(gym.Wrapper):
+    def __init__(self, env: gym.Env, run: TestRun):
+        super().__init__(env)
+        self._run = run
+        self._policy: int | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        self._policy, self._straddling = None, False
+        self._return, self._cost, self._discount = 0.0, 0.0, 1.0
+        return self.env.reset(seed=seed, options={**(options or {}), "task": self._run.task})
+
+    def step(self, action: Any) -> Any:
+        run = self._run
+        if self._policy is None:  # an episode starts (a reset alone, as autoreset does, starts none)
+            if not run.policies:
+                raise RuntimeError("declare the policy with run.executing(actor) before running it")
+            if run.started >= run.budget:
+                raise BudgetExceeded(f"this run's budget is {run.budget} episodes; a method may not start more")
+            run.started += 1
+            self._policy = len(run.policies) - 1
+        elif self._policy != len(run.policies) - 1:
+            self._straddling = True
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._cost += self._discount * float(info["cost"])
+        self._discount *= run.family.cost_discount
+        if terminated or truncated:
+            run.episodes.append((self._policy, self._return, self._cost, self._straddling))
+            self._policy = None
+        return observation, reward, terminated, truncated, info
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutedPolicy:
+    """One policy a method executed: how many of the run's episodes it ran, their mean return and cost, and its
+    checked values (``return_`` undiscounted, ``cost`` under the family's semantics)."""
+
+    index: int
+    episodes: int
+    observed_return: float
+    observed_cost: float
+    return_: ValueEstimate
+    cost: ValueEstimate
+    cost_limit: float
+
+    @property
+    def verified(self) -> bool:
+        """The cost interval's upper end meets the limit."""
+        return self.cost.upper_bound <= self.cost_limit
+
+    @property
+    def infeasible(self) -> bool:
+        """The cost interval's lower end exceeds the limit."""
+        return self.cost.value - self.cost.half_width > self.cost_limit
+
+
+@dataclasses.dataclass(frozen=True)
+class TestResult:
+    """A method on one held-out task: the episodes it finished (``returns``, ``costs``, and ``policy`` the index into
+    ``executed`` of the policy that ran each; ``unfinished`` more were started and left, as a learner's last
+    rollout may), and every executed policy's check."""
+
+    __test__ = False
+
+    method: str
+    task: Task
+    cost_limit: float
+    budget: int
+    returns: np.ndarray
+    costs: np.ndarray
+    policy: np.ndarray
+    straddling: int
+    unfinished: int
+    executed: list[ExecutedPolicy]
+    confidence: float
+
+    @property
+    def all_verified(self) -> bool:
+        """Every executed policy's cost is within the limit at the stated confidence."""
+        return all(policy.verified for policy in self.executed)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"method": self.method, "task": self.task.as_dict(), "cost_limit": self.cost_limit,
+                "budget": self.budget, "episode_returns": self.returns.tolist(),
+                "episode_costs": self.costs.tolist(), "episode_policy": self.policy.tolist(),
+                "straddling_episodes": self.straddling, "unfinished_episodes": self.unfinished,
+                "confidence": self.confidence,
+                "all_verified": self.all_verified,
+                "executed": [{"episodes": p.episodes, "observed_return": p.observed_return,
+                              "observed_cost": p.observed_cost, "return": p.return_.value,
+                              "return_half_width": p.return_.half_width, "cost": p.cost.value,
+                              "cost_half_width": p.cost.half_width, "verified": p.verified,
+                              "infeasible": p.infeasible} for p in self.executed]}
+
+
+def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task], budget: int, seed: int,
+              n_check_episodes: int = 50, confidence: float = 0.95,
+              env_kwargs: dict[str, Any] | None = None) -> list[TestResult]:
+    """Run ``method`` on each held-out task with ``budget`` episodes, then check every policy it executed (see the
+    module docstring). Task ``i`` gets its own seeds from ``seed``; the same seed gives the same results."""
+    import scipy.stats
+
+    n_check_episodes = check_count("n_check_episodes", n_check_episodes, minimum=2)
+    confidence = check_number("confidence", confidence, 0.0, 1.0)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    results = []
+    for task, (run_seed, check_seed) in zip(tasks, np.reshape(spawn_seeds(seed, 2 * len(tasks)), (-1, 2))):
+        run = TestRun(family, task, budget, int(run_seed), env_kwargs)
+        method.adapt(run)
+        if not run.episodes:
+            raise RuntimeError(f"{method.name} finished no episode on {task}")
+        indices, returns, costs, straddling = map(np.array, zip(*run.episodes))
+        executed_indices = sorted(set(indices.tolist()))
+        z = scipy.stats.norm.ppf(1 - (1 - confidence) / (2 * len(executed_indices)))  # Bonferroni, two-sided
+        envs = rollout_envs(family, task, n_check_episodes, **run.env_kwargs)
+        executed = []
+        for index in executed_indices:
+            load_actor(run.actor, run.policies[index])
+            episodes = collect_episodes(run.actor, envs, task, int(check_seed) + index * n_check_episodes)
+            checked_returns = episodes.returns(1.0, "rewards")
+            checked_costs = episodes.returns(family.cost_discount, "costs")
+            ran = indices == index
+
+            def estimate(values: np.ndarray) -> ValueEstimate:
+                return ValueEstimate(float(values.mean()), float(z * values.std(ddof=1) / math.sqrt(len(values))),
+                                     confidence)
+
+            executed.append(ExecutedPolicy(index, int(ran.sum()), float(returns[ran].mean()),
+                                           float(costs[ran].mean()), estimate(checked_returns),
+                                           estimate(checked_costs), task.cost_limit))
+        envs.close()
+        position = {index: rank for rank, index in enumerate(executed_indices)}
+        results.append(TestResult(method.name, task, task.cost_limit, budget, returns, costs,
+                                  np.array([position[i] for i in indices.tolist()]), int(straddling.sum()),
+                                  run.started - len(run.episodes), executed, confidence))
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuning:
+    """The constrained learner of ``inner`` (an :class:`~cmdp_envs.meta.inner_loops.SB3InnerLoop`) on the held-out
+    task from the actor ``theta`` (``None``: its random initialisation), for ``updates`` updates: the C-MAML paper's
+    test, for C-MAML, MAML, pre-training and random starts alike. Every rollout runs the policy of that moment."""
+
+    name: str
+    inner: Any
+    theta: np.ndarray | None
+    updates: int
+    multiplier: float = 0.0
+    multiplier_lr: float = 0.05
+
+    def adapt(self, run: TestRun) -> None:
+        session = self.inner.session([run.task], run.seed, self.multiplier, self.multiplier_lr, self.updates,
+                                     make_env=run.make_env)
+        if self.theta is not None:
+            load_actor(session.actor, self.theta)
+        session.learn(on_rollout=run.executing)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralSafeAdaptation:
+    """Xu & Zhu's safe adaptation (:func:`~cmdp_envs.meta.safe_adaptation.neural_adaptation_step`) from the actor
+    ``theta`` of ``inner``'s network: ``steps`` steps, each from ``config.n_episodes`` whole episodes of the policy
+    of the moment (``config.horizon`` is replaced by the episode length), the multiplier solved afresh each step."""
+
+    name: str
+    inner: Any
+    theta: np.ndarray
+    steps: int
+    config: Any
+
+    def adapt(self, run: TestRun) -> None:
+        from cmdp_envs.meta.safe_adaptation.neural_step import neural_adaptation_step
+
+        session = self.inner.session([run.task], run.seed, 0.0, 0.0, 1)
+        load_actor(session.actor, self.theta)
+        network = _SB3Network(session.actor)
+        env = run.make_env()
+        # Whole episodes, as every method runs under the protocol.
+        config = dataclasses.replace(self.config, horizon=env.spec.max_episode_steps)
+        for step in range(check_count("steps", self.steps, minimum=1)):
+            run.executing(network.actor)
+            network = neural_adaptation_step(network, env, config, seed=run.seed + 1000 * step,
+                                             cost_limit=run.cost_limit).network
+
+
+class _SB3Network:
+    """An SB3 actor as the torch policy network that :func:`neural_adaptation_step` adapts: ``distribution``,
+    ``discrete``, ``parameters``, and a deep copy for the adapted one."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self.discrete = isinstance(actor.module.action_space, gym.spaces.Discrete)
+
+    def distribution(self, observations: Any) -> Any:
+        import torch
+
+        distribution = self.actor.module.get_distribution(observations.to(torch.float32)).distribution
+        if self.discrete:
+            return distribution
+        normal = torch.distributions.Normal(distribution.loc.double(), distribution.scale.double())
+        return torch.distributions.Independent(normal, 1)
+
+    def parameters(self) -> list[Any]:
+        return self.actor.parameters()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SB3Network:
+        # A fresh policy of the same construction with the same weights: SB3 policies cache their last
+        # distribution, whose tensors cannot be deep-copied.
+        from cmdp_envs.meta.inner_loops import SB3Actor
+
+        policy = self.actor.module
+        clone = type(policy)(**policy._get_constructor_parameters())
+        clone.load_state_dict(policy.state_dict())
+        return _SB3Network(SB3Actor(clone))
