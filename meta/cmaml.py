@@ -485,7 +485,8 @@ class CMAML:
         self._optimizer.step()
         if step is not None:
             load_actor(self.actor, self.theta + step)
-        self._fit_critic(results)
+        with _one_thread():  # a small network: one thread is faster, and immune to a busy machine's other threads
+            self._fit_critic(results)
         adapted_cost = float(np.mean([result.adapted_cost for result in results]))
         self.multiplier = max(0.0, self.multiplier + config.multiplier_lr * (adapted_cost - self.cost_limit))
         initial = np.concatenate([result.initial_observations for result in results])
