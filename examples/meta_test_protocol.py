@@ -12,7 +12,7 @@ import cmdp_envs  # noqa: F401
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig
 from cmdp_envs.meta.inner_loops import SB3InnerLoop
 from cmdp_envs.meta.safe_adaptation.neural_step import NeuralAdaptationConfig
-from cmdp_envs.meta.test_time import FineTuning, NeuralSafeAdaptation, meta_test
+from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, meta_test
 
 iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 family = gym.make("cmdp_envs/GridWorld-v0").unwrapped.family
@@ -23,10 +23,10 @@ cmaml = CMAML(family, train_tasks, inner, CMAMLConfig(meta_batch=2, rollout_epis
 cmaml.run(iterations, progress=False)
 
 budget = 6  # episodes per held-out task, for every method
-methods = [FineTuning("fine-tuning", inner, cmaml.theta, updates=3),
+methods = [LearnerFineTuning("fine-tuning", inner, cmaml.theta, updates=3),
            NeuralSafeAdaptation("xu_zhu", inner, cmaml.theta, steps=3, config=NeuralAdaptationConfig(n_episodes=2))]
 for method in methods:
-    for result in meta_test(method, family, held_out, budget, seed=0, env_kwargs=inner.env_kwargs):
+    for result in meta_test(method, family, held_out, budget, seed=0):
         last = result.executed[-1]
         print(f"{method.name}: {len(result.returns)} episodes by {len(result.executed)} policies; last policy's J_c = "
               f"{last.cost.value:.2f} ± {last.cost.half_width:.2f} (limit {result.cost_limit:g}, "

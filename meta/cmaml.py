@@ -315,8 +315,8 @@ class Session(Protocol):
 
     #: The learner's actor, which :meth:`learn` trains in place.
     actor: Actor
-    #: Per update so far: ``timesteps``, ``episode_return`` (undiscounted), ``episode_cost`` (the family's
-    #: semantics), ``multiplier``.
+    #: Per update that ended at least one episode: ``timesteps``, ``episode_return`` (undiscounted),
+    #: ``episode_cost`` (the family's semantics), ``multiplier``.
     history: list[dict[str, float]]
 
     def load_cost_critic(self, state: dict[str, np.ndarray]) -> bool:
@@ -657,7 +657,9 @@ def fine_tune(inner: InnerLoop, theta: np.ndarray | None, task: Task, updates: i
               multiplier: float = 0.0, multiplier_lr: float = 0.05) -> FineTuning:
     """``updates`` rollouts-and-updates of ``inner``'s learner on ``task``, starting from the actor ``theta`` (``None``:
     the learner's own random initialisation under ``seed``, the paper's "random initialisation" baseline) and from
-    ``multiplier``. Every rollout must end at least one episode (``n_steps * n_envs`` at least an episode long)."""
+    ``multiplier``. Every update must end at least one episode in its rollout: each env's share of the rollout
+    (SB3's ``n_steps``; OmniSafe's ``steps_per_epoch`` over its envs, which it resets every epoch) at least an
+    episode long."""
     updates = check_count("updates", updates, minimum=1)
     with _one_thread():
         session = inner.session([task], seed, multiplier, multiplier_lr, updates)

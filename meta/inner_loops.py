@@ -157,6 +157,8 @@ class _OmniSafeSession:
     def __init__(self, agent: Any, log_dir: tempfile.TemporaryDirectory, steps_per_epoch: int):
         self._agent, self._log_dir, self._steps_per_epoch = agent, log_dir, steps_per_epoch
         self._algorithm = agent.agent
+        self._bridge = _bridge(self._algorithm._env._env)
+        self._bridge.record_episodes = True
         self.actor = OmniSafeActor(self._algorithm._actor_critic.actor)
         self.history: list[dict[str, float]] = []
         self._steps = 0
@@ -186,7 +188,7 @@ class _OmniSafeSession:
             self._log_dir.cleanup()
         # OmniSafe logs its last 50 episodes' average; the bridge recorded every episode, so each epoch's row is
         # the mean of the episodes that ended in it (epochs that ended none get no row, as with SB3).
-        episodes = np.array(_bridge(self._algorithm._env._env).episodes).reshape(-1, 3)
+        episodes = np.array(self._bridge.episodes).reshape(-1, 3)
         epoch_of = (episodes[:, 0] - 1) // self._steps_per_epoch
         self._steps = len(rows) * self._steps_per_epoch
         self.history = []
@@ -208,8 +210,10 @@ def _quiet() -> Iterator[None]:
 
 
 def _bridge(env: Any) -> Any:
-    """The bridge under OmniSafe's env wrappers."""
-    while not hasattr(env, "episodes"):
+    """The bridge under OmniSafe's env wrappers (which forward attribute reads, so the type is what tells)."""
+    from cmdp_envs.wrappers.omnisafe_bridge import _bridge_class
+
+    while not isinstance(env, _bridge_class()):
         env = env._env
     return env
 
@@ -232,7 +236,8 @@ class OmniSafeInnerLoop(InnerLoop):
         ``train_cfgs={"vector_env_nums": 2}``), see :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
 
     Each session's multiplier starts at the given value (``lagrangian_multiplier_init``) and moves with the given
-    dual step (``lambda_lr``, with OmniSafe's own optimiser of it, Adam by default). OmniSafe's console output is
+    dual step (``lambda_lr``, with OmniSafe's own optimiser of it, Adam by default), where the algorithm has them:
+    PID-Lagrangian algorithms take the start only, and CPO and its kin have no multiplier (their rows read 0). OmniSafe's console output is
     discarded; each update's return and cost are the means of the episodes that ended in it (the bridge records
     them), and its multiplier is read from OmniSafe's log.
     """
@@ -259,7 +264,7 @@ class OmniSafeInnerLoop(InnerLoop):
                 make_env: Callable[[], Any] | None = None) -> _OmniSafeSession:
         import omnisafe
 
-        from cmdp_envs.wrappers.omnisafe_bridge import cost_limit_keys, omnisafe_custom_cfgs, register_omnisafe_task
+        from cmdp_envs.wrappers.omnisafe_bridge import default_cfgs, omnisafe_custom_cfgs, register_omnisafe_task
 
         if make_env is not None:
             raise ValueError("OmniSafe builds its envs from its own registry, so it cannot run in given envs (such "
@@ -274,10 +279,13 @@ class OmniSafeInnerLoop(InnerLoop):
         log_dir = tempfile.TemporaryDirectory(prefix="cmdp-envs-cmaml-")
         overrides = {section: dict(values) if isinstance(values, dict) else values
                      for section, values in self.cfgs_overrides.items()}
-        overrides.setdefault("lagrange_cfgs", {}).update(
-            {"lagrangian_multiplier_init": float(multiplier), "lambda_lr": float(multiplier_lr)})
-        if not any(section == "lagrange_cfgs" for section, _ in cost_limit_keys(self.algo)):
-            overrides.pop("lagrange_cfgs")  # CPO and its kin have no multiplier
+        # The multiplier's start and step, where the algorithm has them (PID-Lagrangian ones have no step size; CPO
+        # and its kin no multiplier).
+        lagrange = default_cfgs(self.algo).get("lagrange_cfgs") or {}
+        settings = {"lagrangian_multiplier_init": float(multiplier), "lambda_lr": float(multiplier_lr)}
+        settings = {key: value for key, value in settings.items() if key in lagrange}
+        if settings:
+            overrides.setdefault("lagrange_cfgs", {}).update(settings)
         cfgs = omnisafe_custom_cfgs(self.algo, omnisafe_id, total_steps=updates * self.steps_per_epoch,
                                     steps_per_epoch=self.steps_per_epoch, seed=seed, cost_limit=limit,
                                     log_dir=log_dir.name, **overrides)

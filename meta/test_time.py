@@ -14,10 +14,11 @@ all on the record, and :func:`meta_test` measures every method the same way:
   (Bonferroni) under the normal approximation. A policy is *verified* when its interval's upper end meets the limit,
   and *infeasible* when its lower end exceeds it.
 
-An episode during which the declared policy changed (a learner that updates mid-episode) is counted as
-``straddling``: neither policy's check covers it.
+Every policy that ran a single step is checked. An episode during which the declared policy changed (a learner that
+updates mid-episode) is counted as ``straddling``: it is in no policy's observed means, and no single policy's
+check covers it.
 
-Methods here: :class:`FineTuning` (the constrained learner from a start, the C-MAML paper's test) and
+Methods here: :class:`LearnerFineTuning` (the constrained learner from a start, the C-MAML paper's test) and
 :class:`NeuralSafeAdaptation` (Xu & Zhu's safe adaptation step on a neural policy).
 """
 
@@ -31,13 +32,13 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from cmdp_envs.meta.cmaml import Actor, actor_theta, collect_episodes, load_actor, rollout_envs
+from cmdp_envs.meta.cmaml import Actor, _one_thread, actor_theta, collect_episodes, load_actor, rollout_envs
 from cmdp_envs.meta.estimators import ValueEstimate
 from cmdp_envs.meta.executors import spawn_seeds
 from cmdp_envs.task import Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["TestTimeMethod", "TestRun", "BudgetExceeded", "ExecutedPolicy", "TestResult", "meta_test", "FineTuning",
+__all__ = ["TestTimeMethod", "TestRun", "BudgetExceeded", "ExecutedPolicy", "TestResult", "meta_test", "LearnerFineTuning",
            "NeuralSafeAdaptation"]
 
 
@@ -73,6 +74,8 @@ class TestRun:
         self.actor: Actor | None = None
         #: Every finished episode: ``(policy index, undiscounted return, cost, straddling)``.
         self.episodes: list[tuple[int, float, float, bool]] = []
+        #: Every policy that ran at least one step, whether or not an episode it was in finished.
+        self.ran: set[int] = set()
         self.started = 0
 
     @property
@@ -112,6 +115,7 @@ class _Recorder(gym.Wrapper):
             self._policy = len(run.policies) - 1
         elif self._policy != len(run.policies) - 1:
             self._straddling = True
+        run.ran.add(len(run.policies) - 1)
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._return += float(reward)
         self._cost += self._discount * float(info["cost"])
@@ -124,8 +128,9 @@ class _Recorder(gym.Wrapper):
 
 @dataclasses.dataclass(frozen=True)
 class ExecutedPolicy:
-    """One policy a method executed: how many of the run's episodes it ran, their mean return and cost, and its
-    checked values (``return_`` undiscounted, ``cost`` under the family's semantics)."""
+    """One policy a method executed (``index``: its place among the run's declared policies): how many of the run's
+    episodes it ran alone and their mean return and cost (NaN when it ran only parts of episodes), and its checked
+    values (``return_`` undiscounted, ``cost`` under the family's semantics)."""
 
     index: int
     episodes: int
@@ -179,8 +184,10 @@ class TestResult:
                 "straddling_episodes": self.straddling, "unfinished_episodes": self.unfinished,
                 "confidence": self.confidence,
                 "all_verified": self.all_verified,
-                "executed": [{"episodes": p.episodes, "observed_return": p.observed_return,
-                              "observed_cost": p.observed_cost, "return": p.return_.value,
+                "executed": [{"index": p.index, "episodes": p.episodes,
+                              "observed_return": None if math.isnan(p.observed_return) else p.observed_return,
+                              "observed_cost": None if math.isnan(p.observed_cost) else p.observed_cost,
+                              "return": p.return_.value,
                               "return_half_width": p.return_.half_width, "cost": p.cost.value,
                               "cost_half_width": p.cost.half_width, "verified": p.verified,
                               "infeasible": p.infeasible} for p in self.executed]}
@@ -190,37 +197,43 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
               n_check_episodes: int = 50, confidence: float = 0.95,
               env_kwargs: dict[str, Any] | None = None) -> list[TestResult]:
     """Run ``method`` on each held-out task with ``budget`` episodes, then check every policy it executed (see the
-    module docstring). Task ``i`` gets its own seeds from ``seed``; the same seed gives the same results."""
+    module docstring). Task ``i`` gets its own seeds from ``seed``; the same seed gives the same results.
+    ``env_kwargs`` (for ``family.make_env``) default to the method's own (``method.env_kwargs``: its network's
+    observations, one-hot states on tabular families)."""
     import scipy.stats
 
     n_check_episodes = check_count("n_check_episodes", n_check_episodes, minimum=2)
     confidence = check_number("confidence", confidence, 0.0, 1.0)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if env_kwargs is None:
+        env_kwargs = getattr(method, "env_kwargs", {})
     results = []
     for task, (run_seed, check_seed) in zip(tasks, np.reshape(spawn_seeds(seed, 2 * len(tasks)), (-1, 2))):
         run = TestRun(family, task, budget, int(run_seed), env_kwargs)
-        method.adapt(run)
+        with _one_thread():  # torch rounds differently with more threads: one keeps a seed's results fixed
+            method.adapt(run)
         if not run.episodes:
             raise RuntimeError(f"{method.name} finished no episode on {task}")
         indices, returns, costs, straddling = map(np.array, zip(*run.episodes))
-        executed_indices = sorted(set(indices.tolist()))
+        executed_indices = sorted(run.ran)
         z = scipy.stats.norm.ppf(1 - (1 - confidence) / (2 * len(executed_indices)))  # Bonferroni, two-sided
         envs = rollout_envs(family, task, n_check_episodes, **run.env_kwargs)
         executed = []
         for index in executed_indices:
             load_actor(run.actor, run.policies[index])
-            episodes = collect_episodes(run.actor, envs, task, int(check_seed) + index * n_check_episodes)
+            with _one_thread():
+                episodes = collect_episodes(run.actor, envs, task, int(check_seed) + index * n_check_episodes)
             checked_returns = episodes.returns(1.0, "rewards")
             checked_costs = episodes.returns(family.cost_discount, "costs")
-            ran = indices == index
+            ran = (indices == index) & ~straddling  # the episodes this policy ran alone
 
             def estimate(values: np.ndarray) -> ValueEstimate:
                 return ValueEstimate(float(values.mean()), float(z * values.std(ddof=1) / math.sqrt(len(values))),
                                      confidence)
 
-            executed.append(ExecutedPolicy(index, int(ran.sum()), float(returns[ran].mean()),
-                                           float(costs[ran].mean()), estimate(checked_returns),
+            observed = (float(returns[ran].mean()), float(costs[ran].mean())) if ran.any() else (math.nan, math.nan)
+            executed.append(ExecutedPolicy(index, int(ran.sum()), *observed, estimate(checked_returns),
                                            estimate(checked_costs), task.cost_limit))
         envs.close()
         position = {index: rank for rank, index in enumerate(executed_indices)}
@@ -231,10 +244,13 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
 
 
 @dataclasses.dataclass(frozen=True)
-class FineTuning:
+class LearnerFineTuning:
     """The constrained learner of ``inner`` (an :class:`~cmdp_envs.meta.inner_loops.SB3InnerLoop`) on the held-out
     task from the actor ``theta`` (``None``: its random initialisation), for ``updates`` updates: the C-MAML paper's
-    test, for C-MAML, MAML, pre-training and random starts alike. Every rollout runs the policy of that moment."""
+    test, for C-MAML, MAML, pre-training and random starts alike. Every rollout runs the policy of that moment. The
+    learner runs ``updates * n_steps * n_envs`` steps whatever its episodes do, so size ``updates`` for the budget:
+    episodes that end early take more of it, and a learner that starts an episode beyond it is stopped with
+    :class:`BudgetExceeded`."""
 
     name: str
     inner: Any
@@ -243,7 +259,12 @@ class FineTuning:
     multiplier: float = 0.0
     multiplier_lr: float = 0.05
 
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        return self.inner.env_kwargs
+
     def adapt(self, run: TestRun) -> None:
+        _check_env_kwargs(self, run)
         session = self.inner.session([run.task], run.seed, self.multiplier, self.multiplier_lr, self.updates,
                                      make_env=run.make_env)
         if self.theta is not None:
@@ -263,9 +284,17 @@ class NeuralSafeAdaptation:
     steps: int
     config: Any
 
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        return self.inner.env_kwargs
+
     def adapt(self, run: TestRun) -> None:
+        from cmdp_envs.meta.inner_loops import SB3InnerLoop
         from cmdp_envs.meta.safe_adaptation.neural_step import neural_adaptation_step
 
+        if not isinstance(self.inner, SB3InnerLoop):
+            raise ValueError("the neural step adapts an SB3 actor: pass an SB3InnerLoop")
+        _check_env_kwargs(self, run)
         session = self.inner.session([run.task], run.seed, 0.0, 0.0, 1)
         load_actor(session.actor, self.theta)
         network = _SB3Network(session.actor)
@@ -276,6 +305,12 @@ class NeuralSafeAdaptation:
             run.executing(network.actor)
             network = neural_adaptation_step(network, env, config, seed=run.seed + 1000 * step,
                                              cost_limit=run.cost_limit).network
+
+
+def _check_env_kwargs(method: Any, run: TestRun) -> None:
+    if run.env_kwargs != method.env_kwargs:
+        raise ValueError(f"{method.name}'s network reads envs made with {method.env_kwargs}, but the run makes them "
+                         f"with {run.env_kwargs}: leave meta_test's env_kwargs out")
 
 
 class _SB3Network:

@@ -258,6 +258,8 @@ def test_omnisafe_cpo_inner_loop_and_the_unconstrained_maml_setting():
     trpo = fine_tune(OmniSafeInnerLoop(family, "TRPOLag", steps_per_epoch=1000), None, task, updates=2, seed=0,
                      multiplier=0.0, multiplier_lr=0.0)
     assert trpo.multipliers.tolist() == [0.0, 0.0]
+    pid = OmniSafeInnerLoop(family, "TRPOPID", steps_per_epoch=1000)  # a multiplier start, no step size
+    assert pid.session([task], 0, 0.5, 0.05, 1) is not None
     with pytest.raises(ValueError, match="discrete actions"):
         OmniSafeInnerLoop(FAMILY)
     with pytest.raises(ValueError, match="unknown OmniSafe algorithm"):

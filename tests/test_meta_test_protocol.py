@@ -11,11 +11,12 @@ import cmdp_envs  # noqa: F401
 pytest.importorskip("stable_baselines3")
 
 from cmdp_envs.meta.cmaml import actor_theta, load_actor  # noqa: E402
+from cmdp_envs.meta.executors import spawn_seeds  # noqa: E402
 from cmdp_envs.meta.inner_loops import SB3InnerLoop  # noqa: E402
 from cmdp_envs.meta.safe_adaptation.neural_step import NeuralAdaptationConfig  # noqa: E402
 from cmdp_envs.meta.test_time import (  # noqa: E402
     BudgetExceeded,
-    FineTuning,
+    LearnerFineTuning,
     NeuralSafeAdaptation,
     TestRun,
     meta_test,
@@ -30,19 +31,20 @@ def test_fine_tuning_is_recorded_and_every_executed_policy_is_checked_against_it
     """Each update's rollout runs the policy of that moment: two whole episodes per update, in order. Each checked
     interval holds the policy's exact discounted cost (the gridworld's linear solve), at the stated confidence."""
     tasks = FAMILY.sample(2, seed=7)
-    method = FineTuning("random", INNER, None, updates=3)
-    results = meta_test(method, FAMILY, tasks, budget=6, seed=0, n_check_episodes=400, env_kwargs=INNER.env_kwargs)
-    again = meta_test(method, FAMILY, tasks, budget=6, seed=0, n_check_episodes=400, env_kwargs=INNER.env_kwargs)
+    method = LearnerFineTuning("random", INNER, None, updates=3)
+    results = meta_test(method, FAMILY, tasks, budget=6, seed=0, n_check_episodes=400)
+    again = meta_test(method, FAMILY, tasks, budget=6, seed=0, n_check_episodes=400)
     for result, repeat, task in zip(results, again, tasks):
         assert result.policy.tolist() == [0, 0, 1, 1, 2, 2] and result.straddling == 0 and result.unfinished == 0
         np.testing.assert_array_equal(result.costs, repeat.costs)
         assert [p.episodes for p in result.executed] == [2, 2, 2]
         assert result.as_dict()["executed"][0]["cost"] == result.executed[0].cost.value
-    # Replay one task's run to read the executed policies exactly.
-    run = TestRun(FAMILY, tasks[0], budget=6, seed=0, env_kwargs=INNER.env_kwargs)
+    # Replay the first task's run, with the seed meta_test gave it, to read the executed policies exactly.
+    run = TestRun(FAMILY, tasks[0], budget=6, seed=spawn_seeds(0, 2 * len(tasks))[0], env_kwargs=INNER.env_kwargs)
     method.adapt(run)
     cmdp = FAMILY.tabular(tasks[0])
     covered = 0
+    np.testing.assert_array_equal(np.array([c for _, _, c, _ in run.episodes]), results[0].costs)
     for theta, checked in zip(run.policies, results[0].executed):
         load_actor(run.actor, theta)
         with torch.no_grad():
@@ -70,8 +72,24 @@ def test_the_protocol_refuses_undeclared_policies_and_episodes_over_budget():
         env.step(0)
     assert len(run.episodes) == 1 and run.episodes[0][0] == 0
     with pytest.raises(BudgetExceeded):
-        meta_test(FineTuning("random", INNER, None, updates=3), FAMILY, [FAMILY.default_task], budget=5, seed=0,
-                  env_kwargs=INNER.env_kwargs)
+        meta_test(LearnerFineTuning("random", INNER, None, updates=3), FAMILY, [FAMILY.default_task], budget=5, seed=0)
+    with pytest.raises(ValueError, match="leave meta_test's env_kwargs out"):
+        meta_test(LearnerFineTuning("random", INNER, None, updates=1), FAMILY, [FAMILY.default_task], budget=2, seed=0,
+                  env_kwargs={})
+
+
+def test_a_policy_that_only_ran_parts_of_episodes_is_checked_too():
+    """Rollouts of 150 steps against 200-step episodes: every episode straddles two policies, and the last policy
+    starts no episode, running only the ends of the last ones. All four are checked (and counted in the simultaneous
+    intervals); no policy's observed means include a straddling episode."""
+    inner = SB3InnerLoop(FAMILY, n_envs=2, n_steps=150, batch_size=100, n_epochs=1)
+    (result,) = meta_test(LearnerFineTuning("random", inner, None, updates=4), FAMILY, [FAMILY.default_task], budget=6,
+                          seed=0, n_check_episodes=20)
+    assert [p.index for p in result.executed] == [0, 1, 2, 3]
+    assert result.straddling == len(result.returns) == 6 and result.unfinished == 0
+    assert set(result.policy.tolist()) == {0, 1, 2}
+    assert all(p.episodes == 0 and np.isnan(p.observed_cost) for p in result.executed)
+    assert all(entry["observed_cost"] is None for entry in result.as_dict()["executed"])
 
 
 @pytest.mark.slow
@@ -81,8 +99,7 @@ def test_xu_zhu_neural_adaptation_from_a_learner_actor():
     task = FAMILY.sample(1, seed=7)[0]
     start = actor_theta(INNER.session([task], 0, 0.0, 0.0, 1).actor)
     method = NeuralSafeAdaptation("xu_zhu", INNER, start, steps=3, config=NeuralAdaptationConfig(n_episodes=5))
-    (result,) = meta_test(method, FAMILY, [task], budget=15, seed=0, n_check_episodes=200,
-                          env_kwargs=INNER.env_kwargs)
+    (result,) = meta_test(method, FAMILY, [task], budget=15, seed=0, n_check_episodes=200)
     assert result.policy.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and result.unfinished == 0
     first, last = result.executed[0].cost, result.executed[-1].cost
     assert first.value > task.cost_limit and last.value < first.value - first.half_width - last.half_width

@@ -189,10 +189,8 @@ def _add(bridge: type, omnisafe_id: str, settings: BridgeSettings) -> None:
         bridge._support_envs.append(omnisafe_id)
 
 
-def cost_limit_keys(algo: str) -> list[tuple[str, str]]:
-    """The ``(section, key)`` pairs that hold the cost limit in an OmniSafe algorithm's default config:
-    ``("lagrange_cfgs", "cost_limit")`` for Lagrangian methods, ``("algo_cfgs", "cost_limit")`` for CPO-style
-    methods, ``("algo_cfgs", "safety_budget")`` for Saute and Simmer."""
+def default_cfgs(algo: str) -> dict[str, Any]:
+    """An OmniSafe algorithm's default config, section by section (its ``<algo>.yaml``)."""
     import_omnisafe()
     import os
 
@@ -203,7 +201,14 @@ def cost_limit_keys(algo: str) -> list[tuple[str, str]]:
     if algo not in ALGORITHM2TYPE:
         raise ValueError(f"unknown OmniSafe algorithm {algo!r}; known: {sorted(ALGORITHM2TYPE)}")
     path = os.path.join(os.path.dirname(config_file), "..", "configs", ALGORITHM2TYPE[algo], f"{algo}.yaml")
-    defaults = load_yaml(path)["defaults"]
+    return load_yaml(path)["defaults"]
+
+
+def cost_limit_keys(algo: str) -> list[tuple[str, str]]:
+    """The ``(section, key)`` pairs that hold the cost limit in an OmniSafe algorithm's default config:
+    ``("lagrange_cfgs", "cost_limit")`` for Lagrangian methods, ``("algo_cfgs", "cost_limit")`` for CPO-style
+    methods, ``("algo_cfgs", "safety_budget")`` for Saute and Simmer."""
+    defaults = default_cfgs(algo)
     return [
         (section, key)
         for section, values in defaults.items()
@@ -341,8 +346,10 @@ def _bridge_class() -> type:
             self._episode_return = np.zeros(self._num_envs)
             self._episode_cost = np.zeros(self._num_envs)
             self._total_steps = 0
-            #: Every finished episode as ``(env steps taken by then, undiscounted return, cost under the bridge's
-            #: semantics)``: exact per-epoch curves (OmniSafe's own log averages its last 50 episodes).
+            #: With ``record_episodes`` set, every finished episode as ``(env steps taken by then, undiscounted
+            #: return, cost under the bridge's semantics)``: exact per-epoch curves (OmniSafe's own log averages its
+            #: last 50 episodes). Off by default, so that long runs keep no growing list.
+            self.record_episodes = False
             self.episodes: list[tuple[int, float, float]] = []
 
         @property
@@ -380,7 +387,7 @@ def _bridge_class() -> type:
             self._total_steps += self._num_envs
             self._episode_return += rewards
             self._episode_cost += discounted_costs if self.cost_semantics == "discounted" else costs
-            for index in np.flatnonzero(done):
+            for index in np.flatnonzero(done) if self.record_episodes else ():
                 self.episodes.append((self._total_steps, float(self._episode_return[index]),
                                       float(self._episode_cost[index])))
             self._episode_return[done] = 0.0
