@@ -218,6 +218,11 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
         indices, returns, costs, straddling = map(np.array, zip(*run.episodes))
         executed_indices = sorted(run.ran)
         z = scipy.stats.norm.ppf(1 - (1 - confidence) / (2 * len(executed_indices)))  # Bonferroni, two-sided
+
+        def estimate(values: np.ndarray) -> ValueEstimate:
+            return ValueEstimate(float(values.mean()), float(z * values.std(ddof=1) / math.sqrt(len(values))),
+                                 confidence)
+
         envs = rollout_envs(family, task, n_check_episodes, **run.env_kwargs)
         executed = []
         for index in executed_indices:
@@ -227,11 +232,6 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
             checked_returns = episodes.returns(1.0, "rewards")
             checked_costs = episodes.returns(family.cost_discount, "costs")
             ran = (indices == index) & ~straddling  # the episodes this policy ran alone
-
-            def estimate(values: np.ndarray) -> ValueEstimate:
-                return ValueEstimate(float(values.mean()), float(z * values.std(ddof=1) / math.sqrt(len(values))),
-                                     confidence)
-
             observed = (float(returns[ran].mean()), float(costs[ran].mean())) if ran.any() else (math.nan, math.nan)
             executed.append(ExecutedPolicy(index, int(ran.sum()), *observed, estimate(checked_returns),
                                            estimate(checked_costs), task.cost_limit))
