@@ -11,6 +11,8 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -60,6 +62,16 @@ def _single_threaded_worker() -> None:
         os.environ[variable] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    # A worker whose parent was killed (`timeout`, a scheduler's SIGTERM to the main process) would run its current
+    # item to the end, hours perhaps: it leaves as soon as it is orphaned instead.
+    parent = os.getppid()
+
+    def leave_when_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=leave_when_orphaned, daemon=True).start()
 
 
 class LocalExecutor:
@@ -68,7 +80,8 @@ class LocalExecutor:
     Processes start with ``"spawn"`` by default: forking a process that has loaded torch can deadlock. Functions and
     items must be picklable (families, tasks and the package's oracles are). The processes start at the first
     :meth:`map` and serve every later one (a meta-learner maps once per outer iteration, and starting processes that
-    import torch takes seconds); :meth:`close`, or leaving a ``with`` block, stops them.
+    import torch takes seconds); :meth:`close`, or leaving a ``with`` block, stops them. A worker whose main process
+    is killed leaves within a second rather than finishing its item.
     """
 
     def __init__(self, max_workers: int | None = None, start_method: str = "spawn"):

@@ -1,6 +1,7 @@
 """Executors: the same seeds give the same results in this process, on local processes and on Ray."""
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +80,49 @@ def test_make_executor_and_bad_input():
     with pytest.raises(ValueError, match="start_method"):
         LocalExecutor(start_method="teleport")
     assert LocalExecutor(max_workers=2).map(abs, []) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_workers_leave_when_the_main_process_is_killed(tmp_path):
+    """`timeout` or a scheduler may kill only the main process: its workers must not run on for hours."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "orphans.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from cmdp_envs.meta.executors import LocalExecutor\n"
+        "def work(path):\n"
+        "    Path(path).write_text(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    LocalExecutor(max_workers=2).map(work, [sys.argv[1] + '/a', sys.argv[1] + '/b'])\n"
+    )
+    main = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ((tmp_path / "a").exists() and (tmp_path / "b").exists()):
+            assert time.monotonic() < deadline and main.poll() is None, "the workers never started"
+            time.sleep(0.2)
+        time.sleep(0.2)  # the pid files are written
+        workers = [int((tmp_path / name).read_text()) for name in ("a", "b")]
+    finally:
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie (exited, not yet reaped by its new parent) has left too.
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
