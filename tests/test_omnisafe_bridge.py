@@ -213,11 +213,11 @@ def test_navigation_bridge_steps_the_native_vector_env_in_one_call():
 
 
 @pytest.mark.slow
-def test_omnisafe_ppolag_trains_on_a_navigation_family_with_several_envs():
+def test_omnisafe_ppolag_trains_on_a_navigation_family_with_several_envs(tmp_path):
     from cmdp_envs.families.navigation import GoalFamily
 
     omnisafe_id = register_omnisafe_task(GoalFamily(), max_episode_steps=200)
-    cfgs = omnisafe_custom_cfgs("PPOLag", omnisafe_id, total_steps=4000, steps_per_epoch=2000,
+    cfgs = omnisafe_custom_cfgs("PPOLag", omnisafe_id, total_steps=4000, steps_per_epoch=2000, log_dir=str(tmp_path),
                                 train_cfgs={"vector_env_nums": 4}, algo_cfgs={"update_iters": 2})
     episode_return, episode_cost, episode_length = omnisafe.Agent("PPOLag", omnisafe_id, custom_cfgs=cfgs).learn()
     assert np.isfinite(episode_return) and episode_cost >= 0 and episode_length == 200
