@@ -36,7 +36,8 @@ R = TypeVar("R")
 
 
 class Executor(Protocol):
-    """``executor.map(fn, items)``: ``[fn(item) for item in items]``, possibly in parallel, in input order."""
+    """``executor.map(fn, items)``: ``[fn(item) for item in items]``, possibly in parallel, in input order. Each
+    executor is also a context manager that stops what it started (processes, a Ray session) on leaving."""
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]: ...
 
@@ -49,10 +50,17 @@ def spawn_seeds(seed: int, n: int) -> list[int]:
 
 
 class SerialExecutor:
-    """Runs everything in this process, one item after another (the reference the parallel executors must match)."""
+    """Runs everything in this process, one item after another (the reference the parallel executors must match).
+    A context manager like the others, with nothing to stop."""
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], description: str = "") -> list[R]:
         return [fn(item) for item in tqdm(items, desc=description or None, disable=not description)]
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pass
 
 
 def _single_threaded_worker() -> None:

@@ -203,9 +203,7 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
     import scipy.stats
 
     n_check_episodes = check_count("n_check_episodes", n_check_episodes, minimum=2)
-    confidence = check_number("confidence", confidence, 0.0, 1.0)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    confidence = check_number("confidence", confidence, 0.0, 1.0, low_open=True, high_open=True)
     if env_kwargs is None:
         env_kwargs = getattr(method, "env_kwargs", {})
     results = []

@@ -214,13 +214,8 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     tasks = family.sample(config.n_train_tasks + config.n_test_tasks, seed=config.seed)
     train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
     cost_limit = train_tasks[0].cost_limit
-    executor = make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {}))
-    try:
+    with make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {})) as executor:
         results = _run_methods(out, config, family, train_tasks, test_tasks, executor)
-    finally:
-        stop = getattr(executor, "close", None) or getattr(executor, "shutdown", None)
-        if stop is not None:
-            stop()
     summary = {
         "config": dataclasses.asdict(config),
         "family": repr(family),
