@@ -278,13 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="gridworld: covering + safe mixture against its baselines on the ten test tasks of the paper's "
         "gridworld, every executed policy evaluated exactly; writes DIR/summary.json, figure2.png, all_methods.png. "
         "cmaml: C-MAML, its eta = 0 ablation, MAML, a pre-trained policy and random initialisation, each fine-tuned by "
-        "the constrained learner on held-out tasks; writes DIR/summary.json, fine_tuning.png, meta_training.png. A "
-        "rerun with the same settings resumes from what is finished.",
+        "the constrained learner on held-out tasks, and Xu & Zhu's safe adaptation from C-MAML's meta policy, all "
+        "through the meta-test protocol (every executed policy checked by Monte Carlo); writes DIR/summary.json, "
+        "fine_tuning.png, meta_training.png. A rerun with the same settings resumes from what is finished.",
     )
     reproduce.add_argument("experiment", choices=["gridworld", "cmaml"])
     reproduce.add_argument("--quick", action="store_true",
                            help="gridworld: K = 5,000 episodes per task instead of 40,000; cmaml: 6 training and 3 "
-                           "held-out tasks, 4 outer iterations, 3 fine-tuning updates")
+                           "held-out tasks, 4 outer iterations, 3 fine-tuning updates, 50 checking episodes per policy")
     reproduce.add_argument("--out", help="output directory (default: out/reproduce-EXPERIMENT)")
     reproduce.add_argument("--seed", type=_count(0), default=0)
     reproduce.add_argument("--env", default="cmdp_envs/PointGoalArc1-v0",

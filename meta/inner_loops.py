@@ -49,6 +49,24 @@ class SB3Actor:
     def log_prob(self, observations: Any, actions: Any) -> Any:
         return self.module.evaluate_actions(observations, actions)[1]
 
+    def distribution(self, observations: Any) -> Any:
+        """The torch distribution of actions for a batch of flat observations (a Gaussian in float64)."""
+        import torch
+
+        distribution = self.module.get_distribution(observations.to(torch.float32)).distribution
+        if isinstance(distribution, torch.distributions.Categorical):
+            return distribution
+        normal = torch.distributions.Normal(distribution.loc.double(), distribution.scale.double())
+        return torch.distributions.Independent(normal, 1)
+
+    def copy(self) -> SB3Actor:
+        """A new actor with the same weights: a fresh policy of the same construction (SB3 policies cache their last
+        distribution, whose tensors cannot be deep-copied)."""
+        policy = self.module
+        clone = type(policy)(**policy._get_constructor_parameters())
+        clone.load_state_dict(policy.state_dict())
+        return SB3Actor(clone)
+
 
 class _SB3Session:
     def __init__(self, model: Any, callback: Any, updates: int):
@@ -152,8 +170,31 @@ class OmniSafeActor:
     def log_prob(self, observations: Any, actions: Any) -> Any:
         return self.module(observations).log_prob(actions).sum(axis=-1)
 
+    def distribution(self, observations: Any) -> Any:
+        """The torch distribution of actions for a batch of flat observations (a Gaussian in float64)."""
+        import torch
+
+        normal = self.module._distribution(observations.to(torch.float32))  # forward() would cache it
+        return torch.distributions.Independent(torch.distributions.Normal(normal.loc.double(),
+                                                                          normal.scale.double()), 1)
+
+    def copy(self) -> OmniSafeActor:
+        """A new actor with the same weights (without the distribution OmniSafe caches, which may hold a graph that
+        cannot be deep-copied)."""
+        import copy
+
+        cached = self.module.__dict__.pop("_current_dist", None)
+        try:
+            return OmniSafeActor(copy.deepcopy(self.module))
+        finally:
+            if cached is not None:
+                self.module._current_dist = cached
+
 
 class _OmniSafeSession:
+    """An OmniSafe agent; ``on_rollout`` is called before each of its epochs' rollouts (its adapter's ``rollout``
+    is wrapped on this instance: OmniSafe's loop has no hook of its own)."""
+
     def __init__(self, agent: Any, log_dir: tempfile.TemporaryDirectory, steps_per_epoch: int):
         self._agent, self._log_dir, self._steps_per_epoch = agent, log_dir, steps_per_epoch
         self._algorithm = agent.agent
@@ -177,14 +218,21 @@ class _OmniSafeSession:
     def learn(self, on_rollout: Callable[[Any], None] | None = None) -> None:
         from cmdp_envs.meta.oracles.omnisafe_learners import progress_rows
 
+        adapter = self._algorithm._env
         if on_rollout is not None:
-            raise ValueError("OmniSafe's training loop has no hook before each rollout: use SB3InnerLoop for the "
-                             "meta-test protocol")
+            rollout = adapter.rollout
+
+            def announced_rollout(*args: Any, **kwargs: Any) -> Any:
+                on_rollout(self.actor)
+                return rollout(*args, **kwargs)
+
+            adapter.rollout = announced_rollout
         try:
             with _quiet():
                 self._agent.learn()
             rows = progress_rows(Path(self._log_dir.name))
         finally:
+            adapter.__dict__.pop("rollout", None)
             self._log_dir.cleanup()
         # OmniSafe logs its last 50 episodes' average; the bridge recorded every episode, so each epoch's row is
         # the mean of the episodes that ended in it (epochs that ended none get no row, as with SB3).
@@ -264,15 +312,21 @@ class OmniSafeInnerLoop(InnerLoop):
                 make_env: Callable[[], Any] | None = None) -> _OmniSafeSession:
         import omnisafe
 
-        from cmdp_envs.wrappers.omnisafe_bridge import default_cfgs, omnisafe_custom_cfgs, register_omnisafe_task
+        from cmdp_envs.wrappers.omnisafe_bridge import (
+            default_cfgs,
+            omnisafe_custom_cfgs,
+            register_omnisafe_task,
+            unregister_omnisafe_task,
+        )
 
-        if make_env is not None:
-            raise ValueError("OmniSafe builds its envs from its own registry, so it cannot run in given envs (such "
-                             "as the meta-test protocol's recording ones): use SB3InnerLoop there")
         tasks = list(tasks)
         limit = shared_cost_limit(tasks, "the learner")
         updates = check_count("updates", updates, minimum=1)
-        if len(tasks) == 1:
+        if make_env is not None:
+            if len(tasks) != 1:
+                raise ValueError("make_env builds envs of one task: pass one task with it")
+            omnisafe_id = register_omnisafe_task(self.family, task=tasks[0], make_env=make_env)
+        elif len(tasks) == 1:
             omnisafe_id = register_omnisafe_task(self.family, task=tasks[0])
         else:
             omnisafe_id = register_omnisafe_task(self.family, tasks=tasks)
@@ -289,8 +343,12 @@ class OmniSafeInnerLoop(InnerLoop):
         cfgs = omnisafe_custom_cfgs(self.algo, omnisafe_id, total_steps=updates * self.steps_per_epoch,
                                     steps_per_epoch=self.steps_per_epoch, seed=seed, cost_limit=limit,
                                     log_dir=log_dir.name, **overrides)
-        with _quiet():
-            agent = omnisafe.Agent(self.algo, omnisafe_id, custom_cfgs=cfgs)
+        try:
+            with _quiet():
+                agent = omnisafe.Agent(self.algo, omnisafe_id, custom_cfgs=cfgs)
+        finally:
+            if make_env is not None:  # its envs are built; the id would only keep them alive
+                unregister_omnisafe_task(omnisafe_id)
         return _OmniSafeSession(agent, log_dir, self.steps_per_epoch)
 
     def updates_for(self, total_steps: int) -> int:

@@ -243,10 +243,11 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
 
 @dataclasses.dataclass(frozen=True)
 class LearnerFineTuning:
-    """The constrained learner of ``inner`` (an :class:`~cmdp_envs.meta.inner_loops.SB3InnerLoop`) on the held-out
-    task from the actor ``theta`` (``None``: its random initialisation), for ``updates`` updates: the C-MAML paper's
-    test, for C-MAML, MAML, pre-training and random starts alike. Every rollout runs the policy of that moment. The
-    learner runs ``updates * n_steps * n_envs`` steps whatever its episodes do, so size ``updates`` for the budget:
+    """The constrained learner of ``inner`` (an :class:`~cmdp_envs.meta.inner_loops.SB3InnerLoop` or
+    :class:`~cmdp_envs.meta.inner_loops.OmniSafeInnerLoop`) on the held-out task from the actor ``theta`` (``None``:
+    its random initialisation), for ``updates`` updates: the C-MAML paper's test, for C-MAML, MAML, pre-training and
+    random starts alike. Every rollout runs the policy of that moment. The learner runs ``updates`` rollouts of its
+    size (``n_steps * n_envs`` steps, or an OmniSafe epoch) whatever its episodes do, so size ``updates`` for the budget:
     episodes that end early take more of it, and a learner that starts an episode beyond it is stopped with
     :class:`BudgetExceeded`."""
 
@@ -273,8 +274,9 @@ class LearnerFineTuning:
 @dataclasses.dataclass(frozen=True)
 class NeuralSafeAdaptation:
     """Xu & Zhu's safe adaptation (:func:`~cmdp_envs.meta.safe_adaptation.neural_adaptation_step`) from the actor
-    ``theta`` of ``inner``'s network: ``steps`` steps, each from ``config.n_episodes`` whole episodes of the policy
-    of the moment (``config.horizon`` is replaced by the episode length), the multiplier solved afresh each step."""
+    ``theta`` of ``inner``'s network (SB3's or OmniSafe's): ``steps`` steps, each from ``config.n_episodes`` whole
+    episodes of the policy of the moment (``config.horizon`` is replaced by the episode length), the multiplier
+    solved afresh each step."""
 
     name: str
     inner: Any
@@ -287,16 +289,13 @@ class NeuralSafeAdaptation:
         return self.inner.env_kwargs
 
     def adapt(self, run: TestRun) -> None:
-        from cmdp_envs.meta.inner_loops import SB3InnerLoop
         from cmdp_envs.meta.safe_adaptation.neural_step import neural_adaptation_step
 
-        if not isinstance(self.inner, SB3InnerLoop):
-            raise ValueError("the neural step adapts an SB3 actor: pass an SB3InnerLoop")
         _check_env_kwargs(self, run)
         session = self.inner.session([run.task], run.seed, 0.0, 0.0, 1)
         load_actor(session.actor, self.theta)
-        network = _SB3Network(session.actor)
         env = run.make_env()
+        network = _ActorNetwork(session.actor, isinstance(env.action_space, gym.spaces.Discrete))
         # Whole episodes, as every method runs under the protocol.
         config = dataclasses.replace(self.config, horizon=env.spec.max_episode_steps)
         for step in range(check_count("steps", self.steps, minimum=1)):
@@ -311,32 +310,19 @@ def _check_env_kwargs(method: Any, run: TestRun) -> None:
                          f"with {run.env_kwargs}: leave meta_test's env_kwargs out")
 
 
-class _SB3Network:
-    """An SB3 actor as the torch policy network that :func:`neural_adaptation_step` adapts: ``distribution``,
-    ``discrete``, ``parameters``, and a deep copy for the adapted one."""
+class _ActorNetwork:
+    """An actor with ``distribution`` and ``copy`` (:class:`~cmdp_envs.meta.inner_loops.SB3Actor`,
+    :class:`~cmdp_envs.meta.inner_loops.OmniSafeActor`) as the torch policy network that
+    :func:`neural_adaptation_step` adapts: ``distribution``, ``discrete``, ``parameters``, and a deep copy."""
 
-    def __init__(self, actor: Actor):
-        self.actor = actor
-        self.discrete = isinstance(actor.module.action_space, gym.spaces.Discrete)
+    def __init__(self, actor: Any, discrete: bool):
+        self.actor, self.discrete = actor, discrete
 
     def distribution(self, observations: Any) -> Any:
-        import torch
-
-        distribution = self.actor.module.get_distribution(observations.to(torch.float32)).distribution
-        if self.discrete:
-            return distribution
-        normal = torch.distributions.Normal(distribution.loc.double(), distribution.scale.double())
-        return torch.distributions.Independent(normal, 1)
+        return self.actor.distribution(observations)
 
     def parameters(self) -> list[Any]:
         return self.actor.parameters()
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _SB3Network:
-        # A fresh policy of the same construction with the same weights: SB3 policies cache their last
-        # distribution, whose tensors cannot be deep-copied.
-        from cmdp_envs.meta.inner_loops import SB3Actor
-
-        policy = self.actor.module
-        clone = type(policy)(**policy._get_constructor_parameters())
-        clone.load_state_dict(policy.state_dict())
-        return _SB3Network(SB3Actor(clone))
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ActorNetwork:
+        return _ActorNetwork(self.actor.copy(), self.discrete)

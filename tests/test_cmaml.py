@@ -162,19 +162,31 @@ def test_fine_tuning_and_the_baselines():
 
 
 def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
-    """`cmdp-envs reproduce cmaml` at a tiny size on the gridworld: every method's fine-tuning curves, the limit and
-    its semantics, the figures; a rerun reuses every stage and writes the same summary."""
+    """`cmdp-envs reproduce cmaml` at a tiny size on the gridworld, through the meta-test protocol: every method's
+    curves per update (observed and checked), its recorded episodes and checks per task, the limit and its
+    semantics, the figures; a rerun reuses every stage and writes the same summary."""
     from cmdp_envs.meta.reproduce.cmaml import METHODS, ReproductionConfig, format_table, run
 
     config = ReproductionConfig(env_id="cmdp_envs/GridWorld-v0", n_train_tasks=2, n_test_tasks=2,
                                 outer_iterations=1, meta_batch=2, rollout_episodes=2, fine_tune_updates=2, n_envs=1,
-                                n_steps=200, executor="serial")
+                                n_steps=200, n_check_episodes=20, executor="serial")
     summary = run(tmp_path, config)
-    assert list(summary["methods"]) == list(METHODS)
+    assert list(summary["methods"]) == list(METHODS) and "cmaml_safe_adaptation" in METHODS
     assert summary["cost_limit"] == 1.5 and summary["cost_semantics"] == "discounted"
-    for result in summary["methods"].values():
-        assert len(result["cost"]["mean"]) == 2 and len(result["per_task"]) == 2
-        assert 0.0 <= result["within_limit_fraction"] <= 1.0
+    assert summary["check_confidence"] == 0.95
+    for name, result in summary["methods"].items():
+        assert result["update"] == [1, 2] and len(result["per_task"]) == 2, name
+        for measure in ("observed", "checked"):
+            assert len(result[measure]["cost"]["mean"]) == 2
+        for task in result["per_task"]:
+            assert [policy["index"] for policy in task["executed"]] == [0, 1]  # one policy per update, all checked
+            assert task["episode_costs"] and min(task["episode_costs"]) >= 0
+            upper = [policy["cost"] + policy["cost_half_width"] for policy in task["executed"]]
+            assert task["all_verified"] == all(bound <= 1.5 for bound in upper)
+        assert 0.0 <= result["within_limit_fraction"] <= 1.0 and 0.0 <= result["verified_fraction"] <= 1.0
+    # The safe adaptation step runs whole episodes (two per step here), each of the policy of that moment.
+    adapted = summary["methods"]["cmaml_safe_adaptation"]["per_task"][0]
+    assert adapted["episode_policy"] == [0, 0, 1, 1] and adapted["straddling_episodes"] == 0
     assert len(summary["methods"]["cmaml"]["meta_training"]) == 1
     assert len(list(tmp_path.glob("methods/cmaml-*.csv"))) == 1
     if importlib.util.find_spec("tensorboard") is not None:  # lane B: OmniSafe brings TensorBoard
@@ -185,7 +197,7 @@ def test_reproduce_cmaml_writes_every_method_and_resumes(tmp_path):
     first = (tmp_path / "summary.json").read_bytes()
     assert run(tmp_path, config) == summary
     assert (tmp_path / "summary.json").read_bytes() == first
-    assert "always within limit" in format_table(summary)
+    assert "always within" in format_table(summary) and "verified" in format_table(summary)
     assert dataclasses.replace(config, executor="local").digest() == config.digest(), "resumable on any executor"
     with pytest.raises(ValueError, match="inner"):
         ReproductionConfig(inner="SAC")
@@ -269,15 +281,17 @@ def test_omnisafe_cpo_inner_loop_and_the_unconstrained_maml_setting():
 @omnisafe_only
 @pytest.mark.slow
 def test_reproduce_cmaml_on_omnisafe_trpolag(tmp_path):
-    """`reproduce cmaml --inner TRPOLag` at the smallest size: every method runs OmniSafe's learner, and MAML's
-    TRPOLag keeps its multiplier at 0 (unconstrained TRPO)."""
+    """`reproduce cmaml --inner TRPOLag` at the smallest size: every method runs OmniSafe's learner (and Xu & Zhu's
+    step adapts OmniSafe's actor) under the meta-test protocol, and MAML's TRPOLag keeps its multiplier at 0
+    (unconstrained TRPO)."""
     from cmdp_envs.meta.reproduce.cmaml import METHODS, ReproductionConfig, run
 
     config = ReproductionConfig(inner="TRPOLag", n_train_tasks=2, n_test_tasks=1, outer_iterations=1, meta_batch=2,
                                 adaptation_steps=1, rollout_episodes=1, fine_tune_updates=1, n_envs=1, n_steps=1000,
-                                executor="serial")
+                                n_check_episodes=4, executor="serial")
     summary = run(tmp_path, config)
     assert list(summary["methods"]) == list(METHODS) and summary["cost_limit"] == 5.0
     assert summary["methods"]["maml"]["meta_training"][0]["multiplier"] == 0.0
     for result in summary["methods"].values():
-        assert len(result["cost"]["mean"]) == 1 and np.isfinite(result["return"]["mean"]).all()
+        assert result["update"] == [1] and result["observed"]["return"]["mean"][0] is not None
+        assert np.isfinite(result["checked"]["cost"]["mean"]).all()

@@ -1,6 +1,8 @@
 """The meta-test protocol on any env (meta/test_time.py), with real SB3 learners on the gridworld, where every
 executed policy's values are also known exactly."""
 
+import importlib.util
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -103,3 +105,32 @@ def test_xu_zhu_neural_adaptation_from_a_learner_actor():
     assert result.policy.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and result.unfinished == 0
     first, last = result.executed[0].cost, result.executed[-1].cost
     assert first.value > task.cost_limit and last.value < first.value - first.half_width - last.half_width
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("omnisafe") is None,
+                    reason="OmniSafe is in the 'omnisafe' extra (Python 3.10, lane B)")
+def test_omnisafe_learners_run_under_the_protocol():
+    """OmniSafe's TRPOLag fine-tunes in the protocol's recording envs, declaring its policy before each epoch's
+    rollout (one episode per epoch here), and Xu & Zhu's step adapts OmniSafe's own actor; both repeat exactly, and
+    the registration of the recording envs does not outlive the session."""
+    from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop
+    from cmdp_envs.wrappers.omnisafe_bridge import _bridge_class
+
+    family = gym.make("cmdp_envs/PointGoalArc1-v0").unwrapped.family
+    task = family.sample(1, seed=3)[0]
+    inner = OmniSafeInnerLoop(family, "TRPOLag", steps_per_epoch=1000)
+    registered = len(_bridge_class()._support_envs)
+    fine_tuning = LearnerFineTuning("trpolag", inner, None, updates=2)
+    (result,), (again,) = (meta_test(fine_tuning, family, [task], budget=2, seed=0, n_check_episodes=4)
+                           for _ in range(2))
+    assert len(_bridge_class()._support_envs) == registered
+    assert result.policy.tolist() == [0, 1] and result.unfinished == 0 and result.straddling == 0
+    assert [p.episodes for p in result.executed] == [1, 1]
+    np.testing.assert_array_equal(result.costs, again.costs)
+    np.testing.assert_array_equal(result.returns, again.returns)
+    start = actor_theta(inner.session([task], 0, 0.0, 0.0, 1).actor)
+    adaptation = NeuralSafeAdaptation("xu_zhu", inner, start, steps=2, config=NeuralAdaptationConfig(n_episodes=2))
+    (adapted,) = meta_test(adaptation, family, [task], budget=4, seed=0, n_check_episodes=4)
+    assert adapted.policy.tolist() == [0, 0, 1, 1] and len(adapted.executed) == 2
+    assert np.isfinite([p.cost.value for p in adapted.executed]).all()

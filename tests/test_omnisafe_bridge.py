@@ -23,6 +23,7 @@ from cmdp_envs.wrappers.omnisafe_bridge import (  # noqa: E402
     omnisafe_custom_cfgs,
     register_omnisafe_envs,
     register_omnisafe_task,
+    unregister_omnisafe_task,
 )
 
 
@@ -139,6 +140,30 @@ def test_tasks_drawn_per_episode_and_every_episode_recorded(paper_family):
     assert all(cost >= 0 for _, _, cost in env.episodes)
     with pytest.raises(ValueError, match="either task or tasks"):
         register_omnisafe_task(paper_family, task=tasks[0], tasks=tasks)
+
+
+def test_envs_built_by_a_given_make_env(paper_family):
+    """``make_env=``: every sub-env is the caller's own, fixed on the task (its time limit too); the id is new each
+    time and is dropped by unregister_omnisafe_task."""
+    task = paper_family.task(noise=0.1)
+    built = []
+
+    def make_env():
+        built.append(paper_family.make_env(task=task, max_episode_steps=3))
+        return built[-1]
+
+    omnisafe_id = register_omnisafe_task(paper_family, task=task, make_env=make_env)
+    assert omnisafe_id != register_omnisafe_task(paper_family, task=task, make_env=make_env)
+    env = make_bridge(omnisafe_id, num_envs=2)
+    assert env._envs.envs == built[-2:] and env.task == task
+    env.reset(seed=0)
+    truncated = [env.step(torch.zeros(2, 4))[4] for _ in range(3)]
+    assert [t.tolist() for t in truncated] == [[False, False], [False, False], [True, True]]
+    unregister_omnisafe_task(omnisafe_id)
+    with pytest.raises(KeyError, match="not registered"):
+        bridge_settings(omnisafe_id)
+    with pytest.raises(ValueError, match="pass task="):
+        register_omnisafe_task(paper_family, make_env=make_env)
 
 
 @pytest.mark.slow

@@ -26,7 +26,8 @@ What the bridge does, because OmniSafe's adapters require it:
 * **Seeding.** ``set_seed(s)`` makes the next reset of sub-env ``i`` use seed ``s + i``.
 * **The task.** OmniSafe accepts ``env_cfgs`` only for the algorithms whose YAML lists it (PPOLag). For every
   algorithm, :func:`register_omnisafe_task` registers a new OmniSafe id bound to a fixed task and family keyword
-  arguments; pass that id to ``omnisafe.Agent``.
+  arguments, or to envs you build (``make_env``, such as the meta-test protocol's recording ones); pass that id to
+  ``omnisafe.Agent``.
 * **Cost semantics.** OmniSafe's on-policy algorithms compare the episode cost ``EpCost`` with their limit;
   ``EpCost`` sums ``info["original_cost"]`` when an env reports it, else the step costs. A family's
   ``cost_semantics`` says what its limit constrains, and the bridge follows it unless told otherwise. With
@@ -42,7 +43,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -55,6 +57,7 @@ from cmdp_envs.validation import check_cost, check_number
 __all__ = [
     "register_omnisafe_envs",
     "register_omnisafe_task",
+    "unregister_omnisafe_task",
     "omnisafe_custom_cfgs",
     "bridge_settings",
     "BridgeSettings",
@@ -97,6 +100,8 @@ class BridgeSettings:
     tasks: tuple[Task, ...] | None = None
     #: ``None``: the family's own ``cost_semantics``.
     cost_semantics: str | None = None
+    #: Builds each sub-env instead of ``gym.make`` (envs of ``gym_id``'s family, fixed on ``task``).
+    make_env: Callable[[], gym.Env] | None = None
 
     def __post_init__(self) -> None:
         if self.cost_semantics is not None and self.cost_semantics not in COST_SEMANTICS:
@@ -105,6 +110,7 @@ class BridgeSettings:
 
 _SETTINGS: dict[str, BridgeSettings] = {}
 _BRIDGE_CLASS: type | None = None
+_GIVEN_ENVS = itertools.count()  # numbers the ids of envs built by a given make_env
 
 
 def bridge_settings(omnisafe_id: str) -> BridgeSettings:
@@ -130,6 +136,7 @@ def register_omnisafe_task(
     tasks: Sequence[Task] | None = None,
     cost_semantics: str | None = None,
     name: str | None = None,
+    make_env: Callable[[], gym.Env] | None = None,
     **make_kwargs: Any,
 ) -> str:
     """Register an OmniSafe id whose envs are ``gym.make(gym_id, **make_kwargs)`` fixed on ``task``.
@@ -144,6 +151,10 @@ def register_omnisafe_task(
         pre-training for meta-RL), from the env's seeded stream.
     :param cost_semantics: ``"discounted"`` or ``"undiscounted"`` (see the module docstring); default the family's.
     :param name: the new id (default: derived from ``gym_id`` and the settings; stable across processes).
+    :param make_env: builds each sub-env instead of ``gym.make`` (an env of ``env``'s family, e.g. wrapped to
+        record its episodes); needs ``task``, which every episode runs, and no ``make_kwargs``. Such an id lives in
+        this process only and has a new name each time; :func:`unregister_omnisafe_task` drops it (and the
+        ``make_env`` it holds) once OmniSafe has built its envs.
     :returns: the OmniSafe id to pass to ``omnisafe.Agent``.
     """
     if isinstance(env, TaskFamily):
@@ -160,7 +171,9 @@ def register_omnisafe_task(
         tasks = tuple(tasks)
         if not tasks:
             raise ValueError("tasks must name at least one task")
-    made = gym.make(gym_id, **make_kwargs)
+    if make_env is not None and (task is None or set(make_kwargs) - {"family"}):
+        raise ValueError("make_env builds the envs of one task: pass task=, and no keyword arguments for gym.make")
+    made = gym.make(gym_id, **make_kwargs) if make_env is None else make_env()
     for checked in ([task] if task is not None else []) + list(tasks or ()):
         made.unwrapped.family.check_task(checked)  # fail here, not inside OmniSafe's constructor
     if cost_semantics is None:
@@ -168,9 +181,12 @@ def register_omnisafe_task(
     made.close()
     settings = BridgeSettings(
         gym_id=gym_id, make_kwargs=tuple(sorted(make_kwargs.items())), task=task, tasks=tasks,
-        cost_semantics=cost_semantics,
+        cost_semantics=cost_semantics, make_env=make_env,
     )
-    if name is None:
+    if name is None and make_env is not None:
+        stem, _, version = gym_id.rpartition("-")
+        name = f"{stem}-given-{next(_GIVEN_ENVS)}-{version}"
+    elif name is None:
         identity = (settings.make_kwargs, task, cost_semantics) if tasks is None else (
             settings.make_kwargs, tasks, cost_semantics)
         digest = hashlib.sha256(repr(identity).encode()).hexdigest()[:8]
@@ -178,6 +194,13 @@ def register_omnisafe_task(
         name = f"{stem}-{cost_semantics}-{digest}-{version}"
     _add(_bridge_class(), name, settings)
     return name
+
+
+def unregister_omnisafe_task(omnisafe_id: str) -> None:
+    """Drop an id of :func:`register_omnisafe_task` (envs OmniSafe already built keep running)."""
+    bridge_settings(omnisafe_id)  # a clear error for an unknown id
+    del _SETTINGS[omnisafe_id]
+    _bridge_class()._support_envs.remove(omnisafe_id)
 
 
 def _add(bridge: type, omnisafe_id: str, settings: BridgeSettings) -> None:
@@ -302,9 +325,16 @@ def _bridge_class() -> type:
             task = kwargs.pop("task", settings.task)
             cost_semantics = kwargs.pop("cost_semantics", settings.cost_semantics)
             make_kwargs = {**dict(settings.make_kwargs), **kwargs}
+            if settings.make_env is not None and kwargs:
+                raise ValueError(f"{env_id!r} builds its envs with a given make_env, which takes no env_cfgs "
+                                 f"({sorted(kwargs)})")
             self._num_envs = int(num_envs)
             self._device = torch.device(device)
-            first = gym.make(settings.gym_id, **make_kwargs)
+
+            def make() -> gym.Env:
+                return gym.make(settings.gym_id, **make_kwargs) if settings.make_env is None else settings.make_env()
+
+            first = make()
             base = first.unwrapped
             self.cost_semantics = base.family.cost_semantics if cost_semantics is None else cost_semantics
             if self.cost_semantics not in COST_SEMANTICS:
@@ -323,7 +353,8 @@ def _bridge_class() -> type:
                 self._action_space = self._gym_action_space
             self._time_limit = first.spec.max_episode_steps
             # The family's own vector env when it has one and nothing else was asked of gym.make.
-            native = hasattr(base.family, "make_vector_env") and set(make_kwargs) <= {"family", "max_episode_steps"}
+            native = (settings.make_env is None and hasattr(base.family, "make_vector_env")
+                      and set(make_kwargs) <= {"family", "max_episode_steps"})
             if settings.tasks is not None:
                 from cmdp_envs.wrappers.task_sampling import TaskSampling
 
@@ -337,8 +368,7 @@ def _bridge_class() -> type:
                     self._num_envs, max_episode_steps=self._time_limit, autoreset_mode="same_step"
                 ), self.task)
             else:
-                self._envs = _GymSubEnvs([first] + [gym.make(settings.gym_id, **make_kwargs)
-                                                    for _ in range(self._num_envs - 1)], self.task)
+                self._envs = _GymSubEnvs([first] + [make() for _ in range(self._num_envs - 1)], self.task)
             self._pending_seed: int | None = None
             self._discount = np.ones(self._num_envs)
             self._steps = np.zeros(self._num_envs, dtype=np.int64)  # steps into each episode, for error messages
