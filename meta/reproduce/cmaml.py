@@ -301,15 +301,15 @@ def _panels(rows: int) -> tuple[Any, Any]:
 
 
 def _finish(figure: Any, axes: Any, cost_limit: float, xlabel: str, title: str, path: Path) -> None:
-    """The limit line on the cost panels (right), integer x ticks, the legends and the title; save as PNG."""
+    """The limit line on the cost panels (right), integer x ticks, the legend and the title; save as PNG."""
     from matplotlib.ticker import MaxNLocator
 
     for row in axes:
         row[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
-        row[1].legend(fontsize=8)
         for ax in row:
             ax.set_xlabel(xlabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][1].legend(fontsize=8)  # the same lines in every panel: one legend
     figure.suptitle(title)
     save_figure(figure, path)
 
