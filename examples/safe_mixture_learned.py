@@ -2,8 +2,8 @@
 
 Training (Algorithm 1): SB3 PPO-Lagrangian is ``O_l`` on every task of the cover (in parallel processes) and, trained
 against the cover's worst task with the limit tightened by ``xi``, ``O_s``. Testing (Algorithm 2): the safe mixture
-runs on a fresh task through the Gymnasium env. Then every mixture it executed is checked by Monte Carlo, with
-intervals that hold together at 95%.
+runs on a fresh task under the meta-test protocol, the one every meta method is tested with, which records every
+episode and checks every mixture it executed by Monte Carlo, with intervals that hold together at 95%.
 
 The family is PointNavigation-v0 with only the goal's x varying, so that a small budget suffices.
 
@@ -20,7 +20,8 @@ from cmdp_envs.meta.covering import train
 from cmdp_envs.meta.executors import LocalExecutor
 from cmdp_envs.meta.oracles import DistanceCheck, LearnedSimultaneouslyFeasibleOracle
 from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
-from cmdp_envs.meta.safe_mixture import PracticalConstants, SafeMixture, run_on_env, verify_on_env
+from cmdp_envs.meta.safe_mixture import LearnedSafeMixture, PracticalConstants
+from cmdp_envs.meta.test_time import meta_test
 from cmdp_envs.task import Fixed, Uniform
 
 
@@ -45,21 +46,18 @@ def main() -> None:
         print(f"  goal_x = {entry.task.goal_x:+.3f}: u = {entry.reward_value:.2f}, v = {entry.margin:+.3f}; "
               f"pi_s: u_s = {entry.safe_reward_value:.2f}, v_s = {entry.safe_margin:+.3f}")
 
-    env = family.make_env()
     task = family.sample(1, seed=123)[0]
     constants = PracticalConstants(min_episodes=50, raise_min=50, raise_max=100, reward_scale=40.0, cost_scale=3.0,
                                    pooled_cost_scale=1.5, raise_scale=1.0)  # the authors' radii, rescaled to range 1
-    algorithm = SafeMixture(covering.policy_values, task.cost_limit, family.gamma, n_test_episodes, constants)
-    policies = [entry.policy for entry in covering.policy_values]
-    proposals = run_on_env(algorithm, policies, covering.safe_policy, env, task, family.gamma, horizon=50, seed=1)
-    print(f"Algorithm 2 on goal_x = {task.goal_x:+.3f}: {n_test_episodes} episodes, eliminated {algorithm.eliminated}")
-
-    checks = verify_on_env(proposals, policies, covering.safe_policy, env, task, family.gamma, horizon=50,
-                           n_episodes=500, confidence=0.95, seed=7)
-    for check in checks:
-        print(f"  candidate {check.candidate}, alpha {check.alpha:.3f}, {check.episodes:4d} episodes: "
-              f"J_r {check.reward}, J_c {check.cost}  {'safe' if check.verified_feasible else 'NOT VERIFIED'}")
-    print(f"every executed mixture verified feasible (95%, simultaneous): {all(c.verified_feasible for c in checks)}")
+    method = LearnedSafeMixture("safe_mixture", covering, constants)
+    (result,) = meta_test(method, family, [task], budget=n_test_episodes, seed=1, n_check_episodes=500)
+    print(f"Algorithm 2 on goal_x = {task.goal_x:+.3f}: {len(result.returns)} episodes, mean cost "
+          f"{result.costs.mean():.3f} (limit {task.cost_limit:g})")
+    for check in result.executed:
+        print(f"  candidate {check.label['candidate']}, alpha {check.label['alpha']:.3f}, {check.episodes:4d} "
+              f"episodes: return {check.return_}, cost {check.cost}  "
+              f"{'safe' if check.verified else 'NOT VERIFIED'}")
+    print(f"every executed mixture verified feasible (95%, simultaneous): {result.all_verified}")
 
 
 if __name__ == "__main__":

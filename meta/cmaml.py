@@ -125,9 +125,10 @@ class Episodes:
 
 def rollout_envs(family: TaskFamily, task: Task, n_episodes: int, **env_kwargs: Any) -> Any:
     """A vector env of ``n_episodes`` copies of ``task`` for :func:`collect_episodes`: the family's native vector env
-    when it has one (one numpy step for all), else Gymnasium's ``SyncVectorEnv`` over ``family.make_env``."""
-    if hasattr(family, "make_vector_env"):
-        return family.make_vector_env(n_episodes)
+    when it has one and ``env_kwargs`` ask for nothing else than a time limit (one numpy step for all), else
+    Gymnasium's ``SyncVectorEnv`` over ``family.make_env(**env_kwargs)``."""
+    if hasattr(family, "make_vector_env") and set(env_kwargs) <= {"max_episode_steps"}:
+        return family.make_vector_env(n_episodes, **env_kwargs)
     import gymnasium as gym
 
     return gym.vector.SyncVectorEnv([lambda: family.make_env(**env_kwargs, task=task)] * n_episodes)

@@ -10,8 +10,8 @@ Read against the paper's pseudocode: candidates ``(pi_l, u_l, v_l, u_l_s, v_l_s)
 :class:`SafeMixture` is the algorithm as a step-by-step object (:meth:`~SafeMixture.propose` the next episode's
 policy, :meth:`~SafeMixture.observe` its return and cost), so it runs against any environment;
 :func:`run_on_tabular` drives it for ``K`` episodes on a tabular CMDP through the batched sampler, and
-:func:`run_on_env` through a Gymnasium env. ``mixture=False`` gives the unsafe PCE baseline (Algorithm 4: candidates
-run directly, only elimination).
+:class:`LearnedSafeMixture` through any Gymnasium env under the meta-test protocol (:mod:`cmdp_envs.meta.test_time`).
+``mixture=False`` gives the unsafe PCE baseline (Algorithm 4: candidates run directly, only elimination).
 
 Two constant settings, and every result names the one it used (``constants.name``):
 
@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from cmdp_envs.meta.covering import CoveringResult, PolicyValue
-from cmdp_envs.meta.estimators import ValueEstimate, monte_carlo_values, rollout_returns
+from cmdp_envs.meta.estimators import rollout_returns
 from cmdp_envs.meta.evaluation import MetaTestRun
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 
 __all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "SafeMixtureMethod", "run_on_tabular",
-           "run_on_env", "ExecutedMixture", "verify_on_env"]
+           "LearnedSafeMixture"]
 
 
 def _lipschitz_constant(gamma: float) -> float:
@@ -335,83 +335,54 @@ class SafeMixtureMethod:
         return run_on_tabular(algorithm, training, cmdp, horizon, seed=np.random.default_rng(seed))
 
 
-def run_on_env(algorithm: SafeMixture, policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,
-               gamma: float, horizon: int, seed: int = 0) -> list[Proposal]:
-    """Run ``algorithm`` for its ``K`` episodes through a Gymnasium ``env`` set to ``task``: each episode draws
-    ``pi_l`` with probability ``alpha`` (else ``pi_s``) once, at its start, and runs it for at most ``horizon``
-    steps. ``policies[l]`` is ``pi_l`` (anything with ``act``). Returns the proposal of every episode.
-
-    ``seed`` fixes the mixture draws, the env resets and (for policies with ``reseed``) the actions. The reset seeds
-    are distinct draws from ``[2^30, 2^31)``, apart from the ``seed, seed + 1, ...`` of :func:`verify_on_env`."""
-    mixture_stream, reset_stream, *policy_streams = np.random.SeedSequence(seed).spawn(3 + len(policies))
-    for policy, stream in zip([*policies, safe_policy], policy_streams):
-        if hasattr(policy, "reseed"):
-            policy.reseed(np.random.default_rng(stream))
-    rng = np.random.default_rng(mixture_stream)
-    reset_seeds = 2**30 + np.random.default_rng(reset_stream).choice(2**30, size=algorithm.n_episodes, replace=False)
-    proposals = []
-    for reset_seed in reset_seeds.tolist():
-        proposal = algorithm.propose()
-        policy = (policies[proposal.candidate]
-                  if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
-        algorithm.observe(*rollout_returns(env, policy, task, gamma, horizon, reset_seed))
-        proposals.append(proposal)
-    return proposals
-
-
 @dataclasses.dataclass(frozen=True)
-class ExecutedMixture:
-    """One mixture a run executed, with Monte Carlo values whose intervals hold simultaneously for every mixture of
-    the run at the stated confidence."""
+class LearnedSafeMixture:
+    """Algorithm 2 (``mixture=False``: PCE's Algorithm 4) over a cover of learned policies, under the meta-test
+    protocol on any env (:class:`~cmdp_envs.meta.test_time.TestTimeMethod`, run by
+    :func:`~cmdp_envs.meta.test_time.meta_test`).
 
-    candidate: int | None
-    alpha: float
-    episodes: int
-    reward: ValueEstimate
-    cost: ValueEstimate
-    cost_limit: float
-
-    @property
-    def verified_feasible(self) -> bool:
-        """The upper end of the cost interval meets the limit."""
-        return self.cost.upper_bound <= self.cost_limit
-
-
-def verify_on_env(proposals: Sequence[Proposal], policies: Sequence[Any], safe_policy: Any, env: Any, task: Any,
-                  gamma: float, horizon: int, n_episodes: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> list[ExecutedMixture]:
-    """Monte Carlo safety check of every mixture in ``proposals`` (as returned by :func:`run_on_env`) on ``task``.
-
-    An episode-level mixture's values are the weighted values of its members, so each member that was executed
-    (``pi_s`` and every candidate with ``alpha > 0``) is rolled out ``n_episodes`` times with reset seeds
-    ``seed, seed + 1, ...`` (below ``2^30``, so apart from :func:`run_on_env`'s: the check uses fresh randomness).
-    Each member has a reward and a cost interval, each at confidence ``1 - (1 - confidence) / (2 members)``
-    (Bonferroni); then all of them, and so every mixture's, hold together with probability at least ``confidence``,
-    up to the normal approximation of :func:`~cmdp_envs.meta.estimators.monte_carlo_values`.
+    On each held-out task a fresh :class:`SafeMixture` over ``training``'s ``Û`` runs the run's budget ``K`` of
+    whole episodes: each draws ``pi_l`` with probability ``alpha`` (else ``pi_s``) once, at its start, and the
+    episode's discounted return and cost (the family's discount and cost discount, as the oracles valued the cover)
+    go to :meth:`SafeMixture.observe`. Each mixture is declared to the run as an
+    :class:`~cmdp_envs.meta.test_time.EpisodeMixture` labelled with its candidate (``None`` for ``pi_s`` alone) and
+    ``alpha``, so the protocol's check runs the mixture itself. ``env_kwargs`` are the cover's envs' (the oracles' ``env_kwargs``): its values
+    are for whole episodes of those envs.
     """
-    if not 0 <= seed <= 2**30 - n_episodes:
-        raise ValueError(f"seed must be in [0, 2^30 - n_episodes] to stay apart from the run's resets, got {seed}")
-    executed: dict[tuple[int | None, float], int] = {}
-    for proposal in proposals:
-        key = (proposal.candidate if proposal.alpha > 0 else None, proposal.alpha)
-        executed[key] = executed.get(key, 0) + 1
-    members = sorted({candidate for candidate, _ in executed if candidate is not None})
-    member_confidence = 1 - (1 - confidence) / (2 * (len(members) + 1))
-    values = {}
-    for index, member in enumerate([None, *members]):
-        policy = policies[member] if member is not None else safe_policy
-        if hasattr(policy, "reseed"):
-            policy.reseed(np.random.default_rng([seed, index]))
-        values[member] = monte_carlo_values(env, policy, task, gamma, n_episodes, horizon, member_confidence, seed)
 
-    def mix(index: int, candidate: int | None, alpha: float) -> ValueEstimate:
-        safe = values[None][index]
-        if candidate is None:
-            return ValueEstimate(safe.value, safe.half_width, confidence)
-        own = values[candidate][index]
-        return ValueEstimate(alpha * own.value + (1 - alpha) * safe.value,
-                             alpha * own.half_width + (1 - alpha) * safe.half_width, confidence)
+    name: str
+    training: CoveringResult
+    constants: Constants
+    mixture: bool = True
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    return [ExecutedMixture(candidate, alpha, count, mix(0, candidate, alpha), mix(1, candidate, alpha),
-                            task.cost_limit)
-            for (candidate, alpha), count in executed.items()]
+    def adapt(self, run: Any) -> None:
+        from cmdp_envs.meta.test_time import EpisodeMixture
+
+        family = run.family
+        algorithm = SafeMixture(self.training.policy_values, run.cost_limit, family.gamma, run.budget, self.constants,
+                                mixture=self.mixture)
+        candidates = [entry.policy for entry in self.training.policy_values]
+        safe_policy = self.training.safe_policy
+        draws, *streams = np.random.SeedSequence(run.seed).spawn(2 + len(candidates))
+        for policy, stream in zip([*candidates, safe_policy], streams):
+            if hasattr(policy, "reseed"):
+                policy.reseed(np.random.default_rng(stream))
+        rng = np.random.default_rng(draws)
+        env = run.make_env()
+        horizon = env.spec.max_episode_steps
+        declared = None
+        for episode in range(run.budget):
+            proposal = algorithm.propose()
+            # The executed mixture: pi_s alone whatever the candidate while alpha = 0.
+            mixture = (proposal.candidate if proposal.alpha > 0 else None, proposal.alpha)
+            if mixture != declared:
+                declared = mixture
+                members, weights = (safe_policy,), (1.0,)
+                if mixture[0] is not None:
+                    members, weights = (candidates[mixture[0]], safe_policy), (proposal.alpha, 1 - proposal.alpha)
+                run.executing(EpisodeMixture(members, weights, {"candidate": mixture[0], "alpha": proposal.alpha}))
+            policy = (candidates[proposal.candidate]
+                      if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
+            algorithm.observe(*rollout_returns(env, policy, run.task, family.gamma, horizon, run.seed + episode,
+                                               cost_gamma=family.cost_discount))

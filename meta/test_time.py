@@ -14,12 +14,18 @@ all on the record, and :func:`meta_test` measures every method the same way:
   (Bonferroni) under the normal approximation. A policy is *verified* when its interval's upper end meets the limit,
   and *infeasible* when its lower end exceeds it.
 
+A declared policy is either an :class:`~cmdp_envs.meta.cmaml.Actor` that may go on learning (its parameters are
+copied when declared) or a policy that does not learn, kept as it is: anything with ``act(observation)`` (and
+``reseed``, for a reproducible check), or an :class:`EpisodeMixture` of such policies, which draws one of them at
+the start of every episode.
+
 Every policy that ran a single step is checked. An episode during which the declared policy changed (a learner that
 updates mid-episode) is counted as ``straddling``: it is in no policy's observed means, and no single policy's
 check covers it.
 
 Methods here: :class:`LearnerFineTuning` (the constrained learner from a start, the C-MAML paper's test) and
-:class:`NeuralSafeAdaptation` (Xu & Zhu's safe adaptation step on a neural policy).
+:class:`NeuralSafeAdaptation` (Xu & Zhu's safe adaptation step on a neural policy);
+:class:`~cmdp_envs.meta.safe_mixture.LearnedSafeMixture` (covering + safe mixture over learned policies) is one too.
 """
 
 from __future__ import annotations
@@ -38,12 +44,33 @@ from cmdp_envs.meta.executors import spawn_seeds
 from cmdp_envs.task import Task, TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["TestTimeMethod", "TestRun", "BudgetExceeded", "ExecutedPolicy", "TestResult", "meta_test", "LearnerFineTuning",
-           "NeuralSafeAdaptation"]
+__all__ = ["TestTimeMethod", "TestRun", "BudgetExceeded", "EpisodeMixture", "ExecutedPolicy", "TestResult", "meta_test",
+           "LearnerFineTuning", "NeuralSafeAdaptation"]
 
 
 class BudgetExceeded(RuntimeError):
     """A method started more episodes than its run allows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeMixture:
+    """The randomised policy that runs ``policies[i]`` for a whole episode with probability ``weights[i]``, drawn at
+    the episode's start. ``label`` describes it in results (e.g. a safe mixture's candidate and ``alpha``)."""
+
+    policies: tuple[Any, ...]
+    weights: tuple[float, ...]
+    label: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        weights = np.asarray(self.weights, dtype=float)
+        if (len(self.policies) != len(weights) or not len(weights) or np.any(weights < 0)
+                or not np.isclose(weights.sum(), 1.0)):
+            raise ValueError(f"need one weight per policy, non-negative and summing to 1; got {self.weights} for "
+                             f"{len(self.policies)} policies")
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        """The policy of one episode."""
+        return self.policies[int(rng.choice(len(self.policies), p=np.asarray(self.weights) / sum(self.weights)))]
 
 
 class TestTimeMethod(Protocol):
@@ -68,9 +95,10 @@ class TestRun:
         self.budget = check_count("budget", budget, minimum=1)
         self.seed = check_count("seed", seed)
         self.env_kwargs = dict(env_kwargs or {})
-        #: The policies declared, in order, as their parameter vectors ``theta`` (copies), and an actor of their
-        #: architecture to load them into for the check.
-        self.policies: list[np.ndarray] = []
+        #: The policies declared, in order: a learning actor's parameter vector ``theta`` (a copy), or a policy
+        #: that does not learn as it is; and an actor of the learning ones' architecture to load them into for the
+        #: check.
+        self.policies: list[Any] = []
         self.actor: Actor | None = None
         #: Every finished episode: ``(policy index, undiscounted return, cost, straddling)``.
         self.episodes: list[tuple[int, float, float, bool]] = []
@@ -82,11 +110,17 @@ class TestRun:
     def cost_limit(self) -> float:
         return self.task.cost_limit
 
-    def executing(self, actor: Actor) -> None:
-        """``actor`` runs the episodes that start from now on (a copy of its parameters is kept, so later training
-        does not change what is checked)."""
-        self.policies.append(actor_theta(actor))
-        self.actor = actor
+    def executing(self, policy: Any) -> None:
+        """``policy`` runs the episodes that start from now on: an :class:`~cmdp_envs.meta.cmaml.Actor` (a copy of
+        its parameters is kept, so later training does not change what is checked), or a policy that does not learn
+        (see the module docstring)."""
+        if hasattr(policy, "parameters"):
+            self.policies.append(actor_theta(policy))
+            self.actor = policy
+        elif hasattr(policy, "act") or isinstance(policy, EpisodeMixture):
+            self.policies.append(policy)
+        else:
+            raise TypeError(f"a policy is an Actor (with parameters()) or has act(observation); got {policy!r}")
 
     def make_env(self) -> gym.Env:
         """A fresh env of the family, fixed on the task, recording every episode into this run."""
@@ -139,6 +173,8 @@ class ExecutedPolicy:
     return_: ValueEstimate
     cost: ValueEstimate
     cost_limit: float
+    #: An :class:`EpisodeMixture`'s ``label`` (empty for other policies).
+    label: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -190,7 +226,8 @@ class TestResult:
                               "return": p.return_.value,
                               "return_half_width": p.return_.half_width, "cost": p.cost.value,
                               "cost_half_width": p.cost.half_width, "verified": p.verified,
-                              "infeasible": p.infeasible} for p in self.executed]}
+                              "infeasible": p.infeasible, **({"label": p.label} if p.label else {})}
+                             for p in self.executed]}
 
 
 def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task], budget: int, seed: int,
@@ -224,15 +261,21 @@ def meta_test(method: TestTimeMethod, family: TaskFamily, tasks: Sequence[Task],
         envs = rollout_envs(family, task, n_check_episodes, **run.env_kwargs)
         executed = []
         for index in executed_indices:
-            load_actor(run.actor, run.policies[index])
+            policy, check_seed_of_policy = run.policies[index], int(check_seed) + index * n_check_episodes
+            if isinstance(policy, np.ndarray):
+                load_actor(run.actor, policy)
+                actor: Any = run.actor
+            else:
+                actor = _FixedPolicyActor(policy, envs.num_envs, check_seed_of_policy)
             with _one_thread():
-                episodes = collect_episodes(run.actor, envs, task, int(check_seed) + index * n_check_episodes)
+                episodes = collect_episodes(actor, envs, task, check_seed_of_policy)
             checked_returns = episodes.returns(1.0, "rewards")
             checked_costs = episodes.returns(family.cost_discount, "costs")
             ran = (indices == index) & ~straddling  # the episodes this policy ran alone
             observed = (float(returns[ran].mean()), float(costs[ran].mean())) if ran.any() else (math.nan, math.nan)
             executed.append(ExecutedPolicy(index, int(ran.sum()), *observed, estimate(checked_returns),
-                                           estimate(checked_costs), task.cost_limit))
+                                           estimate(checked_costs), task.cost_limit,
+                                           dict(policy.label) if isinstance(policy, EpisodeMixture) else {}))
         envs.close()
         position = {index: rank for rank, index in enumerate(executed_indices)}
         results.append(TestResult(method.name, task, task.cost_limit, budget, returns, costs,
@@ -302,6 +345,21 @@ class NeuralSafeAdaptation:
             run.executing(network.actor)
             network = neural_adaptation_step(network, env, config, seed=run.seed + 1000 * step,
                                              cost_limit=run.cost_limit).network
+
+
+class _FixedPolicyActor:
+    """A policy that does not learn, on the check's lockstep vector env: row ``e`` is one episode, run by the
+    policy itself or, for an :class:`EpisodeMixture`, by a member drawn for it; action draws come from ``seed``."""
+
+    def __init__(self, policy: Any, n_episodes: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self._rows = [policy.draw(rng) if isinstance(policy, EpisodeMixture) else policy for _ in range(n_episodes)]
+        for index, member in enumerate({id(member): member for member in self._rows}.values()):
+            if hasattr(member, "reseed"):
+                member.reseed(np.random.default_rng([seed, index]))
+
+    def sample(self, observations: np.ndarray) -> np.ndarray:
+        return np.array([member.act(observation) for member, observation in zip(self._rows, observations)])
 
 
 def _check_env_kwargs(method: Any, run: TestRun) -> None:

@@ -18,6 +18,7 @@ from cmdp_envs.meta.inner_loops import SB3InnerLoop  # noqa: E402
 from cmdp_envs.meta.safe_adaptation.neural_step import NeuralAdaptationConfig  # noqa: E402
 from cmdp_envs.meta.test_time import (  # noqa: E402
     BudgetExceeded,
+    EpisodeMixture,
     LearnerFineTuning,
     NeuralSafeAdaptation,
     TestRun,
@@ -75,6 +76,12 @@ def test_the_protocol_refuses_undeclared_policies_and_episodes_over_budget():
     assert len(run.episodes) == 1 and run.episodes[0][0] == 0
     with pytest.raises(BudgetExceeded):
         meta_test(LearnerFineTuning("random", INNER, None, updates=3), FAMILY, [FAMILY.default_task], budget=5, seed=0)
+    with pytest.raises(TypeError, match="act\\(observation\\)"):
+        run.executing(object())
+    with pytest.raises(ValueError, match="summing to 1"):
+        EpisodeMixture((object(), object()), (0.5, 0.6))
+    with pytest.raises(ValueError, match="one weight per policy"):
+        EpisodeMixture((object(),), (0.5, 0.5))
     with pytest.raises(ValueError, match="leave meta_test's env_kwargs out"):
         meta_test(LearnerFineTuning("random", INNER, None, updates=1), FAMILY, [FAMILY.default_task], budget=2, seed=0,
                   env_kwargs={})

@@ -2,7 +2,6 @@
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -12,7 +11,6 @@ from cmdp_envs.meta.safe_mixture import (
     PaperConstants,
     PracticalConstants,
     SafeMixture,
-    run_on_env,
     run_on_tabular,
 )
 from cmdp_envs.tabular import evaluate_policy, solve_cmdp
@@ -195,45 +193,32 @@ def test_paper_constants_execute_only_the_safe_policy(paper_family, small_coveri
     assert test_run.violating_policies == 0
 
 
-def test_env_driver_runs_through_gymnasium(paper_family, small_covering):
-    env = gym.make("cmdp_envs/GridWorld-v0")
-    task = paper_family.task(noise=0.3)
-    constants = PracticalConstants(min_episodes=20, raise_min=20, raise_max=20)
-    algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 60, constants)
-    proposals = run_on_env(algorithm, [entry.policy for entry in small_covering.policy_values],
-                           small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
-    assert len(proposals) == 60 and algorithm.k == 60
-    assert proposals[0].alpha == 0.0 and max(p.alpha for p in proposals) > 0
-    again = run_on_env(SafeMixture(small_covering.policy_values, 1.5, 0.9, 60, constants),
-                       [entry.policy for entry in small_covering.policy_values], small_covering.safe_policy, env,
-                       task, gamma=0.9, horizon=60, seed=0)
-    assert again == proposals, "the same seed gives the same run"
+@pytest.mark.slow
+def test_the_safe_mixture_under_the_meta_test_protocol(paper_family, small_covering):
+    """LearnedSafeMixture runs Algorithm 2 through the protocol's recording envs: K whole episodes, each mixture
+    declared (labelled with its candidate and alpha) before it runs, pi_s alone first; the same seed repeats the
+    run. The protocol's Monte Carlo check of each executed mixture covers its exact discounted cost, the mixture of
+    its members' exact costs."""
+    from cmdp_envs.meta.safe_mixture import LearnedSafeMixture
+    from cmdp_envs.meta.test_time import meta_test
 
-
-def test_monte_carlo_verification_covers_the_exact_values(paper_family, small_covering):
-    from cmdp_envs.meta.safe_mixture import verify_on_env
-
-    env = gym.make("cmdp_envs/GridWorld-v0")
     task = paper_family.task(noise=0.3)
     cmdp = paper_family.tabular(task)
-    constants = PracticalConstants(min_episodes=20, raise_min=20, raise_max=20)
-    algorithm = SafeMixture(small_covering.policy_values, 1.5, 0.9, 80, constants)
-    policies = [entry.policy for entry in small_covering.policy_values]
-    proposals = run_on_env(algorithm, policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60, seed=0)
-    checks = verify_on_env(proposals, policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60,
-                           n_episodes=400, confidence=0.99, seed=5)
-    assert sum(check.episodes for check in checks) == 80 and len(checks) > 1
-    safe_values = np.array(evaluate_policy(cmdp, small_covering.safe_policy.probabilities))
-    for check in checks:
-        exact = (1 - check.alpha) * safe_values
-        if check.candidate is not None:
-            exact = exact + check.alpha * np.array(evaluate_policy(cmdp, policies[check.candidate].probabilities))
+    method = LearnedSafeMixture("safe_mixture", small_covering, PracticalConstants(min_episodes=20, raise_min=20,
+                                                                                   raise_max=20))
+    (result,), (again,) = (meta_test(method, paper_family, [task], budget=80, seed=0, n_check_episodes=400,
+                                     confidence=0.99) for _ in range(2))
+    np.testing.assert_array_equal(result.costs, again.costs)
+    assert len(result.returns) == 80 and result.unfinished == 0 and result.straddling == 0
+    labels = [check.label for check in result.executed]
+    assert labels[0] == {"candidate": None, "alpha": 0.0} and max(label["alpha"] for label in labels) > 0
+    assert len({(label["candidate"], label["alpha"]) for label in labels}) == len(labels), "one entry per mixture"
+    assert sum(check.episodes for check in result.executed) == 80
+    safe_cost = evaluate_policy(cmdp, small_covering.safe_policy.probabilities)[1]
+    for check in result.executed:
+        exact = (1 - check.label["alpha"]) * safe_cost
+        if check.label["alpha"] > 0:
+            candidate = small_covering.policy_values[check.label["candidate"]].policy
+            exact += check.label["alpha"] * evaluate_policy(cmdp, candidate.probabilities)[1]
         assert check.cost.confidence == 0.99
-        # A 60-step horizon truncates at most 0.9^60 * 100 ≈ 0.2 of the reward value; costs end sooner.
-        assert abs(check.reward.value - exact[0]) <= check.reward.half_width + 0.2
-        assert abs(check.cost.value - exact[1]) <= check.cost.half_width + 0.02
-    # Each of the 2 (members) intervals is at 1 - 0.01 / (2 members): wider than a lone 99% interval.
-    alone = verify_on_env([proposals[0]], policies, small_covering.safe_policy, env, task, gamma=0.9, horizon=60,
-                          n_episodes=400, confidence=0.99, seed=5)[0]
-    assert checks[0].cost.half_width > alone.cost.half_width
-    assert checks[0].cost.value == alone.cost.value, "members are reseeded: the same seed gives the same rollouts"
+        assert abs(check.cost.value - exact) <= check.cost.half_width + 1e-3  # 200-step episodes: 0.9^200 truncation

@@ -11,7 +11,6 @@ from cmdp_envs.tabular import (
     EpisodeSampler,
     InfeasibleCMDPError,
     TabularCMDP,
-    cmdp_distance,
     evaluate_policy,
     minimum_cost_value,
     safest_actions,
