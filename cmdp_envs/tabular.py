@@ -1,5 +1,5 @@
-"""Exact tools for tabular CMDPs: policy evaluation, the occupancy-measure LP, the CMDP distance, and a batched
-episode sampler.
+"""Exact tools for tabular CMDPs: policy evaluation, the occupancy-measure LP, the entropy-regularised primal-dual
+solver, the CMDP distance, and a batched episode sampler.
 
 Conventions (SPECS.md): values are discounted sums from the initial distribution, not normalised by ``1 - gamma``:
 ``J_r(pi) = E[sum_t gamma^t r(s_t, a_t)]`` and ``J_c`` likewise; a policy is feasible when ``J_c <= cost_limit``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -24,6 +25,8 @@ __all__ = [
     "evaluate_policy",
     "value_functions",
     "solve_cmdp",
+    "RegularisedCMDPSolution",
+    "solve_regularised_cmdp",
     "minimum_cost_value",
     "safest_actions",
     "cmdp_distance",
@@ -278,6 +281,100 @@ def solve_cmdp(cmdp: TabularCMDP) -> CMDPSolution:
         if cost_value <= cmdp.cost_limit:
             return CMDPSolution(policy=policy, reward_value=reward_value, cost_value=cost_value, occupancy=occupancy)
     raise InfeasibleCMDPError(cmdp.cost_limit, minimum_cost_value(cmdp))
+
+
+@dataclasses.dataclass(frozen=True)
+class RegularisedCMDPSolution:
+    """The last iterate of :func:`solve_regularised_cmdp`: its policy, the exact (unregularised) values of that
+    policy, and the multiplier ``u``. ``feasible`` says whether the policy meets the limit exactly; on a task with no
+    feasible policy the method still returns its last iterate, which ``feasible`` then marks."""
+
+    policy: np.ndarray
+    reward_value: float
+    cost_value: float
+    multiplier: float
+    cost_limit: float
+
+    @property
+    def feasible(self) -> bool:
+        return self.cost_value <= self.cost_limit
+
+
+def _entropy(policy: np.ndarray) -> np.ndarray:
+    """Per-state entropy (natural log, ``0 log 0 = 0``)."""
+    positive = policy > 0
+    return -np.sum(np.where(positive, policy * np.log(np.where(positive, policy, 1.0)), 0.0), axis=1)
+
+
+def _bellman_sweeps(values: np.ndarray, operator: Any, sweeps: int, tolerance: float) -> np.ndarray:
+    """Apply ``operator`` from ``values`` until a sweep moves no value by more than ``tolerance``, at most
+    ``sweeps`` times."""
+    for _ in range(sweeps):
+        updated = operator(values)
+        change = np.abs(updated - values).max()
+        values = updated
+        if change <= tolerance:
+            break
+    return values
+
+
+def solve_regularised_cmdp(cmdp: TabularCMDP, entropy_weight: float = 0.1, dual_step: float = 0.1,
+                           iterations: int = 10_000, primal_step: float | None = None, evaluation_sweeps: int = 50,
+                           evaluation_tolerance: float = 1e-5) -> RegularisedCMDPSolution:
+    """The entropy-regularised primal-dual method that the covering + safe mixture authors' gridworld code uses for
+    every "optimal" policy (SPECS.md): alternating gradient descent-ascent on the Lagrangian of
+    ``max J_r + entropy_weight H(pi) s.t. J_c <= d``.
+
+    From ``pi_0 = softmax(r / beta)`` (``beta = entropy_weight``), ``u_0 = 0`` and zero value estimates, each
+    iteration:
+
+    1. evaluates the soft value ``V`` of ``pi`` for the reward ``r - u c`` (the entropy bonus ``beta H(pi(.|s))``
+       added per state) by Bellman sweeps warm-started from the last estimate (at most ``evaluation_sweeps``,
+       stopping once a sweep moves no value by more than ``evaluation_tolerance``);
+    2. takes the entropy-regularised natural policy gradient step of size ``eta`` (``primal_step``, default
+       ``(1 - gamma) / beta``, at which the step is soft policy iteration, ``pi <- softmax(Q / beta)``):
+       ``pi <- pi^(1 - eta beta / (1 - gamma)) exp(eta Q / (1 - gamma))``, normalised, with
+       ``Q = r - u c + gamma P V``;
+    3. evaluates the cost value ``V_c`` of the new policy the same way and takes the projected dual step
+       ``u <- max(0, u + dual_step (mu V_c - d))``.
+
+    The last iterate is returned, with its exact values (the linear solve, not the sweeps' estimates). As
+    ``beta -> 0`` (with enough iterations) it tends to an optimum of the unregularised LP (:func:`solve_cmdp`); at
+    ``beta > 0`` its policy keeps every action's probability positive wherever ``Q`` allows, and its cost oscillates
+    around the limit as the multiplier settles, so it may end a hair above it (``feasible`` tells).
+    """
+    beta = check_number("entropy_weight", entropy_weight, 0.0, low_open=True)
+    dual_step = check_number("dual_step", dual_step, 0.0)
+    iterations = check_count("iterations", iterations, minimum=1)
+    gamma = cmdp.gamma
+    eta = (1 - gamma) / beta if primal_step is None else check_number("primal_step", primal_step, 0.0,
+                                                                     low_open=True)
+    sweeps = check_count("evaluation_sweeps", evaluation_sweeps, minimum=1)
+    tolerance = check_number("evaluation_tolerance", evaluation_tolerance, 0.0)
+    keep = 1 - eta * beta / (1 - gamma)  # the exponent on the old policy: 0 for soft policy iteration
+
+    def softmax(logits: np.ndarray) -> np.ndarray:
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    policy = softmax(cmdp.r / beta)
+    value, cost_value, multiplier = np.zeros(cmdp.n_states), np.zeros(cmdp.n_states), 0.0
+    for _ in range(iterations):
+        reward = cmdp.r - multiplier * cmdp.c
+        bonus = beta * _entropy(policy)
+        value = _bellman_sweeps(value, lambda v, p=policy, x=reward, h=bonus:
+                                np.sum(p * (x + gamma * cmdp.P @ v), axis=1) + h, sweeps, tolerance)
+        q = reward + gamma * cmdp.P @ value
+        logits = eta * (q - q.max(axis=1, keepdims=True)) / (1 - gamma)
+        if keep != 0:  # (with keep = 0 the old policy drops out, zeros included)
+            with np.errstate(divide="ignore"):  # a zero probability stays zero
+                logits = logits + keep * np.log(policy)
+        policy = softmax(logits)
+        cost_value = _bellman_sweeps(cost_value, lambda w, p=policy: np.sum(p * (cmdp.c + gamma * cmdp.P @ w),
+                                                                             axis=1), sweeps, tolerance)
+        multiplier = max(0.0, multiplier + dual_step * (float(cmdp.mu @ cost_value) - cmdp.cost_limit))
+    reward_value, exact_cost = evaluate_policy(cmdp, policy)
+    return RegularisedCMDPSolution(policy, reward_value, exact_cost, multiplier, cmdp.cost_limit)
 
 
 def _total_variation(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:

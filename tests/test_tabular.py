@@ -1,5 +1,7 @@
-"""Exact evaluation, the occupancy-measure LP, the CMDP distance and the batched sampler."""
+"""Exact evaluation, the occupancy-measure LP, the entropy-regularised solver, the CMDP distance and the batched
+sampler."""
 
+import dataclasses
 import itertools
 
 import gymnasium as gym
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS
 from cmdp_envs.tabular import (
     EpisodeSampler,
     InfeasibleCMDPError,
@@ -16,6 +19,7 @@ from cmdp_envs.tabular import (
     safest_actions,
     sample_episodes,
     solve_cmdp,
+    solve_regularised_cmdp,
     value_functions,
 )
 
@@ -235,6 +239,35 @@ def test_cmdp_arrays_are_read_only():
     cmdp = two_state_cmdp()
     with pytest.raises(ValueError):
         cmdp.P[0, 0, 0] = 0.5
+
+
+def test_regularised_solver_reproduces_the_authors_safe_policy(paper_family):
+    """The covering + safe mixture authors' pi_s (SPECS): their primal-dual method on the noise-0.4 task gives
+    J_r = 44.92 and J_c = 1.500 there, and costs 0.72-1.16 on the ten test tasks of Figure 2."""
+    solution = solve_regularised_cmdp(paper_family.tabular(paper_family.task(noise=0.4)))
+    assert solution.reward_value == pytest.approx(44.915, abs=1e-3)
+    assert solution.cost_value == pytest.approx(1.5, abs=1e-9) and solution.multiplier > 0
+    test_costs = [evaluate_policy(paper_family.tabular(paper_family.task(noise=noise)), solution.policy)[1]
+                  for noise in PAPER_TEST_NOISE_LEVELS]
+    assert min(test_costs) == pytest.approx(0.715, abs=1e-3) and max(test_costs) == pytest.approx(1.157, abs=1e-3)
+    assert np.all(solution.policy > 0) and np.allclose(solution.policy.sum(axis=1), 1.0)
+
+
+def test_regularised_solver_tends_to_the_lp_optimum_and_reports_infeasibility(paper_family):
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    optimum = solve_cmdp(cmdp).reward_value
+    gaps = [optimum - solve_regularised_cmdp(cmdp, entropy_weight=beta, iterations=2000).reward_value
+            for beta in (0.1, 0.03, 0.01)]
+    assert gaps[0] > gaps[1] > abs(gaps[2]) and abs(gaps[2]) < 1e-6, gaps
+    # No policy meets this limit: the method still returns its last iterate, marked infeasible, with the multiplier
+    # driven up and the cost pushed towards the smallest achievable.
+    smallest = minimum_cost_value(cmdp)
+    infeasible = dataclasses.replace(cmdp, cost_limit=smallest / 2)
+    solution = solve_regularised_cmdp(infeasible, iterations=500)
+    assert not solution.feasible and solution.multiplier > 10
+    assert solution.cost_value < evaluate_policy(cmdp, solve_regularised_cmdp(cmdp, iterations=500).policy)[1]
+    with pytest.raises(ValueError, match="entropy_weight"):
+        solve_regularised_cmdp(cmdp, entropy_weight=0.0)
 
 
 def test_distance(paper_family, varied_family):
