@@ -22,7 +22,8 @@ Two constant settings, and every result names the one it used (``constants.name`
   raise needs millions of episodes, so the faithful setting executes ``pi_s`` throughout: safe, and exactly as
   conservative as the theory.
 * :class:`PracticalConstants`: the radii, raise schedule and weight recursion hand-tuned in the authors' gridworld
-  code (SPECS.md), with ``pi_s``'s samples pooled across candidates while ``m = 0``.
+  code (SPECS.md), with ``pi_s``'s samples pooled across candidates while ``m = 0``, either with the authors' exact
+  bookkeeping (each phase counts its own episodes) or a pooled variant (``bookkeeping``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,6 +65,7 @@ class PaperConstants:
     name = "paper"
     #: Eq. 5's radii hold for the samples of one phase only.
     pools_safe_policy_samples = False
+    counts_phase_episodes = True
 
     def __post_init__(self) -> None:
         if not (self.eps > 0 and 0 < self.delta < 1 and self.value_range > 0):
@@ -72,7 +74,7 @@ class PaperConstants:
     def _log_term(self, n_episodes: int) -> float:
         return math.log(4 * n_episodes / self.delta)
 
-    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool) -> tuple[float, float]:
+    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool, counted: int) -> tuple[float, float]:
         """Eq. 5: ``beta_n = R (sqrt(2 ln(4K/delta) / (n (1-gamma)^2)) + eps (L + 1))``, for reward and margin."""
         beta = self.value_range * (math.sqrt(2 * self._log_term(n_episodes) / (n * (1 - gamma) ** 2))
                                    + self.eps * (_lipschitz_constant(gamma) + 1))
@@ -111,6 +113,16 @@ class PracticalConstants:
     raise_min), raise_max)``, while ``m <= log_{2/3} eps`` (``floor(log_{2/3} eps) + 1`` raises), by
     ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c + 2)`` and
     ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
+
+    ``bookkeeping`` says which samples and counts those rules read while ``pi_s`` runs alone (``m = 0``):
+
+    * ``"authors"`` (their code, exactly): the first candidate compares its own phase's samples (cost radius from
+      ``cost_scale``); every later candidate compares ``pi_s``'s samples pooled over all ``m = 0`` phases so far
+      (cost radius from ``pooled_cost_scale``, ``n`` the pool's size); but the minimum of ``min_episodes`` and the
+      raise count the current phase's own episodes, so every phase runs at least ``min_episodes`` episodes before it
+      can eliminate and ``raise_min`` before it can raise.
+    * ``"pooled"``: the pooled samples from the first candidate on, and the pool's size gates elimination and
+      raising too, so a later candidate can be eliminated or raised after one episode of its own.
     """
 
     eps: float = 0.01
@@ -123,7 +135,7 @@ class PracticalConstants:
     raise_scale: float = 100.0
     raise_min: int = 1000
     raise_max: int = 5200
-    name = "practical"
+    bookkeeping: Literal["authors", "pooled"] = "authors"
     #: The authors' code pools ``pi_s``'s samples on the test task while ``m = 0`` (every candidate's first phase
     #: runs ``pi_s`` alone), with the cost radius ``sqrt(pooled_cost_scale / n)``.
     pools_safe_policy_samples = True
@@ -132,9 +144,20 @@ class PracticalConstants:
         if not (self.eps > 0 and self.reward_lipschitz >= 0 and self.cost_lipschitz >= 0):
             raise ValueError(f"need eps > 0 and non-negative Lipschitz constants; got {self}")
         check_count("min_episodes", self.min_episodes, minimum=1)
+        if self.bookkeeping not in ("authors", "pooled"):
+            raise ValueError(f"bookkeeping must be 'authors' or 'pooled', got {self.bookkeeping!r}")
 
-    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool) -> tuple[float, float]:
-        if n < self.min_episodes:
+    @property
+    def name(self) -> str:
+        return "practical" if self.bookkeeping == "authors" else "practical_pooled"
+
+    @property
+    def counts_phase_episodes(self) -> bool:
+        """Whether the minimum episodes and the raise count the phase's own episodes (else the compared samples)."""
+        return self.bookkeeping == "authors"
+
+    def radii(self, n: int, n_episodes: int, gamma: float, pooled: bool, counted: int) -> tuple[float, float]:
+        if counted < self.min_episodes:
             return math.inf, math.inf
         cost_scale = self.pooled_cost_scale if pooled else self.cost_scale
         return (math.sqrt(self.reward_scale / n) + self.eps * self.reward_lipschitz,
@@ -238,6 +261,13 @@ class SafeMixture:
     def _uses_pool(self) -> bool:
         return self._pooled and self.m == 0
 
+    def _compared(self) -> tuple[np.ndarray, bool, float]:
+        """The samples the elimination test compares (``[episodes, sum R, sum margin]``: ``pi_s``'s pool or the
+        phase's), whether they are the pool, and the episode count that gates elimination and raising."""
+        pooled = self._uses_pool() and not (self.constants.counts_phase_episodes and self._position == 0)
+        compared = self._pool if pooled else self._sums
+        return compared, pooled, self._sums[0] if self.constants.counts_phase_episodes else compared[0]
+
     def episodes_before_change(self) -> int:
         """Episodes after which the proposal changes unless an elimination comes first (a block-size hint)."""
         proposal = self.propose()
@@ -246,8 +276,8 @@ class SafeMixture:
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
         if not math.isfinite(needed):
             return self.n_episodes
-        seen = self._pool[0] if self._uses_pool() else self._sums[0]
-        return int(max(1, min(self.n_episodes, math.ceil(needed + 2 - seen))))
+        counted = self._compared()[2]
+        return int(max(1, min(self.n_episodes, math.ceil(needed + 2 - counted))))
 
     # -- one episode ---------------------------------------------------------------------------------------------
     def observe(self, reward_return: float, cost_return: float) -> None:
@@ -264,9 +294,9 @@ class SafeMixture:
         self._sums += sample
         if self._uses_pool():
             self._pool += sample
-        n, reward_sum, margin_sum = self._pool if self._uses_pool() else self._sums
-        reward_radius, margin_radius = self.constants.radii(int(n), self.n_episodes, self.gamma,
-                                                            pooled=self._uses_pool())
+        (n, reward_sum, margin_sum), pooled, counted = self._compared()
+        reward_radius, margin_radius = self.constants.radii(int(n), self.n_episodes, self.gamma, pooled=pooled,
+                                                            counted=int(counted))
         if (abs(reward_sum / n - proposal.predicted_reward) > reward_radius
                 or abs(margin_sum / n - proposal.predicted_margin) > margin_radius):
             self.eliminated.append(proposal.candidate)  # Line 8-10
@@ -274,7 +304,7 @@ class SafeMixture:
             self._start_phase()
             return
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
-        if n - 2 >= needed and self.m < len(self._weights):  # Line 11-13 (m <= m(l): len(weights) = m(l) + 1)
+        if counted - 2 >= needed and self.m < len(self._weights):  # Line 11-13 (m <= m(l): len(weights) = m(l) + 1)
             self._start_phase(self.m + 1)
 
 

@@ -25,7 +25,7 @@ def test_paper_constants_follow_eq_5_to_7():
     paper = PaperConstants(eps=1e-5, delta=0.1, value_range=1.0)
     L = 1 / 0.1 + 2 * 0.9 / 0.01
     assert L == pytest.approx(190)
-    beta, _ = paper.radii(100, 1000, 0.9, pooled=False)
+    beta, _ = paper.radii(100, 1000, 0.9, pooled=False, counted=100)
     assert beta == pytest.approx(math.sqrt(2 * math.log(4000 / 0.1) / (100 * 0.01)) + 1e-5 * (L + 1))
     v = 1.0
     weights = paper.weights(v, 0.9)
@@ -37,7 +37,7 @@ def test_paper_constants_follow_eq_5_to_7():
     assert np.all(np.diff(weights) > 0) and weights[-1] == pytest.approx(1 - (4 * L + 9) * 1e-5 / v, abs=1e-3)
     # Every value term scales with the per-step range R.
     scaled = PaperConstants(eps=1e-5, delta=0.1, value_range=10.0)
-    assert scaled.radii(100, 1000, 0.9, pooled=False)[0] == pytest.approx(10 * beta)
+    assert scaled.radii(100, 1000, 0.9, pooled=False, counted=100)[0] == pytest.approx(10 * beta)
     assert scaled.weights(10 * v, 0.9) == pytest.approx(weights)
     # The gridworld's margins are far below 2 eps R (L + 2) at eps = 0.01: the faithful setting never mixes.
     assert PaperConstants(eps=0.01, value_range=10).weights(0.6, 0.9) == []
@@ -49,10 +49,10 @@ def test_paper_constants_follow_eq_5_to_7():
 
 def test_practical_constants_match_the_authors_schedule():
     practical = PracticalConstants()
-    assert practical.radii(999, 40_000, 0.9, pooled=False) == (math.inf, math.inf)
-    reward_radius, cost_radius = practical.radii(1000, 40_000, 0.9, pooled=False)
+    assert practical.radii(5000, 40_000, 0.9, pooled=True, counted=999) == (math.inf, math.inf)
+    reward_radius, cost_radius = practical.radii(1000, 40_000, 0.9, pooled=False, counted=1000)
     assert reward_radius == pytest.approx(math.sqrt(4) + 0.08) and cost_radius == pytest.approx(math.sqrt(0.3) + 0.01)
-    assert practical.radii(1500, 40_000, 0.9, pooled=True)[1] == pytest.approx(math.sqrt(0.1) + 0.01)
+    assert practical.radii(1500, 40_000, 0.9, pooled=True, counted=1000)[1] == pytest.approx(math.sqrt(0.1) + 0.01)
     assert practical.episodes_before_raise(0.5, 40_000, 0.9) == 1000
     assert practical.episodes_before_raise(0.2, 40_000, 0.9) == pytest.approx(2500)
     assert practical.episodes_before_raise(0.01, 40_000, 0.9) == 5200
@@ -85,8 +85,10 @@ def test_mixture_weight_rises_when_observations_agree_with_predictions():
 
 
 def test_elimination_and_pooled_safe_policy_samples():
+    """The pooled bookkeeping (the authors' is traced by hand below)."""
     U = [entry(50.0, 0.0, 45.0, 0.6), entry(52.0, 0.1, 44.0, 0.5)]
-    algorithm = SafeMixture(U, cost_limit=1.5, gamma=0.9, n_episodes=100_000, constants=PracticalConstants())
+    algorithm = SafeMixture(U, cost_limit=1.5, gamma=0.9, n_episodes=100_000,
+                            constants=PracticalConstants(bookkeeping="pooled"))
     feed(algorithm, 1002, 44.5, 0.55)  # pi_s, pooled: within both radii of candidate 1's prediction
     assert algorithm.m == 1
     feed(algorithm, 999, 20.0, 0.5)  # the mixture returns far less than predicted; no test before n = 1000
@@ -212,7 +214,7 @@ def test_the_safe_mixture_under_the_meta_test_protocol(paper_family, small_cover
     assert len(result.returns) == 80 and result.unfinished == 0 and result.straddling == 0
     labels = [check.label for check in result.executed]
     assert labels[0] == {"candidate": None, "alpha": 0.0} and max(label["alpha"] for label in labels) > 0
-    assert len({(label["candidate"], label["alpha"]) for label in labels}) == len(labels), "one entry per mixture"
+    assert all(a != b for a, b in zip(labels, labels[1:])), "a mixture is declared when it changes, not per phase"
     assert sum(check.episodes for check in result.executed) == 80
     safe_cost = evaluate_policy(cmdp, small_covering.safe_policy.probabilities)[1]
     for check in result.executed:
@@ -222,3 +224,42 @@ def test_the_safe_mixture_under_the_meta_test_protocol(paper_family, small_cover
             exact += check.label["alpha"] * evaluate_policy(cmdp, candidate.probabilities)[1]
         assert check.cost.confidence == 0.99
         assert abs(check.cost.value - exact) <= check.cost.half_width + 1e-3  # 200-step episodes: 0.9^200 truncation
+
+
+def test_the_authors_bookkeeping_against_a_hand_computed_trace():
+    """Two candidates (u = 10, then 5), pi_s's margin 1 on both, d = 1.5; radii sqrt(4/n) (a phase's own samples)
+    and sqrt(1/n) (pi_s's pool), at least 3 episodes of a phase before eliminating, 5 before raising; rewards always
+    as predicted. Worked by hand from the authors' code:
+
+    * phase A (candidate 0, alpha 0), margins 0.3, 0.3, 0.3, 1.7, 1.7: the running means miss 1 by 0.7, 0.35, 0.14,
+      inside sqrt(4/3), sqrt(4/4), sqrt(4/5); after the fifth episode alpha rises to 1/3;
+    * phase B (alpha 1/3, predicted margin 0.4/3 + 2/3 = 0.8), margins -2: eliminated at its third episode
+      (2.8 >= sqrt(4/3));
+    * phase C (candidate 1, alpha 0), margins 0: the pool of pi_s's eight samples has mean 4.3/8 = 0.5375, which
+      misses 1 by 0.4625 >= sqrt(1/8) at the phase's third episode: eliminated, and pi_s runs alone after.
+
+    With the pooled bookkeeping the first candidate is held to the pool's radius from the start, and phase A ends at
+    its third episode (0.7 >= sqrt(1/3))."""
+    values = (PolicyValue(None, None, 10.0, 0.4, 8.0, 1.0), PolicyValue(None, None, 5.0, 0.4, 8.0, 1.0))
+
+    def trace(bookkeeping, margins):
+        constants = PracticalConstants(eps=0.01, reward_lipschitz=0.0, cost_lipschitz=0.0, min_episodes=3,
+                                       reward_scale=1e6, cost_scale=4.0, pooled_cost_scale=1.0, raise_scale=0.0,
+                                       raise_min=3, raise_max=3, bookkeeping=bookkeeping)
+        algorithm = SafeMixture(values, 1.5, 0.9, 100, constants)
+        proposals = []
+        for margin in margins:
+            proposal = algorithm.propose()
+            proposals.append((proposal.candidate, round(proposal.alpha, 12)))
+            reward = proposal.predicted_reward if proposal.candidate is not None else 0.0  # pi_s alone: no test
+            algorithm.observe(reward, 1.5 - margin)
+        return proposals
+
+    margins = [0.3, 0.3, 0.3, 1.7, 1.7] + [-2.0] * 3 + [0.0] * 3 + [0.0]
+    third = round(1 / 3, 12)
+    assert trace("authors", margins) == [(0, 0.0)] * 5 + [(0, third)] * 3 + [(1, 0.0)] * 3 + [(None, 0.0)]
+    assert trace("pooled", margins)[:4] == [(0, 0.0)] * 3 + [(1, 0.0)]
+    assert PracticalConstants().name == "practical" and PracticalConstants(bookkeeping="pooled").name == (
+        "practical_pooled")
+    with pytest.raises(ValueError, match="bookkeeping"):
+        PracticalConstants(bookkeeping="mine")

@@ -96,12 +96,12 @@ def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
 
 #: name -> (test-time method, a one-line description for summary.json)
 METHODS: dict[str, tuple[MetaTestMethod, str]] = {
-    "safe_mixture": (SafeMixtureMethod(safe_mixture.PracticalConstants()),
-                     "Algorithm 2, practical constants of the authors' code"),
+    "safe_mixture": (SafeMixtureMethod(safe_mixture.PracticalConstants(bookkeeping="pooled")),
+                     "Algorithm 2, practical constants of the authors' code, pi_s's samples pooled"),
     "safe_mixture_paper_constants": (SafeMixtureMethod(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
                                                                                     value_range=10.0)),
                                      "Algorithm 2, Eq. 5-7 (range 10)"),
-    "unsafe_pce": (SafeMixtureMethod(safe_mixture.PracticalConstants(), mixture=False),
+    "unsafe_pce": (SafeMixtureMethod(safe_mixture.PracticalConstants(bookkeeping="pooled"), mixture=False),
                    "PCE testing phase (Algorithm 4): candidates run directly"),
     "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
     "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
