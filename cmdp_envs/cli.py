@@ -208,7 +208,10 @@ def command_compare(args: argparse.Namespace) -> None:
 def command_reproduce(args: argparse.Namespace) -> None:
     if args.experiment == "cmaml" and args.env not in gym.registry:
         raise CLIError(f"unknown environment id {args.env!r}; `cmdp-envs list` shows the registered ids")
-    out = _check_out(f"out/reproduce-{args.experiment}" if args.out is None else args.out)
+    if args.experiment == "cmaml" and args.setting is not None:
+        raise CLIError("--setting chooses a gridworld setting; reproduce cmaml has none")
+    default_out = f"out/reproduce-{args.experiment}" + ("-ours" if args.setting == "ours" else "")
+    out = _check_out(default_out if args.out is None else args.out)
     started = time.perf_counter()
     if args.experiment == "cmaml":
         from cmdp_envs.meta.reproduce import cmaml as experiment
@@ -219,7 +222,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     else:
         from cmdp_envs.meta.reproduce import gridworld as experiment
 
-        settings = {"seed": args.seed}
+        settings = {"seed": args.seed, "setting": args.setting or "authors"}
         written = ("summary.json", "figure2.png", "all_methods.png", "timings.json")
     try:
         config_class = experiment.ReproductionConfig
@@ -288,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "held-out tasks, 4 outer iterations, 3 fine-tuning updates, 50 checking episodes per policy")
     reproduce.add_argument("--out", help="output directory (default: out/reproduce-EXPERIMENT)")
     reproduce.add_argument("--seed", type=_count(0), default=0)
+    reproduce.add_argument("--setting", choices=["authors", "ours"],
+                           help="gridworld: the authors' code's policies, pi_s, cover and bookkeeping (default), or "
+                           "ours (LP policies, an exploring pi_s, a coarser cover, pooled bookkeeping); default DIR "
+                           "out/reproduce-gridworld-ours for ours")
     reproduce.add_argument("--env", default="cmdp_envs/PointGoalArc1-v0",
                            help="cmaml: the family (default: C-MAML's goal arc with hazards and a vase)")
     reproduce.add_argument("--inner", default="SB3-PPOLag",

@@ -14,7 +14,8 @@ STAY_FEASIBLE = ("safe_mixture_paper_constants", "safe_meta_rl_large_cost_kl", "
 @pytest.fixture
 def quick(monkeypatch):
     monkeypatch.setattr(gridworld.ReproductionConfig, "quick",
-                        classmethod(lambda cls, seed=0: cls(n_episodes=3000, seed=seed)))
+                        classmethod(lambda cls, seed=0, setting="authors": cls(setting=setting, n_episodes=3000,
+                                                                               seed=seed)))
 
 
 def method_stamps(out):
@@ -26,7 +27,8 @@ def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
     assert main(["reproduce", "gridworld", "--quick", "--out", str(tmp_path), "--seed", "1"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["methods"]) == set(gridworld.METHODS)
+    assert set(summary["methods"]) == set(gridworld.METHOD_NAMES)
+    assert summary["config"]["setting"] == "authors" and summary["training"]["cover_size"] >= 8
     assert summary["config"]["n_episodes"] == 3000 and summary["config"]["seed"] == 1
     methods = summary["methods"]
     for name, result in methods.items():
@@ -38,7 +40,6 @@ def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
     for name in STAY_FEASIBLE:
         assert methods[name]["violating_policies"] == 0 and methods[name]["max_cost_value"] <= 1.5, name
     assert methods["unsafe_pce"]["violating_policies"] > 0, "PCE runs infeasible candidates"
-    assert methods["safe_meta_rl"]["violating_policies"] > 0, "the paper's lambda_c = 0.2 is not safe here"
     # The mixture moves away from pi_s and so beats running pi_s alone (the paper constants' run).
     assert methods["safe_mixture"]["final_regret_mean"] < methods["safe_mixture_paper_constants"]["final_regret_mean"]
     for png in ("figure2.png", "all_methods.png"):
@@ -59,7 +60,7 @@ def test_reproduce_writes_summary_figures_and_resumes(tmp_path, capsys, quick):
 
 @pytest.mark.slow
 def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
-    config = gridworld.ReproductionConfig(n_episodes=10)
+    config = gridworld.ReproductionConfig(setting="ours", n_episodes=10)
     gridworld.run(tmp_path, config, methods=["safe_mixture_paper_constants"])
     stamps = method_stamps(tmp_path)
     monkeypatch.setattr(gridworld, "EXPLORATION", 0.01)
@@ -67,6 +68,38 @@ def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
     assert len(list((tmp_path / "covering").iterdir())) == 2
     assert summary["config"]["exploration"] == 0.01
     assert method_stamps(tmp_path) != stamps, "results of the old pi_s are not reused"
+
+
+@pytest.mark.slow
+def test_the_two_settings(tmp_path):
+    """``authors``: every policy is the regularised optimum, pi_s that of the noise-0.4 task (J_c = 1.5 there), and
+    the cover has about ten members, within eps of at least nine of the ten test tasks. ``ours``: LP candidates, an exploring pi_s, four
+    members; there the paper's Safe Meta-RL setting (lambda_c = 0.2) breaks the limit."""
+    import numpy as np
+
+    from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS
+    from cmdp_envs.meta.covering import CoveringResult
+    from cmdp_envs.tabular import evaluate_policy
+
+    authors = gridworld.run(tmp_path / "authors", gridworld.ReproductionConfig(n_episodes=300), methods=CHEAP)
+    training = authors["config"]["training"]
+    assert training["learner"] == "entropy_regularised_primal_dual" and authors["config"]["eps"] == 0.005
+    cover = np.array(authors["training"]["cover_noise_levels"])
+    assert 8 <= len(cover) <= 12
+    covered = sum(np.abs(cover - noise).min() <= 0.005 for noise in PAPER_TEST_NOISE_LEVELS)
+    assert authors["training"]["test_tasks_covered"] == covered >= 9
+    family = gridworld.GridWorldFamily()
+    (directory,) = (tmp_path / "authors" / "covering").iterdir()
+    pi_s = CoveringResult.load(directory, family).safe_policy.probabilities
+    assert evaluate_policy(family.tabular(family.task(noise=0.4)), pi_s)[1] == pytest.approx(1.5, abs=1e-9)
+    assert np.all(pi_s > 0)
+
+    ours = gridworld.run(tmp_path / "ours", gridworld.ReproductionConfig(setting="ours", n_episodes=3000),
+                         methods=["safe_meta_rl"])
+    assert ours["config"]["training"]["learner"] == "exact_lp" and len(ours["training"]["cover_noise_levels"]) == 4
+    assert ours["methods"]["safe_meta_rl"]["violating_policies"] > 0, "the paper's lambda_c = 0.2 is not safe here"
+    with pytest.raises(ValueError, match="setting must be one of"):
+        gridworld.ReproductionConfig(setting="theirs")
 
 
 def test_unknown_method_is_rejected(tmp_path):

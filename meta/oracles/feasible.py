@@ -9,6 +9,9 @@ each. Two implementations:
   iterate. Every returned policy is checked exactly on every task.
 * :class:`LearnedSimultaneouslyFeasibleOracle` (any family): train a learner oracle against the worst task of the
   set with the limit tightened by ``xi``, re-check all tasks, repeat.
+
+:class:`ReferenceTaskOptimum` is the authors' gridworld choice instead: one policy fixed in advance, the
+entropy-regularised optimum of a harder reference task, checked xi-feasible on ``U``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from cmdp_envs.meta.oracles.learned import LearnedOracle
 from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEstimate, evaluate
 from cmdp_envs.meta.policies import TabularPolicy, softmax
-from cmdp_envs.tabular import value_functions
+from cmdp_envs.tabular import solve_regularised_cmdp, value_functions
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "SimultaneouslyFeasibleResult",
     "ExactSimultaneouslyFeasibleOracle",
     "LearnedSimultaneouslyFeasibleOracle",
+    "ReferenceTaskOptimum",
     "NoFeasiblePolicyError",
 ]
 
@@ -222,3 +226,36 @@ class LearnedSimultaneouslyFeasibleOracle:
                 return result
             target = int(margins.argmin())
         raise NoFeasiblePolicyError(xi, worst_margin, f"{self.max_rounds} rounds of the learner oracle")
+
+
+class ReferenceTaskOptimum:
+    """``O_s`` as the covering + safe mixture authors' gridworld code takes it: the entropy-regularised optimum
+    (:func:`~cmdp_envs.tabular.solve_regularised_cmdp`, ``solver_settings`` passed on) of ``reference_task``, their
+    noise-0.4 task, computed once whatever ``U`` is. Costs rise with the noise on that layout, so the policy is
+    feasible on the easier tasks of ``U``; each call checks that it is xi-feasible on every one of them, exactly, and
+    raises :class:`NoFeasiblePolicyError` otherwise."""
+
+    def __init__(self, family: TabularFamily, reference_task: Task, **solver_settings: float):
+        if not isinstance(family, TabularFamily):
+            raise TypeError(f"ReferenceTaskOptimum needs a tabular family, got {family!r}")
+        family.check_task(reference_task)
+        self.family, self.reference_task = family, reference_task
+        solution = solve_regularised_cmdp(family.tabular(reference_task), **solver_settings)
+        self.policy = TabularPolicy(solution.policy)
+        self.info = {"oracle": "reference_task_regularised_optimum", "reference_task": reference_task.as_dict(),
+                     "reference_reward": solution.reward_value, "reference_cost": solution.cost_value,
+                     **solver_settings}
+
+    def __call__(self, tasks: Sequence[Task], xi: float) -> SimultaneouslyFeasibleResult:
+        tasks = tuple(tasks)
+        if not tasks:
+            raise ValueError("O_s needs at least one task")
+        if not xi >= 0:
+            raise ValueError(f"xi must be >= 0, got {xi}")
+        values = [evaluate(self.family, task, self.policy) for task in tasks]
+        result = SimultaneouslyFeasibleResult(policy=self.policy, tasks=tasks, reward=tuple(v[0] for v in values),
+                                              cost=tuple(v[1] for v in values), xi=xi, info=dict(self.info))
+        if not np.all(result.margins >= xi):
+            raise NoFeasiblePolicyError(xi, float(result.margins.min()),
+                                        f"the optimum of {self.reference_task} checked on U")
+        return result

@@ -1,10 +1,19 @@
 """Ni & Kamgarpour (2026), Section 6: covering + safe mixture against its baselines on the gridworld (Figure 2).
 
-Training: Algorithm 1 with exact oracles (the LP as ``O_l``, the noise-level comparison of Appendix H.1 as ``O_c``,
-the exact worst-case natural-gradient ``O_s``). The paper takes ``pi_s`` as the optimum of the noisiest task
-(``i = 0.5``), which is infeasible (README, Findings); here ``pi_s`` must be xi-feasible on the cover and on the task
-at noise :data:`REFERENCE_NOISE` (3.3 standard deviations above the mean), and keeps probability ``>= rho / 4`` on
-every action (``rho`` = :data:`EXPLORATION`) so that the gradient-based baselines can move away from it.
+Training: Algorithm 1 with exact oracles and the noise-level comparison of Appendix H.1 as ``O_c``, in one of two
+settings (``ReproductionConfig.setting``):
+
+* ``"authors"`` (default), what the authors' public code runs, which produced the paper's figure: every policy, the
+  candidates and ``pi_s`` alike, is the entropy-regularised primal-dual optimum
+  (:func:`~cmdp_envs.tabular.solve_regularised_cmdp`, ``beta = 0.1``) instead of the LP's; ``pi_s`` is that optimum
+  on the noise-:data:`REFERENCE_NOISE` task (:class:`~cmdp_envs.meta.oracles.ReferenceTaskOptimum`); the cover is
+  Algorithm 1's with ``delta = 0.05`` and ``eps = 0.005``, which gives about ten members over noise 0.26-0.34 like
+  theirs; and the safe mixture's practical constants keep their code's bookkeeping (``bookkeeping="authors"``).
+* ``"ours"``: the LP as ``O_l``; ``delta = 0.1``, ``eps = 0.01`` (four members); ``pi_s`` from the exact worst-case
+  natural-gradient ``O_s``, xi-feasible on the cover and on the noise-:data:`REFERENCE_NOISE` task (3.3 standard
+  deviations above the mean; the paper's noise 0.5 is infeasible, README, Findings), keeping probability
+  ``>= rho / 4`` on every action (``rho`` = :data:`EXPLORATION`) so that the gradient-based baselines can move away
+  from it; and the practical constants with ``pi_s``'s samples pooled (``bookkeeping="pooled"``).
 
 Testing: every method starts from the same ``pi_s`` on each of the ten test tasks of the paper for ``K`` episodes of
 ``horizon`` steps; every executed policy is evaluated exactly, and regret and constraint values use those exact
@@ -55,16 +64,25 @@ from cmdp_envs.meta import estimators, evaluation, lb_sgd, policies, safe_mixtur
 from cmdp_envs.meta.covering import CoveringResult, train
 from cmdp_envs.meta.evaluation import MetaTestMethod, plot_runs, summarise
 from cmdp_envs.meta.lb_sgd import LBSGD, LBSGDConfig
-from cmdp_envs.meta.oracles import DistanceCheck, ExactLPOracle, ExactSimultaneouslyFeasibleOracle
+from cmdp_envs.meta.oracles import (
+    DistanceCheck,
+    ExactLPOracle,
+    ExactSimultaneouslyFeasibleOracle,
+    ReferenceTaskOptimum,
+    RegularisedOracle,
+)
 from cmdp_envs.meta.oracles import exact as exact_oracle
 from cmdp_envs.meta.oracles import feasible as feasible_oracles
 from cmdp_envs.meta.safe_adaptation import SafeAdaptationConfig, SafeMetaRL, closed_form
 from cmdp_envs.meta.safe_mixture import SafeMixtureMethod
 from cmdp_envs.tabular import solve_cmdp
 
-__all__ = ["ReproductionConfig", "METHODS", "run", "format_table"]
+__all__ = ["ReproductionConfig", "SETTINGS", "METHOD_NAMES", "methods_in", "run", "format_table"]
 
-#: ``pi_s`` must be xi-feasible here too; the largest feasible noise level is about 0.436.
+#: The training settings (see the module docstring) and the cover's ``delta`` and ``eps`` in each.
+SETTINGS = {"authors": {"delta": 0.05, "eps": 0.005}, "ours": {"delta": 0.1, "eps": 0.01}}
+#: ``"authors"``: ``pi_s`` is the regularised optimum of this noise level; ``"ours"``: ``pi_s`` must be xi-feasible
+#: here too (the largest feasible noise level is about 0.436).
 REFERENCE_NOISE = 0.4
 #: ``rho``: ``pi_s`` is ``(1 - rho) pi + rho uniform`` in every state.
 EXPLORATION = 0.02
@@ -72,42 +90,61 @@ EXPLORATION = 0.02
 
 @dataclasses.dataclass(frozen=True)
 class ReproductionConfig:
-    """:param n_episodes: ``K`` per test task (the paper: 40,000).
+    """:param setting: ``"authors"`` or ``"ours"`` (the module docstring).
+    :param n_episodes: ``K`` per test task (the paper: 40,000).
     :param horizon: steps per test episode (the authors: 600; after 100 steps ``gamma^t < 3e-5``).
-    :param delta, eps, xi: Algorithm 1's confidence, cover radius (in noise level) and ``pi_s``'s margin.
+    :param delta, eps, xi: Algorithm 1's confidence, cover radius (in noise level) and ``pi_s``'s margin; ``delta``
+        and ``eps`` default to the setting's (:data:`SETTINGS`).
     :param seed: seeds training and, through it, every test run.
     """
 
+    setting: str = "authors"
     n_episodes: int = 40_000
     horizon: int = 100
-    delta: float = 0.1
-    eps: float = 0.01
+    delta: float | None = None
+    eps: float | None = None
     xi: float = 0.05
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {list(SETTINGS)}, got {self.setting!r}")
+        for name, value in SETTINGS[self.setting].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
     @classmethod
-    def quick(cls, seed: int = 0) -> ReproductionConfig:
-        return cls(n_episodes=5_000, seed=seed)
+    def quick(cls, seed: int = 0, setting: str = "authors") -> ReproductionConfig:
+        return cls(setting=setting, n_episodes=5_000, seed=seed)
 
 
 def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
     return SafeMetaRL(SafeAdaptationConfig(advantages="sampled", **overrides))
 
 
-#: name -> (test-time method, a one-line description for summary.json)
-METHODS: dict[str, tuple[MetaTestMethod, str]] = {
-    "safe_mixture": (SafeMixtureMethod(safe_mixture.PracticalConstants(bookkeeping="pooled")),
-                     "Algorithm 2, practical constants of the authors' code, pi_s's samples pooled"),
-    "safe_mixture_paper_constants": (SafeMixtureMethod(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
-                                                                                    value_range=10.0)),
-                                     "Algorithm 2, Eq. 5-7 (range 10)"),
-    "unsafe_pce": (SafeMixtureMethod(safe_mixture.PracticalConstants(bookkeeping="pooled"), mixture=False),
-                   "PCE testing phase (Algorithm 4): candidates run directly"),
-    "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
-    "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
-    "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
-    "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)), "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
-}
+def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
+    """name -> (test-time method, a one-line description for summary.json), in ``setting``: the safe mixture's
+    practical constants keep the authors' bookkeeping there, and pool ``pi_s``'s samples in ``"ours"``."""
+    bookkeeping = "authors" if setting == "authors" else "pooled"
+    practical = safe_mixture.PracticalConstants(bookkeeping=bookkeeping)
+    return {
+        "safe_mixture": (SafeMixtureMethod(practical),
+                         f"Algorithm 2, practical constants of the authors' code, {bookkeeping} bookkeeping"),
+        "safe_mixture_paper_constants": (SafeMixtureMethod(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
+                                                                                        value_range=10.0)),
+                                         "Algorithm 2, Eq. 5-7 (range 10)"),
+        "unsafe_pce": (SafeMixtureMethod(practical, mixture=False),
+                       "PCE testing phase (Algorithm 4): candidates run directly"),
+        "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
+        "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
+        "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
+        "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)),
+                         "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
+    }
+
+
+#: Every method's name (the same in both settings).
+METHOD_NAMES = tuple(methods_in("authors"))
 
 #: The methods of the paper's Figure 2, in its order.
 FIGURE2_METHODS = ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")
@@ -141,13 +178,25 @@ def _read_checkpoint(path: Path) -> Any:
 
 
 def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tuple[CoveringResult, dict[str, Any]]:
-    """Algorithm 1, or its saved result when the saved one was trained with the same settings; and the settings."""
-    feasible_oracle = ExactSimultaneouslyFeasibleOracle(family, reference_tasks=[family.task(noise=REFERENCE_NOISE)],
-                                                        exploration=EXPLORATION)
-    settings = {"delta": config.delta, "eps": config.eps, "xi": config.xi, "seed": config.seed,
-                "feasible_oracle": {"iterations": feasible_oracle.iterations, "step_size": feasible_oracle.step_size,
-                                    "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION},
-                "version": cmdp_envs.__version__, "code": _code_fingerprint()}
+    """Algorithm 1 in the config's setting, or its saved result when the saved one was trained with the same
+    settings; and the settings."""
+    reference_task = family.task(noise=REFERENCE_NOISE)
+    learner: Any
+    if config.setting == "authors":
+        learner = RegularisedOracle(family)
+        feasible_oracle: Any = ReferenceTaskOptimum(family, reference_task)
+        oracle_settings = {"learner": "entropy_regularised_primal_dual",
+                           "feasible_oracle": {"reference_noise": REFERENCE_NOISE}}
+    else:
+        learner = ExactLPOracle(family)
+        feasible_oracle = ExactSimultaneouslyFeasibleOracle(family, reference_tasks=[reference_task],
+                                                            exploration=EXPLORATION)
+        oracle_settings = {"learner": "exact_lp",
+                           "feasible_oracle": {"iterations": feasible_oracle.iterations,
+                                               "step_size": feasible_oracle.step_size,
+                                               "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION}}
+    settings = {"setting": config.setting, "delta": config.delta, "eps": config.eps, "xi": config.xi,
+                "seed": config.seed, **oracle_settings, "version": cmdp_envs.__version__, "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     # settings.json is written last, so its presence marks a complete save; it records a checksum of every file.
     saved = _read_checkpoint(directory / "settings.json")
@@ -163,7 +212,7 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                 return CoveringResult.load(directory, family), settings
             except ValueError as error:
                 _warn(f"{error}; training again")
-    covering = train(family, ExactLPOracle(family), DistanceCheck(family, parameter="noise"), feasible_oracle,
+    covering = train(family, learner, DistanceCheck(family, parameter="noise"), feasible_oracle,
                      delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
     (directory / "settings.json").unlink(missing_ok=True)
     covering.save(directory)
@@ -261,10 +310,11 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     so none is left from an older run.
     """
     out = Path(out)
-    methods = list(METHODS) if methods is None else methods
-    unknown = sorted(set(methods) - set(METHODS))
+    available = methods_in(config.setting)
+    methods = list(available) if methods is None else methods
+    unknown = sorted(set(methods) - set(available))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+        raise ValueError(f"unknown methods {unknown}; choose from {list(available)}")
     family = GridWorldFamily()
     started = time.perf_counter()
     covering, training_settings = _train(family, config, out)
@@ -279,7 +329,7 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     with tqdm(total=len(methods) * len(cmdps), desc="test runs") as progress:
         for name in methods:
             path = out / "methods" / f"{name}.json"
-            method, description = METHODS[name]
+            method, description = available[name]
             settings = repr(method)
             saved = _saved_result(path, config_json, settings, len(cmdps))
             if saved is not None:
@@ -299,7 +349,11 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
         "config": config_json,
         "training": {"n_samples": covering.n_samples, "cover_size": covering.cover_size,
                      "doublings": covering.doublings, "coverage_error": covering.coverage_error,
-                     "cover_noise_levels": [entry.task.noise for entry in covering.policy_values]},
+                     "cover_noise_levels": [entry.task.noise for entry in covering.policy_values],
+                     # Test tasks within eps of a member, whose candidates' values Algorithm 2 may rely on.
+                     "test_tasks_covered": sum(
+                         min(abs(entry.task.noise - noise) for entry in covering.policy_values) <= config.eps
+                         for noise in PAPER_TEST_NOISE_LEVELS)},
         "optimal_reward_values": optimal,
         "methods": results,
     }
