@@ -123,18 +123,24 @@ def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
 
 
 def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
-    """name -> (test-time method, a one-line description for summary.json), in ``setting``: the safe mixture's
-    practical constants keep the authors' bookkeeping there, and pool ``pi_s``'s samples in ``"ours"``."""
+    """name -> (test-time method, a one-line description for summary.json), in ``setting``: in ``"authors"`` the safe
+    mixture's practical constants keep the authors' bookkeeping and PCE has the authors' own constants; in ``"ours"``
+    both use the practical constants with ``pi_s``'s samples pooled."""
     bookkeeping = "authors" if setting == "authors" else "pooled"
     practical = safe_mixture.PracticalConstants(bookkeeping=bookkeeping)
+    # The authors run PCE with constants of its own: eps = 0.1, radii sqrt(3000/n) and sqrt(600/n), tests from the
+    # 100th episode of a phase (no mixture, so no raise).
+    pce = dataclasses.replace(practical, eps=0.1, reward_scale=3000.0, cost_scale=600.0,
+                              min_episodes=100) if setting == "authors" else practical
     return {
         "safe_mixture": (SafeMixtureMethod(practical),
                          f"Algorithm 2, practical constants of the authors' code, {bookkeeping} bookkeeping"),
         "safe_mixture_paper_constants": (SafeMixtureMethod(safe_mixture.PaperConstants(eps=0.01, delta=0.1,
                                                                                         value_range=10.0)),
                                          "Algorithm 2, Eq. 5-7 (range 10)"),
-        "unsafe_pce": (SafeMixtureMethod(practical, mixture=False),
-                       "PCE testing phase (Algorithm 4): candidates run directly"),
+        "unsafe_pce": (SafeMixtureMethod(pce, mixture=False),
+                       "PCE testing phase (Algorithm 4): candidates run directly"
+                       + (", the authors' PCE constants" if setting == "authors" else "")),
         "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
         "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
         "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
