@@ -21,9 +21,10 @@ values. Methods (the name is the key in ``summary.json``):
 
 * ``safe_mixture``: Algorithm 2 with the authors' practical constants;
 * ``safe_mixture_paper_constants``: Algorithm 2 with Eq. 5-7;
-* ``unsafe_pce``: PCE's testing phase (candidates run directly), practical constants;
+* ``unsafe_pce``: PCE's testing phase (candidates run directly): the authors' PCE constants in their setting, the
+  practical constants in ours;
 * ``safe_meta_rl``: Xu & Zhu's closed-form adaptation in the setting of the paper's comparison (``lambda = lambda_c
-  = 0.2``, 30 dual-descent steps of 1.0, 1000 sampled episodes per step);
+  = 0.2``, 30 dual-descent steps of 1.0, 1000 sampled episodes per step, 100 in the authors' setting);
 * ``safe_meta_rl_large_cost_kl``: the same with ``lambda_c = 1000``, the scale its safety theorem asks for;
 * ``lb_sgd``: log-barrier SGD with the theory's smoothness constant;
 * ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``.
@@ -124,14 +125,17 @@ def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
 
 def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
     """name -> (test-time method, a one-line description for summary.json), in ``setting``: in ``"authors"`` the safe
-    mixture's practical constants keep the authors' bookkeeping and PCE has the authors' own constants; in ``"ours"``
-    both use the practical constants with ``pi_s``'s samples pooled."""
+    mixture's practical constants keep the authors' bookkeeping, PCE has the authors' own constants and Safe Meta-RL
+    adapts from 100 trajectories per step; in ``"ours"`` the safe mixture and PCE use the practical constants with
+    ``pi_s``'s samples pooled, and Safe Meta-RL 1,000 trajectories per step."""
     bookkeeping = "authors" if setting == "authors" else "pooled"
     practical = safe_mixture.PracticalConstants(bookkeeping=bookkeeping)
     # The authors run PCE with constants of its own: eps = 0.1, radii sqrt(3000/n) and sqrt(600/n), tests from the
     # 100th episode of a phase (no mixture, so no raise).
     pce = dataclasses.replace(practical, eps=0.1, reward_scale=3000.0, cost_scale=600.0,
                               min_episodes=100) if setting == "authors" else practical
+    # The authors adapt Safe Meta-RL from 100 trajectories per step.
+    trajectories = 100 if setting == "authors" else 1000
     return {
         "safe_mixture": (SafeMixtureMethod(practical),
                          f"Algorithm 2, practical constants of the authors' code, {bookkeeping} bookkeeping"),
@@ -141,8 +145,11 @@ def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
         "unsafe_pce": (SafeMixtureMethod(pce, mixture=False),
                        "PCE testing phase (Algorithm 4): candidates run directly"
                        + (", the authors' PCE constants" if setting == "authors" else "")),
-        "safe_meta_rl": (_safe_meta_rl(), "Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps"),
-        "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0), "Xu & Zhu, lambda_c = 1000"),
+        "safe_meta_rl": (_safe_meta_rl(n_episodes=trajectories),
+                         f"Xu & Zhu, lambda = lambda_c = 0.2, 30 dual-descent steps, {trajectories} trajectories "
+                         "per step"),
+        "safe_meta_rl_large_cost_kl": (_safe_meta_rl(cost_kl=1000.0, n_episodes=trajectories),
+                                       f"Xu & Zhu, lambda_c = 1000, {trajectories} trajectories per step"),
         "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
         "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)),
                          "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
