@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -300,24 +299,6 @@ class RegularisedCMDPSolution:
         return self.cost_value <= self.cost_limit
 
 
-def _entropy(policy: np.ndarray) -> np.ndarray:
-    """Per-state entropy (natural log, ``0 log 0 = 0``)."""
-    positive = policy > 0
-    return -np.sum(np.where(positive, policy * np.log(np.where(positive, policy, 1.0)), 0.0), axis=1)
-
-
-def _bellman_sweeps(values: np.ndarray, operator: Any, sweeps: int, tolerance: float) -> np.ndarray:
-    """Apply ``operator`` from ``values`` until a sweep moves no value by more than ``tolerance``, at most
-    ``sweeps`` times."""
-    for _ in range(sweeps):
-        updated = operator(values)
-        change = np.abs(updated - values).max()
-        values = updated
-        if change <= tolerance:
-            break
-    return values
-
-
 def solve_regularised_cmdp(cmdp: TabularCMDP, entropy_weight: float = 0.1, dual_step: float = 0.1,
                            iterations: int = 10_000, primal_step: float | None = None, evaluation_sweeps: int = 50,
                            evaluation_tolerance: float = 1e-5) -> RegularisedCMDPSolution:
@@ -351,28 +332,13 @@ def solve_regularised_cmdp(cmdp: TabularCMDP, entropy_weight: float = 0.1, dual_
                                                                      low_open=True)
     sweeps = check_count("evaluation_sweeps", evaluation_sweeps, minimum=1)
     tolerance = check_number("evaluation_tolerance", evaluation_tolerance, 0.0)
-    keep = 1 - eta * beta / (1 - gamma)  # the exponent on the old policy: 0 for soft policy iteration
+    from cmdp_envs.regularised_kernel import regularised_iterations
 
-    def softmax(logits: np.ndarray) -> np.ndarray:
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return weights / weights.sum(axis=1, keepdims=True)
-
-    policy = softmax(cmdp.r / beta)
-    value, cost_value, multiplier = np.zeros(cmdp.n_states), np.zeros(cmdp.n_states), 0.0
-    for _ in range(iterations):
-        reward = cmdp.r - multiplier * cmdp.c
-        bonus = beta * _entropy(policy)
-        value = _bellman_sweeps(value, lambda v, p=policy, x=reward, h=bonus:
-                                np.sum(p * (x + gamma * cmdp.P @ v), axis=1) + h, sweeps, tolerance)
-        q = reward + gamma * cmdp.P @ value
-        logits = eta * (q - q.max(axis=1, keepdims=True)) / (1 - gamma)
-        if keep != 0:  # (with keep = 0 the old policy drops out, zeros included)
-            with np.errstate(divide="ignore"):  # a zero probability stays zero
-                logits = logits + keep * np.log(policy)
-        policy = softmax(logits)
-        cost_value = _bellman_sweeps(cost_value, lambda w, p=policy: np.sum(p * (cmdp.c + gamma * cmdp.P @ w),
-                                                                             axis=1), sweeps, tolerance)
-        multiplier = max(0.0, multiplier + dual_step * (float(cmdp.mu @ cost_value) - cmdp.cost_limit))
+    rows = cmdp.P.reshape(-1, cmdp.n_states)
+    row_start = np.concatenate(([0], np.cumsum(np.count_nonzero(rows, axis=1))))
+    next_states = np.nonzero(rows)[1]
+    policy, multiplier = regularised_iterations(row_start, next_states, rows[rows > 0], cmdp.r, cmdp.c, cmdp.mu, gamma,
+                                                cmdp.cost_limit, beta, eta, dual_step, iterations, sweeps, tolerance)
     reward_value, exact_cost = evaluate_policy(cmdp, policy)
     return RegularisedCMDPSolution(policy, reward_value, exact_cost, multiplier, cmdp.cost_limit)
 
