@@ -323,6 +323,11 @@ def test_cli_reproduce_cmaml_refuses_an_unknown_id_or_learner_before_any_work(ca
     with pytest.raises(SystemExit) as exit_:
         main(["reproduce", "cmaml", "--inner", "SAC"])
     assert exit_.value.code == 2 and "argument --inner: invalid choice: 'SAC'" in capsys.readouterr().err
+    assert main(["reproduce", "cmaml", "--setting", "ours"]) == 2
+    assert "--setting chooses a gridworld setting" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "gridworld", "--setting", "theirs"])
+    assert "invalid choice: 'theirs'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir()), "nothing was written"
     # OmniSafe's learners: outside lane B the missing extra is named; in lane B its Gaussian actors refuse the
     # gridworld's discrete actions. Either way before any training, and without a traceback.

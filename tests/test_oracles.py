@@ -14,13 +14,15 @@ from cmdp_envs.meta.oracles import (
     ExactSimultaneouslyFeasibleOracle,
     LearnedSimultaneouslyFeasibleOracle,
     NoFeasiblePolicyError,
+    ReferenceTaskOptimum,
+    RegularisedOracle,
     ValueEstimate,
     evaluate,
 )
 from cmdp_envs.meta.estimators import monte_carlo_values
 from cmdp_envs.meta.oracles.learned import LearnedOracle
 from cmdp_envs.meta.policies import TabularPolicy, gaussian_argmax_probabilities
-from cmdp_envs.tabular import evaluate_policy, solve_cmdp
+from cmdp_envs.tabular import evaluate_policy, solve_cmdp, solve_regularised_cmdp
 
 from conftest import Z
 
@@ -35,6 +37,28 @@ def test_exact_oracle_answers_with_the_lp_optimum(paper_family):
     assert tighter.cost.value <= 1.2 and tighter.reward.value < answer.reward.value
     with pytest.raises(TypeError, match="tabular family"):
         ExactLPOracle(object())
+
+
+def test_the_authors_oracles(paper_family):
+    """RegularisedOracle answers with the regularised optimum and its exact values (a tighter limit on request);
+    ReferenceTaskOptimum gives the noise-0.4 optimum whatever U, with exact values on U, and refuses a margin U does
+    not allow."""
+    task = paper_family.task(noise=0.3)
+    answer = RegularisedOracle(paper_family)(task)
+    solution = solve_regularised_cmdp(paper_family.tabular(task))
+    assert answer.reward.exact and answer.reward.value == solution.reward_value
+    assert answer.info["oracle"] == "entropy_regularised_primal_dual"
+    assert RegularisedOracle(paper_family)(task, cost_limit=1.2).cost.value == pytest.approx(1.2, abs=1e-6)
+    oracle = ReferenceTaskOptimum(paper_family, paper_family.task(noise=0.4))
+    assert oracle.info["reference_cost"] == pytest.approx(1.5, abs=1e-9)
+    tasks = [paper_family.task(noise=n) for n in (0.26, 0.34)]
+    result = oracle(tasks, xi=0.05)
+    assert result.policy is oracle.policy and result.cost[0].exact
+    assert result.cost[1].value == evaluate_policy(paper_family.tabular(tasks[1]), oracle.policy.probabilities)[1]
+    with pytest.raises(NoFeasiblePolicyError, match="margin xi = 0.5"):
+        oracle(tasks, xi=0.5)
+    with pytest.raises(TypeError, match="tabular family"):
+        RegularisedOracle(object())
 
 
 def test_distance_check(paper_family):
