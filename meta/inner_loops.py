@@ -285,9 +285,10 @@ class OmniSafeInnerLoop(InnerLoop):
 
     Each session's multiplier starts at the given value (``lagrangian_multiplier_init``) and moves with the given
     dual step (``lambda_lr``, with OmniSafe's own optimiser of it, Adam by default), where the algorithm has them:
-    PID-Lagrangian algorithms take the start only, and CPO and its kin have no multiplier (their rows read 0). OmniSafe's console output is
-    discarded; each update's return and cost are the means of the episodes that ended in it (the bridge records
-    them), and its multiplier is read from OmniSafe's log.
+    PID-Lagrangian algorithms take the start only, and CPO and its kin have no multiplier (their rows read 0).
+    OmniSafe's console output is discarded; each update's return and cost are the means of the episodes that ended
+    in it (the bridge records them), and its multiplier is read from OmniSafe's log. Sessions run in the meta-test
+    protocol's recording envs too (``make_env``, through the bridge), announcing each epoch's rollout.
     """
 
     def __init__(self, family: TaskFamily, algo: str = "TRPOLag", steps_per_epoch: int = 2000, **cfgs_overrides: Any):

@@ -376,8 +376,8 @@ class LearnedSafeMixture:
     episode's discounted return and cost (the family's discount and cost discount, as the oracles valued the cover)
     go to :meth:`SafeMixture.observe`. Each mixture is declared to the run as an
     :class:`~cmdp_envs.meta.test_time.EpisodeMixture` labelled with its candidate (``None`` for ``pi_s`` alone) and
-    ``alpha``, so the protocol's check runs the mixture itself. ``env_kwargs`` are the cover's envs' (the oracles' ``env_kwargs``): its values
-    are for whole episodes of those envs.
+    ``alpha``, so the protocol's check runs the mixture itself. ``env_kwargs`` are the cover's envs' (the oracles'
+    ``env_kwargs``): its values are for whole episodes of those envs.
     """
 
     name: str

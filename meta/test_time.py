@@ -290,8 +290,8 @@ class LearnerFineTuning:
     :class:`~cmdp_envs.meta.inner_loops.OmniSafeInnerLoop`) on the held-out task from the actor ``theta`` (``None``:
     its random initialisation), for ``updates`` updates: the C-MAML paper's test, for C-MAML, MAML, pre-training and
     random starts alike. Every rollout runs the policy of that moment. The learner runs ``updates`` rollouts of its
-    size (``n_steps * n_envs`` steps, or an OmniSafe epoch) whatever its episodes do, so size ``updates`` for the budget:
-    episodes that end early take more of it, and a learner that starts an episode beyond it is stopped with
+    size (``n_steps * n_envs`` steps, or an OmniSafe epoch) whatever its episodes do, so size ``updates`` for the
+    budget: episodes that end early take more of it, and a learner that starts an episode beyond it is stopped with
     :class:`BudgetExceeded`."""
 
     name: str

@@ -73,8 +73,8 @@ def test_training_is_redone_when_pi_s_settings_change(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_two_settings(tmp_path):
     """``authors``: every policy is the regularised optimum, pi_s that of the noise-0.4 task (J_c = 1.5 there), and
-    the cover has about ten members, within eps of at least nine of the ten test tasks. ``ours``: LP candidates, an exploring pi_s, four
-    members; there the paper's Safe Meta-RL setting (lambda_c = 0.2) breaks the limit."""
+    the cover has about ten members, within eps of at least nine of the ten test tasks. ``ours``: LP candidates, an
+    exploring pi_s, four members; there the paper's Safe Meta-RL setting (lambda_c = 0.2) breaks the limit."""
     import numpy as np
 
     from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS

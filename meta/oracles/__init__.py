@@ -1,5 +1,6 @@
 """Learners as oracles for the meta algorithms: the protocol, the exact LP oracle and the entropy-regularised one,
-SB3 and OmniSafe learners, the CMDP check and the simultaneously feasible oracles. The SB3 and OmniSafe oracles import their libraries when used:
+SB3 and OmniSafe learners, the CMDP check and the simultaneously feasible oracles. The SB3 and OmniSafe oracles
+import their libraries when used:
 ``from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle`` (``sb3`` extra) and
 ``from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle`` (``omnisafe`` extra, Python 3.10)."""
 

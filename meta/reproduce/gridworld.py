@@ -375,7 +375,8 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     cost_limit = cmdps[0].cost_limit
     figure2 = {name: results[name] for name in FIGURE2_METHODS[config.setting] if name in results}
     if figure2:
-        plot_runs(figure2, cost_limit, out / "figure2.png", title=f"GridWorld, {len(cmdps)} test tasks (Figure 2 style)")
+        plot_runs(figure2, cost_limit, out / "figure2.png",
+                  title=f"GridWorld, {len(cmdps)} test tasks (Figure 2 style)")
     else:
         (out / "figure2.png").unlink(missing_ok=True)
     plot_runs(results, cost_limit, out / "all_methods.png", title="GridWorld, every method")
