@@ -1,5 +1,5 @@
-"""Exact tools for tabular CMDPs: policy evaluation, the occupancy-measure LP, the entropy-regularised primal-dual
-solver, the CMDP distance, and a batched episode sampler.
+"""Exact tools for tabular CMDPs: policy evaluation, the occupancy-measure LP, the extended LP over a confidence set
+of kernels, the entropy-regularised primal-dual solver, the CMDP distance, and a batched episode sampler.
 
 Conventions (SPECS.md): values are discounted sums from the initial distribution, not normalised by ``1 - gamma``:
 ``J_r(pi) = E[sum_t gamma^t r(s_t, a_t)]`` and ``J_c`` likewise; a policy is feasible when ``J_c <= cost_limit``.
@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 
 from cmdp_envs.task import SeedLike, as_generator, check_count
 from cmdp_envs.validation import check_number
@@ -24,6 +25,8 @@ __all__ = [
     "evaluate_policy",
     "value_functions",
     "solve_cmdp",
+    "ExtendedCMDPSolution",
+    "solve_extended_cmdp",
     "RegularisedCMDPSolution",
     "solve_regularised_cmdp",
     "minimum_cost_value",
@@ -280,6 +283,76 @@ def solve_cmdp(cmdp: TabularCMDP) -> CMDPSolution:
         if cost_value <= cmdp.cost_limit:
             return CMDPSolution(policy=policy, reward_value=reward_value, cost_value=cost_value, occupancy=occupancy)
     raise InfeasibleCMDPError(cmdp.cost_limit, minimum_cost_value(cmdp))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtendedCMDPSolution:
+    """The extended LP's optimum (:func:`solve_extended_cmdp`): the policy, the kernel ``P'`` of the confidence set it
+    plans with (the model's own rows where the policy never goes), and the policy's values under ``P'``."""
+
+    policy: np.ndarray
+    kernel: np.ndarray
+    reward_value: float
+    cost_value: float
+
+
+def solve_extended_cmdp(model: TabularCMDP, radius: np.ndarray, support: np.ndarray | None = None,
+                        fallback: np.ndarray | None = None) -> ExtendedCMDPSolution | None:
+    """``max_{pi, P'} J_r(pi; P')`` subject to ``J_c(pi; P') <= d``, over every kernel ``P'`` with
+    ``|P'(s'|s,a) - P(s'|s,a)| <= radius(s,a,s')`` entrywise and no mass outside ``support``: the optimistic planning
+    step of model-based safe exploration (DOPE), in the exact stationary discounted form of SPECS.md.
+
+    ``model`` holds the estimated kernel ``P`` and the rewards and costs to plan with (bonuses included). The
+    variables are ``w(s,a,s') >= 0`` on ``support`` (default: where ``P > 0``), the discounted occupancy of the
+    triple: the flow ``sum_{a,s'} w(x,a,s') - gamma sum_{s,a} w(s,a,x) = mu(x)``, the confidence rows
+    ``(P - radius) sum_y w(s,a,y) <= w(s,a,s') <= (P + radius) sum_y w(s,a,y)``, and the cost row
+    ``sum w c <= d``; the objective is ``sum w r``. Then ``pi(a|s)`` is proportional to ``sum_{s'} w(s,a,s')`` and
+    ``P'(s'|s,a)`` to ``w(s,a,s')``; states the policy never reaches take ``fallback`` (default: uniform).
+
+    Returns ``None`` when no policy and kernel of the set meet the limit (DOPE then runs its baseline).
+    """
+    S, A = model.n_states, model.n_actions
+    radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), model.P.shape)
+    if not np.all(np.isfinite(radius)) or np.any(radius < 0):
+        raise ValueError("radius must be finite and >= 0 everywhere")
+    support = model.P > 0 if support is None else np.asarray(support, dtype=bool)
+    if support.shape != model.P.shape or np.any(model.P[~support] > 0):
+        raise ValueError(f"support must have shape {model.P.shape} and hold every transition of the model's kernel")
+    if not np.all(support.any(axis=2)):
+        raise ValueError("every state-action pair needs at least one successor in support")
+    triples = np.argwhere(support)  # (n, 3): s, a, s'
+    s, a, successor = triples.T
+    n = len(triples)
+    pair = s * A + a
+    flow = scipy.sparse.coo_matrix((np.ones(n), (s, np.arange(n))), shape=(S, n)) - model.gamma * (
+        scipy.sparse.coo_matrix((np.ones(n), (successor, np.arange(n))), shape=(S, n)))
+    # Rows of the confidence set: w_j - bound_j * (the sum of w over the triples of j's pair) <= 0, and the mirror.
+    same_pair = scipy.sparse.csr_matrix(pair[:, None] == pair[None, :], dtype=np.float64)
+    estimate = model.P[s, a, successor]
+    upper = scipy.sparse.identity(n, format="csr") - scipy.sparse.diags(estimate + radius[s, a, successor]) @ same_pair
+    lower_bound = estimate - radius[s, a, successor]
+    binding = lower_bound > 0  # (a lower bound <= 0 holds for any w >= 0)
+    lower = (scipy.sparse.diags(lower_bound) @ same_pair - scipy.sparse.identity(n, format="csr"))[binding]
+    cost_row = scipy.sparse.csr_matrix(model.c[s, a][None, :])
+    result = scipy.optimize.linprog(
+        -model.r[s, a], A_ub=scipy.sparse.vstack([upper, lower, cost_row]).tocsr(),
+        b_ub=np.concatenate([np.zeros(n + int(binding.sum())), [model.cost_limit]]), A_eq=flow.tocsr(),
+        b_eq=model.mu, bounds=(0, None), method="highs")
+    if result.status == 2:
+        return None
+    if result.status != 0:
+        raise RuntimeError(f"extended CMDP LP failed: {result.message}")
+    w = np.zeros((S, A, S))
+    w[s, a, successor] = np.maximum(result.x, 0.0)
+    visits = w.sum(axis=2)
+    visited_pairs = visits > 1e-12
+    kernel = np.where(visited_pairs[..., None], w / np.where(visited_pairs, visits, 1.0)[..., None], model.P)
+    state_visits = visits.sum(axis=1, keepdims=True)
+    fallback = np.full((S, A), 1.0 / A) if fallback is None else check_policy(model, fallback, "fallback")
+    policy = np.where(state_visits > 1e-12, visits / np.where(state_visits > 1e-12, state_visits, 1.0), fallback)
+    planned = dataclasses.replace(model, P=kernel)
+    reward_value, cost_value = evaluate_policy(planned, policy)
+    return ExtendedCMDPSolution(policy, kernel, reward_value, cost_value)
 
 
 @dataclasses.dataclass(frozen=True)

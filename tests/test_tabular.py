@@ -19,6 +19,7 @@ from cmdp_envs.tabular import (
     safest_actions,
     sample_episodes,
     solve_cmdp,
+    solve_extended_cmdp,
     solve_regularised_cmdp,
     value_functions,
 )
@@ -239,6 +240,37 @@ def test_cmdp_arrays_are_read_only():
     cmdp = two_state_cmdp()
     with pytest.raises(ValueError):
         cmdp.P[0, 0, 0] = 0.5
+
+
+def test_extended_lp_over_a_confidence_set_of_kernels(paper_family):
+    """Radius 0: the LP on the model itself. A wider set: higher optimistic values, a kernel inside the box that stays
+    on the support, and the policy's values under that kernel are the LP's. Unreached states take the fallback. No
+    feasible (policy, kernel) pair: None."""
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    exact = solve_extended_cmdp(cmdp, 0.0)
+    assert exact.reward_value == pytest.approx(solve_cmdp(cmdp).reward_value, abs=1e-8)
+    assert exact.cost_value <= cmdp.cost_limit + 1e-9 and np.allclose(exact.kernel, cmdp.P)
+    values = []
+    for radius in (0.01, 0.05):
+        solution = solve_extended_cmdp(cmdp, radius)
+        assert np.abs(solution.kernel - cmdp.P).max() <= radius + 1e-9
+        assert np.allclose(solution.kernel.sum(axis=2), 1.0) and not solution.kernel[cmdp.P == 0].any()
+        planned = dataclasses.replace(cmdp, P=solution.kernel)
+        assert evaluate_policy(planned, solution.policy) == pytest.approx((solution.reward_value,
+                                                                           solution.cost_value))
+        values.append(solution.reward_value)
+    assert exact.reward_value < values[0] < values[1]
+    # Staying in state 0 is optimal and within the limit, so state 1 is never reached: it takes the fallback.
+    small = two_state_cmdp()
+    fallback = np.array([[0.5, 0.5], [0.25, 0.75]])
+    unreached = solve_extended_cmdp(small, 0.0, fallback=fallback)
+    np.testing.assert_array_equal(unreached.policy, [[1.0, 0.0], [0.25, 0.75]])
+    infeasible = dataclasses.replace(cmdp, cost_limit=minimum_cost_value(cmdp) - 0.1)
+    assert solve_extended_cmdp(infeasible, 0.0) is None
+    with pytest.raises(ValueError, match="radius"):
+        solve_extended_cmdp(cmdp, -0.1)
+    with pytest.raises(ValueError, match="support"):
+        solve_extended_cmdp(cmdp, 0.0, support=np.zeros_like(cmdp.P, dtype=bool))
 
 
 def test_regularised_solver_reproduces_the_authors_safe_policy(paper_family):
