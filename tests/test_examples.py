@@ -48,6 +48,9 @@ EXPECT = {
     "meta_test_protocol.py": [r"(fine-tuning: 6 episodes by 3 policies; last policy's J_c = [\d.]+ ± [\d.]+ \(limit "
                               r"1\.5, 95% for all together\); every executed policy verified: (True|False)\n?){2}",
                               r"(xu_zhu: 6 episodes by 3 policies; last policy's J_c = [\d.]+ ± [\d.]+ .*\n?){2}"],
+    "dope.py": [r"DOPE's own warm-up here: K0 = [\d.]+e\+09 episodes",
+                r"5000 episodes, warm-up 1000: \d+ plans, regret (\d+) \(pi_s alone: \1\), largest J_c 0\.\d+ "
+                r"\(limit 1\.5\)"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }

@@ -27,7 +27,8 @@ values. Methods (the name is the key in ``summary.json``):
   = 0.2``, 30 dual-descent steps of 1.0, 1000 sampled episodes per step, 100 in the authors' setting);
 * ``safe_meta_rl_large_cost_kl``: the same with ``lambda_c = 1000``, the scale its safety theorem asks for;
 * ``lb_sgd``: log-barrier SGD with the theory's smoothness constant;
-* ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``.
+* ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``;
+* ``dope``: DOPE with its own confidence sets and warm-up (:mod:`cmdp_envs.meta.dope`).
 
 Results are written after every method, and a rerun resumes from them when everything that determines them is
 unchanged: the configuration, the training settings (``O_s`` included), the method's settings (the ``repr`` of its
@@ -56,13 +57,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import cmdp_envs
-from cmdp_envs import tabular
+from cmdp_envs import regularised_kernel, tabular
 from cmdp_envs.families import gridworld as gridworld_family
 from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
 from cmdp_envs.io import UnreadableFileError, read_json, write_json
 from cmdp_envs.meta import covering as covering_module
-from cmdp_envs.meta import estimators, evaluation, lb_sgd, policies, safe_mixture
+from cmdp_envs.meta import dope, estimators, evaluation, lb_sgd, policies, safe_mixture
 from cmdp_envs.meta.covering import CoveringResult, train
+from cmdp_envs.meta.dope import DOPE
 from cmdp_envs.meta.evaluation import MetaTestMethod, plot_runs, summarise
 from cmdp_envs.meta.lb_sgd import LBSGD, LBSGDConfig
 from cmdp_envs.meta.oracles import (
@@ -153,6 +155,7 @@ def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
         "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
         "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)),
                          "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
+        "dope": (DOPE(), "DOPE (Bura et al.), its own confidence sets, warm-up K0 = S^2 A H^3 / Delta^2"),
     }
 
 
@@ -161,7 +164,7 @@ METHOD_NAMES = tuple(methods_in("authors"))
 
 #: The methods of the paper's Figure 2 (the ones implemented), in its order, per setting: in ours, Safe Meta-RL's safe
 #: variant and the LB-SGD that moves, since the paper's settings of both are unsafe or frozen there.
-FIGURE2_METHODS = {"authors": ("safe_mixture", "unsafe_pce", "safe_meta_rl", "lb_sgd"),
+FIGURE2_METHODS = {"authors": ("safe_mixture", "unsafe_pce", "safe_meta_rl", "dope", "lb_sgd"),
                    "ours": ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")}
 
 #: Written into every result file; a file of another format is recomputed.
@@ -170,8 +173,8 @@ RESULT_FORMAT = 3
 
 def _code_fingerprint() -> str:
     """A hash of the source of every module the reproduction's numbers depend on."""
-    modules = (tabular, gridworld_family, covering_module, estimators, evaluation, lb_sgd, policies, closed_form,
-               safe_mixture, exact_oracle, feasible_oracles)
+    modules = (tabular, regularised_kernel, gridworld_family, covering_module, estimators, evaluation, lb_sgd, dope,
+               policies, closed_form, safe_mixture, exact_oracle, feasible_oracles)
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 

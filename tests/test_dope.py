@@ -1,0 +1,56 @@
+"""DOPE (meta/dope.py) on the gridworld, every executed policy exact."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cmdp_envs.meta.covering import CoveringResult
+from cmdp_envs.meta.dope import DOPE
+from cmdp_envs.meta.policies import TabularPolicy
+from cmdp_envs.tabular import evaluate_policy, solve_cmdp, solve_regularised_cmdp
+
+
+@pytest.fixture(scope="module")
+def training(paper_family):
+    """Only pi_s matters to DOPE: the authors' one, the regularised optimum at noise 0.4."""
+    pi_s = solve_regularised_cmdp(paper_family.tabular(paper_family.task(noise=0.4))).policy
+    return CoveringResult(policy_values=(), safe_policy=TabularPolicy(pi_s), n_samples=1, doublings=0,
+                          coverage_error=0.0, config={})
+
+
+def test_dope_as_analysed_never_leaves_the_baseline_here(paper_family, training):
+    """K0 = S^2 A H^3 / Delta_n^2 is billions of episodes on the gridworld: the whole run is pi_s."""
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    baseline = training.safe_policy.probabilities
+    assert DOPE().warmup_episodes(cmdp, baseline) > 1e9
+    run = DOPE().run_on_tabular(cmdp, training, 500, 100, np.random.SeedSequence(0))
+    assert len(run.starts) == 1 and run.details == ({"plan": 0},)
+    assert (run.reward_values[0], run.cost_values[0]) == evaluate_policy(cmdp, baseline)
+
+
+def test_the_plan_is_optimistic_yet_feasible_and_tends_to_the_optimum(paper_family, training):
+    """With counts of a kernel seen 1e14 times the radii and bonuses vanish: the plan is the LP optimum's value and
+    meets the limit. With few counts the pessimistic cost rules every plan out, and DOPE keeps its baseline."""
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    baseline = training.safe_policy.probabilities
+    plan = DOPE().plan(cmdp, cmdp.P * 1e14, baseline, n_episodes=40_000)
+    reward_value, cost_value = evaluate_policy(cmdp, plan)
+    assert cost_value <= cmdp.cost_limit and reward_value == pytest.approx(solve_cmdp(cmdp).reward_value, rel=1e-3)
+    assert DOPE().plan(cmdp, cmdp.P * 1000, baseline, n_episodes=40_000) is baseline
+
+
+def test_plans_follow_the_doubling_schedule_and_runs_repeat(paper_family, training):
+    cmdp = paper_family.tabular(paper_family.task(noise=0.3))
+    method = DOPE(warmup=300, max_block=128)
+    run = method.run_on_tabular(cmdp, training, 2000, 50, np.random.SeedSequence(1))
+    again = method.run_on_tabular(cmdp, training, 2000, 50, np.random.SeedSequence(1))
+    assert run.starts[0] == 0 and run.details[0] == {"plan": 0} and run.starts[1] == 300
+    plans = [detail["plan"] for detail in run.details]
+    assert plans == sorted(plans) and plans[-1] >= 2, "re-planned as counts doubled"
+    assert np.array_equal(run.starts, again.starts) and run.details == again.details
+    assert run.n_episodes == 2000
+    with pytest.raises(ValueError, match="delta"):
+        DOPE(delta=1.5)
+    with pytest.raises(ValueError, match="warmup"):
+        dataclasses.replace(DOPE(), warmup=-1)
