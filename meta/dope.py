@@ -72,7 +72,10 @@ class DOPE:
 
     def plan(self, cmdp: TabularCMDP, counts: np.ndarray, baseline: np.ndarray, n_episodes: int) -> np.ndarray:
         """The policy DOPE executes after observing transition ``counts`` (shape ``(S, A, S)``): the optimistic plan,
-        or ``baseline`` when the extended LP is infeasible."""
+        or ``baseline`` when the extended LP is infeasible or the baseline has no margin to explore with."""
+        margin = cmdp.cost_limit - evaluate_policy(cmdp, baseline)[1]
+        if margin <= 0:
+            return baseline
         support = cmdp.P > 0
         visits = counts.sum(axis=2, keepdims=True)
         uniform = support / support.sum(axis=2, keepdims=True)
@@ -84,7 +87,6 @@ class DOPE:
         radius = np.where(support, np.sqrt(4 * estimate * (1 - estimate) * log_term / seen)
                           + 14 * log_term / (3 * seen), 0.0)
         bonus = radius.sum(axis=2)
-        margin = cmdp.cost_limit - evaluate_policy(cmdp, baseline)[1]
         model = dataclasses.replace(
             cmdp, P=estimate,
             r=np.minimum(cmdp.r + value_range**2 * horizon**2 * bonus / margin, value_range),

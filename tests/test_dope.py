@@ -38,6 +38,9 @@ def test_the_plan_is_optimistic_yet_feasible_and_tends_to_the_optimum(paper_fami
     reward_value, cost_value = evaluate_policy(cmdp, plan)
     assert cost_value <= cmdp.cost_limit and reward_value == pytest.approx(solve_cmdp(cmdp).reward_value, rel=1e-3)
     assert DOPE().plan(cmdp, cmdp.P * 1000, baseline, n_episodes=40_000) is baseline
+    # A baseline without margin gives DOPE nothing to explore with, whatever the counts.
+    tight = dataclasses.replace(cmdp, cost_limit=evaluate_policy(cmdp, baseline)[1])
+    assert DOPE(warmup=0).plan(tight, cmdp.P * 1e14, baseline, n_episodes=40_000) is baseline
 
 
 def test_plans_follow_the_doubling_schedule_and_runs_repeat(paper_family, training):
