@@ -327,7 +327,9 @@ def solve_extended_cmdp(model: TabularCMDP, radius: np.ndarray, support: np.ndar
     flow = scipy.sparse.coo_matrix((np.ones(n), (s, np.arange(n))), shape=(S, n)) - model.gamma * (
         scipy.sparse.coo_matrix((np.ones(n), (successor, np.arange(n))), shape=(S, n)))
     # Rows of the confidence set: w_j - bound_j * (the sum of w over the triples of j's pair) <= 0, and the mirror.
-    same_pair = scipy.sparse.csr_matrix(pair[:, None] == pair[None, :], dtype=np.float64)
+    # Built as (triple -> pair indicator) times its transpose, so memory grows with the triples, not their square.
+    indicator = scipy.sparse.csr_matrix((np.ones(n), (np.arange(n), pair)), shape=(n, S * A))
+    same_pair = (indicator @ indicator.T).tocsr()
     estimate = model.P[s, a, successor]
     upper = scipy.sparse.identity(n, format="csr") - scipy.sparse.diags(estimate + radius[s, a, successor]) @ same_pair
     lower_bound = estimate - radius[s, a, successor]

@@ -103,28 +103,31 @@ class DOPE:
         warmup = self.warmup_episodes(cmdp, baseline)
         S, A = cmdp.n_states, cmdp.n_actions
         counts = np.zeros((S, A, S))
-        planned_at = np.zeros((S, A))  # each pair's visits at the last plan
-        policy, plans = baseline, 0
+        doubling = np.zeros(S * A)  # each pair's visit count that calls for the next plan
+        policy, plans, replan = baseline, 0, False
+        values = evaluate_policy(cmdp, policy)
         run = MetaTestRun.builder(cmdp.cost_limit)
         k = 0
         while k < n_episodes:
-            if k >= warmup and (plans == 0 or np.any(counts.sum(axis=2) >= 2 * np.maximum(planned_at, 0.5))):
+            if k >= warmup and (plans == 0 or replan):
                 policy = self.plan(cmdp, counts, baseline, n_episodes)
-                planned_at, plans = counts.sum(axis=2), plans + 1
+                doubling = 2 * np.maximum(counts.sum(axis=2).ravel(), 0.5)  # a first visit doubles an unseen pair
+                plans += 1
+                values = evaluate_policy(cmdp, policy)
             block = int(min(n_episodes - k, self.max_block, (warmup - k) if k < warmup else self.max_block))
             trajectories = EpisodeSampler(cmdp, policy[None], horizon).sample_trajectories(block, seed=rng)
             pairs = trajectories.states[:, :-1] * A + trajectories.actions[:, :-1]
             successors = trajectories.states[:, 1:]
-            used = block
+            used, replan = block, False
             if k >= warmup:  # stop at the first episode after which some pair's count has doubled
                 per_episode = np.zeros((block, S * A))
                 np.add.at(per_episode, (np.repeat(np.arange(block), horizon - 1), pairs.ravel()), 1.0)
                 totals = counts.sum(axis=2).ravel() + np.cumsum(per_episode, axis=0)
-                doubled = np.any(totals >= 2 * np.maximum(planned_at.ravel(), 0.5), axis=1)
-                used = int(np.argmax(doubled)) + 1 if doubled.any() else block
+                doubled = np.any(totals >= doubling, axis=1)
+                replan = bool(doubled.any())
+                used = int(np.argmax(doubled)) + 1 if replan else block
             np.add.at(counts.reshape(S * A, S), (pairs[:used].ravel(), successors[:used].ravel()), 1.0)
-            reward_value, cost_value = evaluate_policy(cmdp, policy)
-            run.add(used, reward_value, cost_value, {"plan": plans})
+            run.add(used, *values, {"plan": plans})
             k += used
         return run.build()
 

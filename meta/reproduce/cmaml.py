@@ -230,7 +230,9 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
     # The same env steps for every method (see the module docstring); a learner's budget of episodes is then at
     # most its steps.
     learner_steps = config.fine_tune_updates * config.n_steps * config.n_envs
-    episode_length = family.make_env().spec.max_episode_steps
+    probe = family.make_env()
+    episode_length = probe.spec.max_episode_steps
+    probe.close()
     results: dict[str, Any] = {}
     for name in METHODS:
         path = out / "methods" / f"{name}-{digest}.json"
