@@ -222,7 +222,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     else:
         from cmdp_envs.meta.reproduce import gridworld as experiment
 
-        settings = {"seed": args.seed, "setting": args.setting or "authors"}
+        settings = {"seed": args.seed, "setting": args.setting or "authors", "executor": args.executor}
         written = ("summary.json", "figure2.png", "all_methods.png", "timings.json")
     try:
         config_class = experiment.ReproductionConfig
@@ -302,9 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="cmaml: the constrained inner learner: ours on SB3, or OmniSafe's (the 'omnisafe' "
                            "extra, Python 3.10; TRPOLag is the paper's)")
     reproduce.add_argument("--executor", default="local", choices=["local", "serial", "ray"],
-                           help="cmaml: where the tasks of an outer iteration run: local processes, this process, or "
-                           "Ray (the 'ray' extra; a local Ray, or the cluster RAY_ADDRESS names); results are the "
-                           "same, so a run may resume on another")
+                           help="where the tasks of a cmaml outer iteration, or a gridworld method's test tasks, run: "
+                           "local processes, this process, or Ray (the 'ray' extra; a local Ray, or the cluster "
+                           "RAY_ADDRESS names); results are the same, so a run may resume on another")
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

@@ -7,11 +7,16 @@ until at most ``3 delta N`` are uncovered); if the coverage error ``sqrt(|U| ln(
 (independent calls, through an executor) and the simultaneously feasible oracle ``O_s`` on ``U``, and return the
 policy-value set ``Û = {(pi_i, u_i, v_i, u_i_s, v_i_s)}``: ``u`` reward values and ``v`` safety margins
 ``d - J_c`` of ``pi_i`` and of ``pi_s`` on task ``M_i``.
+
+With ``calibrate=True`` (tabular families) each element also carries its calibrated value errors
+(:class:`ValueErrors`): the largest change of ``pi_i``'s and ``pi_s``'s exact values between ``M_i`` and the sampled
+tasks in ``M_i``'s ball, which the certified setting of Algorithm 2 uses instead of the theory's ``eps L``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -27,13 +32,53 @@ from cmdp_envs.meta.oracles.feasible import DistanceCheck
 from cmdp_envs.meta.policies import MLPPolicy, TabularPolicy
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
 
-__all__ = ["PolicyValue", "CoveringResult", "greedy_cover", "initial_sample_size", "coverage_error", "train"]
+__all__ = ["ValueErrors", "PolicyValue", "CoveringResult", "calibrate_value_errors", "greedy_cover",
+           "initial_sample_size", "coverage_error", "train"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ValueErrors:
+    """What the training phase measured about how a cover member's values move across tasks (exact values):
+
+    * ``reward``, ``margin``, ``safe_reward``, ``safe_margin``: the largest ``|J(M) - J(M_i)|`` over the
+      ``n_tasks`` sampled tasks ``M`` that ``O_c`` puts within ``eps`` of ``M_i`` (``M_i`` included), for the
+      reward value and the margin of ``pi_i`` and of ``pi_s``;
+    * ``across_tasks``: one row per task of a uniform sample of the whole task distribution, with ``pi_s``'s reward
+      value and margin and ``pi_i``'s reward value and margin there (columns in that order, shape ``(n, 4)``), so
+      that a test phase can bound ``pi_i``'s margin over every task whose ``pi_s`` values match what it observes.
+
+    Margins are ``d - J_c`` of each task, so a family whose cost limit varies moves them too.
+    """
+
+    reward: float
+    margin: float
+    safe_reward: float
+    safe_margin: float
+    n_tasks: int
+    across_tasks: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("reward", "margin", "safe_reward", "safe_margin"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"value error {name!r} must be a finite number >= 0, got {value!r}")
+        check_count("n_tasks", self.n_tasks, minimum=1)
+        table = np.asarray(self.across_tasks, dtype=np.float64)
+        if table.ndim != 2 or table.shape[1] != 4 or len(table) == 0 or not np.all(np.isfinite(table)):
+            raise ValueError(f"across_tasks must be a non-empty (n, 4) table of finite numbers, got shape "
+                             f"{table.shape}")
+        object.__setattr__(self, "across_tasks", table)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reward": self.reward, "margin": self.margin, "safe_reward": self.safe_reward,
+                "safe_margin": self.safe_margin, "n_tasks": self.n_tasks, "across_tasks": self.across_tasks.tolist()}
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyValue:
     """One element of ``Û``: task ``M_i``, its policy ``pi_i``, ``u_i = J_r(pi_i)``, ``v_i = d_i - J_c(pi_i)``, and
-    ``u_i_s``, ``v_i_s``, the same for ``pi_s`` on ``M_i``."""
+    ``u_i_s``, ``v_i_s``, the same for ``pi_s`` on ``M_i``; ``value_errors`` when the training phase calibrated
+    them (:func:`calibrate_value_errors`)."""
 
     task: Task
     policy: Any
@@ -41,6 +86,7 @@ class PolicyValue:
     margin: float
     safe_reward_value: float
     safe_margin: float
+    value_errors: ValueErrors | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +116,9 @@ class CoveringResult:
             entries.append({"task": entry.task.as_dict(), "policy": f"pi_{index}.npz",
                             "kind": type(entry.policy).__name__, "reward_value": entry.reward_value,
                             "margin": entry.margin, "safe_reward_value": entry.safe_reward_value,
-                            "safe_margin": entry.safe_margin})
+                            "safe_margin": entry.safe_margin,
+                            **({} if entry.value_errors is None
+                               else {"value_errors": entry.value_errors.as_dict()})})
         write_json(directory / "covering.json", {
             "n_samples": self.n_samples, "doublings": self.doublings, "coverage_error": self.coverage_error,
             "cover_size": self.cover_size, "config": self.config,
@@ -112,6 +160,10 @@ _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "task": dict, **_POLICY_FIELDS, "reward_value": _NUMBER, "margin": _NUMBER, "safe_reward_value": _NUMBER,
     "safe_margin": _NUMBER,
 }
+_VALUE_ERROR_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "reward": _NUMBER, "margin": _NUMBER, "safe_reward": _NUMBER, "safe_margin": _NUMBER, "n_tasks": int,
+    "across_tasks": list,
+}
 _POLICY_KINDS = {"TabularPolicy": TabularPolicy, "MLPPolicy": MLPPolicy}
 
 
@@ -146,7 +198,19 @@ def _policy_value(index: Path, where: str, entry: Any, family: TaskFamily) -> Po
                                          f"{error}") from error
     return PolicyValue(task=task, policy=_load_policy(index, where, entry, _tabular_shape(family, task), family),
                        reward_value=float(entry["reward_value"]), margin=float(entry["margin"]),
-                       safe_reward_value=float(entry["safe_reward_value"]), safe_margin=float(entry["safe_margin"]))
+                       safe_reward_value=float(entry["safe_reward_value"]), safe_margin=float(entry["safe_margin"]),
+                       value_errors=_value_errors(index, where, entry.get("value_errors")))
+
+
+def _value_errors(index: Path, where: str, saved: Any) -> ValueErrors | None:
+    """An entry's ``value_errors`` (absent: ``None``)."""
+    if saved is None:
+        return None
+    saved = check_json_fields(index, f"{where}.value_errors", saved, _VALUE_ERROR_FIELDS)
+    try:
+        return ValueErrors(**{key: saved[key] for key in _VALUE_ERROR_FIELDS})  # type: ignore[arg-type]
+    except ValueError as error:
+        raise UnreadableFileError(index, f"{where}.value_errors: {error}") from error
 
 
 def _checked_network(path: Path, policy: MLPPolicy, family: TaskFamily) -> MLPPolicy:
@@ -272,6 +336,52 @@ def _greedy_interval_cover(values: np.ndarray, eps: float, max_uncovered: float)
     return cover
 
 
+def calibrate_value_errors(family: TaskFamily, policy_values: Sequence[PolicyValue], safe_policy: Any,
+                           tasks: Sequence[Task], check: Callable[[Task, Task, float], bool], eps: float,
+                           max_ball_tasks: int = 128, max_tasks: int = 512) -> tuple[PolicyValue, ...]:
+    """``policy_values`` with their :class:`ValueErrors`, from exact values on sampled ``tasks``:
+
+    * the ball errors of member ``M_i``: the largest change of the reward value and margin of ``pi_i`` and of
+      ``pi_s`` from their values in ``Û``, over ``M_i`` and the first ``max_ball_tasks`` tasks with
+      ``O_c(M_i, M, eps)``;
+    * the table across tasks: both policies' values on the first ``max_tasks`` tasks.
+
+    Sampled tasks are i.i.d., so "the first" are a uniform subset; by exchangeability, a new task from the same
+    distribution in the same ball exceeds the largest change of ``n`` ball tasks with probability at most
+    ``1 / (n + 1)``. Exact values need a tabular family; on any other family this raises ``ValueError`` (a Monte
+    Carlo calibration with its own confidence is not implemented).
+    """
+    if not isinstance(family, TabularFamily):
+        raise ValueError(f"calibrating value errors needs exact values, so a tabular family; got "
+                         f"{type(family).__name__}")
+    check_count("max_ball_tasks", max_ball_tasks, minimum=1)
+    check_count("max_tasks", max_tasks, minimum=1)
+    from cmdp_envs.tabular import evaluate_policy
+
+    def values(task: Task, policies: np.ndarray) -> np.ndarray:
+        """Rows (reward value, margin) of each policy on ``task``."""
+        cmdp = family.tabular(task)
+        rewards, costs = evaluate_policy(cmdp, policies)
+        return np.stack([rewards, cmdp.cost_limit - costs], axis=1)
+
+    safe = safe_policy.probabilities
+    candidates = np.stack([entry.policy.probabilities for entry in policy_values])
+    # Every candidate and pi_s on each task of the table: (n, 1 + cover size, 2).
+    table = np.stack([values(task, np.concatenate([safe[None], candidates])) for task in tasks[:max_tasks]])
+    calibrated = []
+    for index, entry in enumerate(policy_values):
+        inside = (task for task in tasks if check(entry.task, task, eps))
+        ball = [entry.task, *itertools.islice(inside, max_ball_tasks)]
+        predicted = np.array([[entry.reward_value, entry.margin], [entry.safe_reward_value, entry.safe_margin]])
+        changes = np.stack([values(task, np.stack([entry.policy.probabilities, safe])) for task in ball]) - predicted
+        (reward, margin), (safe_reward, safe_margin) = np.abs(changes).max(axis=0)
+        across = np.concatenate([table[:, 0], table[:, 1 + index]], axis=1)
+        calibrated.append(dataclasses.replace(entry, value_errors=ValueErrors(
+            float(reward), float(margin), float(safe_reward), float(safe_margin), n_tasks=len(ball),
+            across_tasks=across)))
+    return tuple(calibrated)
+
+
 def train(
     family: TaskFamily,
     learner: Callable[..., Any],
@@ -284,6 +394,7 @@ def train(
     seed: int = 0,
     executor: Executor | None = None,
     max_doublings: int = 8,
+    calibrate: bool = False,
 ) -> CoveringResult:
     """Algorithm 1. ``learner`` is ``O_l`` (:class:`~cmdp_envs.meta.oracles.protocol.LearnerOracle`), ``check`` is
     ``O_c`` and ``feasible_oracle`` is ``O_s``; the ``O_l`` calls run through ``executor`` (default: this process).
@@ -292,6 +403,8 @@ def train(
     :param eps: radius of the cover's balls.
     :param xi: safety margin asked of ``pi_s`` on every member of the cover.
     :param max_doublings: give up (``RuntimeError``) after this many doublings of ``N``.
+    :param calibrate: also calibrate every member's value errors on the sampled tasks
+        (:func:`calibrate_value_errors`; tabular families).
     """
     check_count("max_doublings", max_doublings)
     if not (eps >= 0 and xi >= 0):
@@ -326,7 +439,10 @@ def train(
                     safe_margin=task.cost_limit - safe_cost.value)
         for task, answer, safe_reward, safe_cost in zip(members, answers, safe.reward, safe.cost)
     )
+    if calibrate:
+        policy_values = calibrate_value_errors(family, policy_values, safe.policy, tasks, check, eps)
     config = {"delta": delta, "eps": eps, "xi": xi, "seed": seed, "max_doublings": max_doublings,
+              "calibrated": calibrate,
               "learner": answers[0].info.get("oracle") if answers else None,
               "feasible_oracle": safe.info.get("oracle")}
     return CoveringResult(policy_values=policy_values, safe_policy=safe.policy, n_samples=n_samples,

@@ -35,14 +35,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cmdp_envs.meta.confidence_sequences import EmpiricalBernsteinCS
 from cmdp_envs.meta.covering import CoveringResult, PolicyValue
 from cmdp_envs.meta.estimators import rollout_returns
 from cmdp_envs.meta.evaluation import MetaTestRun
 from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
+from cmdp_envs.validation import check_number
 
-__all__ = ["PaperConstants", "PracticalConstants", "Proposal", "SafeMixture", "SafeMixtureMethod", "run_on_tabular",
+__all__ = ["PaperConstants", "PracticalConstants", "CertifiedConstants", "Proposal", "SafeMixture", "SafeMixtureMethod", "run_on_tabular",
            "LearnedSafeMixture"]
+
+
+#: In the certified setting a phase past its minimum considers a raise every this many episodes (each look costs a
+#: scan of the calibration table; the confidence sequences allow looking at any time).
+RAISE_CHECK_INTERVAL = 100
 
 
 def _lipschitz_constant(gamma: float) -> float:
@@ -179,7 +186,67 @@ class PracticalConstants:
         return [min(max(w, 0.0), 1.0) for w in weights]
 
 
-Constants = PaperConstants | PracticalConstants
+@dataclasses.dataclass(frozen=True)
+class CertifiedConstants:
+    """A certified setting of Algorithm 2: the same phases, eliminations and raises, with every hand-tuned or
+    worst-case quantity replaced by a measured one. It needs ``Û`` with calibrated value errors
+    (:func:`~cmdp_envs.meta.covering.train` with ``calibrate=True``).
+
+    * **Running means**: anytime-valid empirical-Bernstein confidence sequences
+      (:class:`~cmdp_envs.meta.confidence_sequences.EmpiricalBernsteinCS`, Waudby-Smith & Ramdas 2024) for the
+      return and the margin, on returns in ``[0, value_range / (1 - gamma)]``. ``pi_s``'s episodes on the test task
+      (its whole runs while ``m = 0`` and its draws inside mixtures) feed one pair of sequences for the whole test,
+      at ``delta / 4`` each; the ``j``-th mixture phase gets its own pair at ``delta / (4 j (j + 1))`` each.
+    * **Elimination**: a candidate goes when the confidence interval of the compared samples (``pi_s``'s while
+      ``m = 0``, the phase's after) no longer meets the prediction ``u_l_m``, ``v_l_m`` widened by the calibrated
+      value errors of the mixture, ``alpha e(pi_l) + (1 - alpha) e(pi_s)`` (instead of ``eps L``). The sequences are
+      anytime-valid, so the test runs from the first episode.
+    * **Raise**: after ``min_episodes`` episodes of the phase, ``alpha`` goes to the largest weight whose mixture is
+      certified feasible, ``alpha* = LCB_s / (LCB_s - b_l)`` (1 when ``b_l >= 0``), if that beats the current weight
+      by ``min_raise``. ``LCB_s`` is the lower confidence bound of ``pi_s``'s margin on the test task; ``b_l`` is the
+      smallest margin ``pi_l`` has on the calibration tasks whose ``pi_s`` reward value and margin both lie in the
+      current confidence intervals of ``pi_s``'s (the tasks the test task cannot yet be told apart from), and no
+      raise happens while none does.
+
+    **What the certificate assumes.** (1) Episode returns lie in the stated ranges (per-step rewards and costs in
+    ``[0, value_range]``). (2) ``pi_s`` is feasible on the test task (the algorithm runs it from the first episode).
+    (3) The calibration tasks represent the task distribution finely enough that, among the tasks whose ``pi_s``
+    values match the test task's, their smallest margin of ``pi_l`` is at most the test task's. Under these, with
+    probability at least ``1 - delta / 4`` (the event that ``pi_s``'s sequences hold), every executed mixture
+    ``alpha pi_l + (1 - alpha) pi_s`` has margin at least ``alpha b_l + (1 - alpha) LCB_s >= 0``: no executed
+    mixture is infeasible. The other sequences only decide eliminations, so they bear on regret, not on safety.
+    Nothing rests on the cover's ``eps`` or a Lipschitz constant.
+
+    :param delta: the total probability that any confidence sequence fails.
+    :param value_range: ``R``, the per-step range of rewards and costs.
+    :param min_episodes: episodes of a phase before it may raise.
+    :param min_raise: the smallest raise of ``alpha`` worth a new phase.
+    :param max_bet: ``c`` of the confidence sequences.
+    """
+
+    delta: float = 0.05
+    value_range: float = 10.0
+    min_episodes: int = 1000
+    min_raise: float = 0.05
+    max_bet: float = 0.5
+    name = "certified"
+
+    def __post_init__(self) -> None:
+        check_number("delta", self.delta, 0.0, 1.0, low_open=True, high_open=True)
+        check_number("value_range", self.value_range, 0.0, low_open=True)
+        check_count("min_episodes", self.min_episodes, minimum=1)
+        check_number("min_raise", self.min_raise, 0.0, 1.0, low_open=True)
+        check_number("max_bet", self.max_bet, 0.0, 1.0, low_open=True, high_open=True)
+
+    def sequences(self, cost_limit: float, gamma: float, delta: float) -> tuple[EmpiricalBernsteinCS,
+                                                                                 EmpiricalBernsteinCS]:
+        """A fresh pair of confidence sequences (return, margin) at level ``delta`` each."""
+        horizon_value = self.value_range / (1 - gamma)
+        return (EmpiricalBernsteinCS(0.0, horizon_value, delta, self.max_bet),
+                EmpiricalBernsteinCS(cost_limit - horizon_value, cost_limit, delta, self.max_bet))
+
+
+Constants = PaperConstants | PracticalConstants | CertifiedConstants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,8 +289,17 @@ class SafeMixture:
         self._position = 0
         self.eliminated: list[int] = []
         self.k = 0
-        self._pooled = mixture and constants.pools_safe_policy_samples
+        self._certified = isinstance(constants, CertifiedConstants)
+        self._pooled = mixture and not self._certified and constants.pools_safe_policy_samples
         self._pool = np.zeros(3)  # episodes, sum R, sum margin of pi_s on the test task (pooled while m = 0)
+        if self._certified:
+            uncalibrated = [i for i, entry in enumerate(self.U) if entry.value_errors is None]
+            if uncalibrated:
+                raise ValueError(f"the certified setting needs Û with calibrated value errors (train(..., "
+                                 f"calibrate=True)); entries {uncalibrated} have none")
+            # pi_s's return and margin on the test task, over the whole test (its runs and its draws in mixtures).
+            self._safe_sequences = constants.sequences(self.cost_limit, self.gamma, constants.delta / 4)
+            self._mixture_phases = 0
         self._start_phase()
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -237,6 +313,16 @@ class SafeMixture:
         self.m = m
         self._sums = np.zeros(3)  # episodes, sum R, sum margin since k0
         l = self.candidate
+        if self._certified:
+            # The weights are found one raise at a time (:meth:`_certified_weight`), appended before the phase starts.
+            if m == 0:
+                self._weights = []
+            else:
+                self._mixture_phases += 1
+                j = self._mixture_phases
+                self._phase_sequences = self.constants.sequences(self.cost_limit, self.gamma,
+                                                                 self.constants.delta / (4 * j * (j + 1)))
+            return
         self._weights = [] if l is None or not self.mixture else self.constants.weights(self.U[l].safe_margin,
                                                                                          self.gamma)
 
@@ -271,6 +357,10 @@ class SafeMixture:
     def episodes_before_change(self) -> int:
         """Episodes after which the proposal changes unless an elimination comes first (a block-size hint)."""
         proposal = self.propose()
+        if self._certified:
+            if proposal.candidate is None:
+                return self.n_episodes
+            return int(max(self.constants.min_episodes - self._sums[0], RAISE_CHECK_INTERVAL))
         if proposal.candidate is None or self.m >= len(self._weights):
             return self.n_episodes
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
@@ -280,14 +370,26 @@ class SafeMixture:
         return int(max(1, min(self.n_episodes, math.ceil(needed + 2 - counted))))
 
     # -- one episode ---------------------------------------------------------------------------------------------
-    def observe(self, reward_return: float, cost_return: float) -> None:
-        """Line 6-14: record ``R_k`` and ``C_k`` of the episode just run, then eliminate or raise ``alpha``."""
+    def observe(self, reward_return: float, cost_return: float, safe_policy_ran: bool | None = None) -> None:
+        """Line 6-14: record ``R_k`` and ``C_k`` of the episode just run, then eliminate or raise ``alpha``.
+
+        :param safe_policy_ran: whether the episode's draw from the mixture was ``pi_s``; the certified setting needs
+            it whenever ``0 < alpha < 1`` (it learns ``pi_s``'s values from those draws too).
+        """
         if not (math.isfinite(reward_return) and math.isfinite(cost_return)):
             raise ValueError(f"returns must be finite, got R = {reward_return}, C = {cost_return}")
         if self.k >= self.n_episodes:
             raise ValueError(f"all K = {self.n_episodes} episodes have been observed")
-        self.k += 1
         proposal = self.propose()
+        if self._certified:
+            if safe_policy_ran is None and 0 < proposal.alpha < 1:
+                raise ValueError(f"the certified setting needs safe_policy_ran at alpha = {proposal.alpha:g}: "
+                                 "whether the episode drew pi_s")
+            self.k += 1
+            self._observe_certified(proposal, reward_return, cost_return,
+                                    proposal.alpha == 0 if safe_policy_ran is None else safe_policy_ran)
+            return
+        self.k += 1
         if proposal.candidate is None:
             return
         sample = np.array([1.0, reward_return, self.cost_limit - cost_return])
@@ -306,6 +408,55 @@ class SafeMixture:
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
         if counted - 2 >= needed and self.m < len(self._weights):  # Line 11-13 (m <= m(l): len(weights) = m(l) + 1)
             self._start_phase(self.m + 1)
+
+    def _observe_certified(self, proposal: Proposal, reward_return: float, cost_return: float,
+                           safe_policy_ran: bool) -> None:
+        """Line 6-14 in the certified setting (:class:`CertifiedConstants`)."""
+        margin = self.cost_limit - cost_return
+        if safe_policy_ran:
+            for sequence, value in zip(self._safe_sequences, (reward_return, margin)):
+                sequence.update(value)
+        if proposal.candidate is None:
+            return
+        self._sums += (1.0, reward_return, margin)
+        compared = self._safe_sequences if self.m == 0 else self._phase_sequences
+        if self.m > 0:
+            for sequence, value in zip(compared, (reward_return, margin)):
+                sequence.update(value)
+        entry, alpha = self.U[proposal.candidate], proposal.alpha
+        errors = entry.value_errors
+        tolerances = (alpha * errors.reward + (1 - alpha) * errors.safe_reward,
+                      alpha * errors.margin + (1 - alpha) * errors.safe_margin)
+        for sequence, predicted, tolerance in zip(compared, (proposal.predicted_reward, proposal.predicted_margin),
+                                                  tolerances):
+            if sequence.upper < predicted - tolerance or sequence.lower > predicted + tolerance:
+                self.eliminated.append(proposal.candidate)  # Line 8-10
+                self._position += 1
+                self._start_phase()
+                return
+        beyond = self._sums[0] - self.constants.min_episodes
+        if self.mixture and beyond >= 0 and beyond % RAISE_CHECK_INTERVAL == 0:  # Line 11-13
+            weight = self._certified_weight(entry)
+            if weight >= alpha + self.constants.min_raise:
+                self._weights.append(weight)
+                self._start_phase(self.m + 1)
+
+    def _certified_weight(self, entry: PolicyValue) -> float:
+        """The largest ``alpha`` whose mixture of ``entry``'s ``pi_l`` with ``pi_s`` is certified feasible now
+        (:class:`CertifiedConstants`): ``alpha b_l + (1 - alpha) LCB_s >= 0``; 0 when no calibration task matches
+        ``pi_s``'s observed values."""
+        reward_sequence, margin_sequence = self._safe_sequences
+        table = entry.value_errors.across_tasks
+        matching = ((table[:, 0] >= reward_sequence.lower) & (table[:, 0] <= reward_sequence.upper)
+                    & (table[:, 1] >= margin_sequence.lower) & (table[:, 1] <= margin_sequence.upper))
+        if not matching.any():
+            return 0.0
+        candidate_margin, safe_margin = float(table[matching, 3].min()), margin_sequence.lower
+        if candidate_margin >= 0:
+            return 1.0
+        if safe_margin <= 0:
+            return 0.0
+        return safe_margin / (safe_margin - candidate_margin)
 
 
 def _exact_values(cmdp: TabularCMDP, result: CoveringResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -338,8 +489,8 @@ def run_on_tabular(algorithm: SafeMixture, result: CoveringResult, cmdp: Tabular
         block = min(algorithm.n_episodes - algorithm.k, algorithm.episodes_before_change(), max_block)
         batch = sampler.sample(block, seed=rng, weights=weights)
         used = 0
-        for reward_return, cost_return in zip(batch.reward_return, batch.cost_return):
-            algorithm.observe(float(reward_return), float(cost_return))
+        for reward_return, cost_return, member in zip(batch.reward_return, batch.cost_return, batch.policy_index):
+            algorithm.observe(float(reward_return), float(cost_return), safe_policy_ran=bool(member == 0))
             used += 1
             changed = algorithm.propose()
             if (changed.candidate, changed.alpha) != (proposal.candidate, proposal.alpha):
@@ -415,4 +566,5 @@ class LearnedSafeMixture:
             policy = (candidates[proposal.candidate]
                       if proposal.candidate is not None and rng.random() < proposal.alpha else safe_policy)
             algorithm.observe(*rollout_returns(env, policy, run.task, family.gamma, horizon, run.seed + episode,
-                                               cost_gamma=family.cost_discount))
+                                               cost_gamma=family.cost_discount),
+                              safe_policy_ran=policy is safe_policy)

@@ -65,6 +65,26 @@ def _move(cell: Cell, action: int) -> Cell:
     return target if _in_grid(target) else cell
 
 
+@functools.cache
+def _noise_targets(noise_model: str) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], ...]:
+    """Per state and action, the intended next state and the states the noise spreads over (in the order the noise
+    mass is added): the grid's geometry, the same for every task."""
+    rows = []
+    for s in range(SIZE * SIZE):
+        cell = state_to_cell(s)
+        row = []
+        for a in range(len(MOVES)):
+            intended = cell_to_state(_move(cell, a))
+            if noise_model == "reference":
+                spread = tuple({intended} | {cell_to_state(_move(cell, b)) for b in range(len(MOVES))
+                                             if _move(cell, b) != cell})
+            else:
+                spread = tuple(cell_to_state(_move(cell, b)) for b in range(len(MOVES)))
+            row.append((intended, spread))
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GridWorldTask(Task):
     """One gridworld CMDP.
@@ -124,17 +144,21 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
         self.noise_model: NoiseModel = noise_model
         self.gamma = gamma
         self.check_support()
-        self._tables = functools.lru_cache(maxsize=256)(self._build_tables)
+        self._caches()
+
+    def _caches(self) -> None:
+        self._cmdps = functools.lru_cache(maxsize=256)(self._build_cmdp)
+        self._step_tables = functools.lru_cache(maxsize=256)(self._build_step_tables)
 
     def __getstate__(self) -> dict[str, Any]:
         # The per-instance cache cannot be pickled (process pools, Ray); it is rebuilt on arrival.
         state = self.__dict__.copy()
-        del state["_tables"]
+        del state["_cmdps"], state["_step_tables"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._tables = functools.lru_cache(maxsize=256)(self._build_tables)
+        self._caches()
 
     @classmethod
     def varied(cls, **overrides: Any) -> GridWorldFamily:
@@ -166,34 +190,27 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
 
     def tabular(self, task: GridWorldTask) -> TabularCMDP:
         """The exact CMDP of ``task``: ``P`` (49, 4, 49), ``r`` and ``c`` (49, 4), ``mu`` (49,)."""
-        return self._tables(task)[0]
+        return self._cmdps(task)
 
     def step_tables(self, task: GridWorldTask) -> tuple[list, list, list, list]:
         """Per state and action, Python lists (cumulative probabilities, next states, reward, cost) for fast
         single-environment stepping with :func:`bisect.bisect_right`."""
-        return self._tables(task)[1]
+        return self._step_tables(task)
 
-    def _build_tables(self, task: GridWorldTask) -> tuple[TabularCMDP, tuple[list, list, list, list]]:
+    def _build_cmdp(self, task: GridWorldTask) -> TabularCMDP:
         self.check_task(task)
         S, A = SIZE * SIZE, len(MOVES)
         goal = cell_to_state(task.goal)
         unsafe = [cell_to_state(cell) for cell in task.unsafe_cells]
         P = np.zeros((S, A, S))
-        for s in range(S):
-            cell = state_to_cell(s)
+        for s, rows in enumerate(_noise_targets(self.noise_model)):
             if s == goal:
                 P[s, :, s] = 1.0
                 continue
-            for a in range(A):
-                intended = cell_to_state(_move(cell, a))
+            for a, (intended, spread) in enumerate(rows):
                 P[s, a, intended] += 1.0 - task.noise
-                if self.noise_model == "reference":
-                    spread = {intended} | {cell_to_state(_move(cell, b)) for b in range(A) if _move(cell, b) != cell}
-                    for target in spread:
-                        P[s, a, target] += task.noise / len(spread)
-                else:
-                    for b in range(A):
-                        P[s, a, cell_to_state(_move(cell, b))] += task.noise / A
+                for target in spread:
+                    P[s, a, target] += task.noise / len(spread)
         r = np.zeros((S, A))
         r[goal] = GOAL_REWARD
         c = np.zeros((S, A))
@@ -201,13 +218,16 @@ class GridWorldFamily(TaskFamily[GridWorldTask]):
         mu = np.ones(S)
         mu[unsafe] = 0.0
         mu /= mu.sum()
-        cmdp = TabularCMDP(P=P, r=r, c=c, mu=mu, gamma=self.gamma, cost_limit=task.cost_limit)
+        return TabularCMDP(P=P, r=r, c=c, mu=mu, gamma=self.gamma, cost_limit=task.cost_limit)
+
+    def _build_step_tables(self, task: GridWorldTask) -> tuple[list, list, list, list]:
+        cmdp = self.tabular(task)
         cumulative, next_states = [], []
-        for s in range(S):
-            targets = [np.flatnonzero(P[s, a]) for a in range(A)]
-            cumulative.append([cumulative_distribution(P[s, a, t]).tolist() for a, t in enumerate(targets)])
+        for s in range(cmdp.n_states):
+            targets = [np.flatnonzero(cmdp.P[s, a]) for a in range(cmdp.n_actions)]
+            cumulative.append([cumulative_distribution(cmdp.P[s, a, t]).tolist() for a, t in enumerate(targets)])
             next_states.append([t.tolist() for t in targets])
-        return cmdp, (cumulative, next_states, r.tolist(), c.tolist())
+        return cumulative, next_states, cmdp.r.tolist(), cmdp.c.tolist()
 
     def distance(self, task_1: GridWorldTask, task_2: GridWorldTask) -> float:
         """The exact CMDP distance of the two tasks' tabular models (:func:`cmdp_envs.tabular.cmdp_distance`)."""

@@ -28,7 +28,13 @@ values. Methods (the name is the key in ``summary.json``):
 * ``safe_meta_rl_large_cost_kl``: the same with ``lambda_c = 1000``, the scale its safety theorem asks for;
 * ``lb_sgd``: log-barrier SGD with the theory's smoothness constant;
 * ``lb_sgd_tuned``: the same with smoothness ``M = 0.1``;
-* ``dope``: DOPE with its own confidence sets and warm-up (:mod:`cmdp_envs.meta.dope`).
+* ``safe_mixture_certified``: Algorithm 2 in its certified setting (anytime confidence sequences and value errors
+  calibrated in training, :class:`~cmdp_envs.meta.safe_mixture.CertifiedConstants`);
+* ``dope``: DOPE with its own confidence sets and warm-up (:mod:`cmdp_envs.meta.dope`);
+* ``dope_plus_authors``: DOPE+ with the gridworld authors' bonuses, constants and 18,000-episode warm-up.
+
+The ten test tasks of a method run in parallel through an executor (``ReproductionConfig.executor``, local processes
+by default); every executor gives the same results.
 
 Results are written after every method, and a rerun resumes from them when everything that determines them is
 unchanged: the configuration, the training settings (``O_s`` included), the method's settings (the ``repr`` of its
@@ -62,10 +68,11 @@ from cmdp_envs.families import gridworld as gridworld_family
 from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
 from cmdp_envs.io import UnreadableFileError, read_json, write_json
 from cmdp_envs.meta import covering as covering_module
-from cmdp_envs.meta import dope, estimators, evaluation, lb_sgd, policies, safe_mixture
+from cmdp_envs.meta import confidence_sequences, dope, estimators, evaluation, lb_sgd, policies, safe_mixture
 from cmdp_envs.meta.covering import CoveringResult, train
-from cmdp_envs.meta.dope import DOPE
-from cmdp_envs.meta.evaluation import MetaTestMethod, plot_runs, summarise
+from cmdp_envs.meta.dope import DOPE, AuthorsDOPEPlus
+from cmdp_envs.meta.evaluation import MetaTestMethod, MetaTestRun, plot_runs, summarise
+from cmdp_envs.meta.executors import make_executor
 from cmdp_envs.meta.lb_sgd import LBSGD, LBSGDConfig
 from cmdp_envs.meta.oracles import (
     DistanceCheck,
@@ -77,8 +84,8 @@ from cmdp_envs.meta.oracles import (
 from cmdp_envs.meta.oracles import exact as exact_oracle
 from cmdp_envs.meta.oracles import feasible as feasible_oracles
 from cmdp_envs.meta.safe_adaptation import SafeAdaptationConfig, SafeMetaRL, closed_form
-from cmdp_envs.meta.safe_mixture import SafeMixtureMethod
-from cmdp_envs.tabular import solve_cmdp
+from cmdp_envs.meta.safe_mixture import CertifiedConstants, SafeMixtureMethod
+from cmdp_envs.tabular import TabularCMDP, solve_cmdp
 
 __all__ = ["ReproductionConfig", "SETTINGS", "METHOD_NAMES", "methods_in", "run", "format_table"]
 
@@ -87,6 +94,8 @@ SETTINGS = {"authors": {"delta": 0.05, "eps": 0.005}, "ours": {"delta": 0.1, "ep
 #: ``"authors"``: ``pi_s`` is the regularised optimum of this noise level; ``"ours"``: ``pi_s`` must be xi-feasible
 #: here too (the largest feasible noise level is about 0.436).
 REFERENCE_NOISE = 0.4
+#: Where a method's test tasks may run (:func:`~cmdp_envs.meta.executors.make_executor`).
+EXECUTORS = ("local", "serial", "ray")
 #: ``rho``: ``pi_s`` is ``(1 - rho) pi + rho uniform`` in every state.
 EXPLORATION = 0.02
 
@@ -99,6 +108,8 @@ class ReproductionConfig:
     :param delta, eps, xi: Algorithm 1's confidence, cover radius (in noise level) and ``pi_s``'s margin; ``delta``
         and ``eps`` default to the setting's (:data:`SETTINGS`).
     :param seed: seeds training and, through it, every test run.
+    :param executor: where a method's test tasks run: ``"local"`` processes, ``"serial"`` or ``"ray"`` (the same
+        results on each, so it is not part of the settings a saved result is checked against).
     """
 
     setting: str = "authors"
@@ -108,17 +119,20 @@ class ReproductionConfig:
     eps: float | None = None
     xi: float = 0.05
     seed: int = 0
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {list(SETTINGS)}, got {self.setting!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {self.executor!r}")
         for name, value in SETTINGS[self.setting].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
 
     @classmethod
-    def quick(cls, seed: int = 0, setting: str = "authors") -> ReproductionConfig:
-        return cls(setting=setting, n_episodes=5_000, seed=seed)
+    def quick(cls, seed: int = 0, setting: str = "authors", executor: str = "local") -> ReproductionConfig:
+        return cls(setting=setting, n_episodes=5_000, seed=seed, executor=executor)
 
 
 def _safe_meta_rl(**overrides: Any) -> SafeMetaRL:
@@ -155,7 +169,13 @@ def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
         "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
         "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)),
                          "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
+        "safe_mixture_certified": (SafeMixtureMethod(CertifiedConstants()),
+                                   "Algorithm 2, certified setting: anytime empirical-Bernstein confidence sequences, "
+                                   "value errors calibrated in training, delta = 0.05"),
         "dope": (DOPE(), "DOPE (Bura et al.), its own confidence sets, warm-up K0 = S^2 A H^3 / Delta^2"),
+        "dope_plus_authors": (AuthorsDOPEPlus(),
+                              "DOPE+ as the gridworld authors ran it: their bonuses and constants, pi_s for the first "
+                              "18,000 episodes"),
     }
 
 
@@ -164,17 +184,33 @@ METHOD_NAMES = tuple(methods_in("authors"))
 
 #: The methods of the paper's Figure 2 (the ones implemented), in its order, per setting: in ours, Safe Meta-RL's safe
 #: variant and the LB-SGD that moves, since the paper's settings of both are unsafe or frozen there.
-FIGURE2_METHODS = {"authors": ("safe_mixture", "unsafe_pce", "safe_meta_rl", "dope", "lb_sgd"),
-                   "ours": ("safe_mixture", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned", "lb_sgd")}
+FIGURE2_METHODS = {"authors": ("safe_mixture", "safe_mixture_certified", "unsafe_pce", "safe_meta_rl", "dope",
+                               "dope_plus_authors", "lb_sgd"),
+                   "ours": ("safe_mixture", "safe_mixture_certified", "safe_meta_rl_large_cost_kl", "lb_sgd_tuned",
+                            "lb_sgd")}
 
 #: Written into every result file; a file of another format is recomputed.
 RESULT_FORMAT = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class _TestRun:
+    """A picklable ``(cmdp, seed) -> method.run_on_tabular(cmdp, training, K, horizon, seed)``."""
+
+    method: MetaTestMethod
+    training: CoveringResult
+    n_episodes: int
+    horizon: int
+
+    def __call__(self, cmdp_and_seed: tuple[TabularCMDP, np.random.SeedSequence]) -> MetaTestRun:
+        cmdp, seed = cmdp_and_seed
+        return self.method.run_on_tabular(cmdp, self.training, self.n_episodes, self.horizon, seed)
+
+
 def _code_fingerprint() -> str:
     """A hash of the source of every module the reproduction's numbers depend on."""
     modules = (tabular, regularised_kernel, gridworld_family, covering_module, estimators, evaluation, lb_sgd, dope,
-               policies, closed_form, safe_mixture, exact_oracle, feasible_oracles)
+               policies, closed_form, safe_mixture, confidence_sequences, exact_oracle, feasible_oracles)
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -214,7 +250,7 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                                                "step_size": feasible_oracle.step_size,
                                                "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION}}
     settings = {"setting": config.setting, "delta": config.delta, "eps": config.eps, "xi": config.xi,
-                "seed": config.seed, **oracle_settings, "version": cmdp_envs.__version__, "code": _code_fingerprint()}
+                "seed": config.seed, "calibrated": True, **oracle_settings, "version": cmdp_envs.__version__, "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     # settings.json is written last, so its presence marks a complete save; it records a checksum of every file.
     saved = _read_checkpoint(directory / "settings.json")
@@ -231,7 +267,7 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
             except ValueError as error:
                 _warn(f"{error}; training again")
     covering = train(family, learner, DistanceCheck(family, parameter="noise"), feasible_oracle,
-                     delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed)
+                     delta=config.delta, eps=config.eps, xi=config.xi, seed=config.seed, calibrate=True)
     (directory / "settings.json").unlink(missing_ok=True)
     covering.save(directory)
     checksums = {path.name: _file_digest(path) for path in sorted(directory.iterdir())
@@ -336,7 +372,8 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     family = GridWorldFamily()
     started = time.perf_counter()
     covering, training_settings = _train(family, config, out)
-    config_json = {**dataclasses.asdict(config), "test_noise_levels": list(PAPER_TEST_NOISE_LEVELS),
+    config_json = {**{key: value for key, value in dataclasses.asdict(config).items() if key != "executor"},
+                   "test_noise_levels": list(PAPER_TEST_NOISE_LEVELS),
                    "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION, "training": training_settings}
     cmdps = [family.tabular(family.task(noise=noise)) for noise in PAPER_TEST_NOISE_LEVELS]
     optimal = [solve_cmdp(cmdp).reward_value for cmdp in cmdps]
@@ -344,7 +381,8 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
     test_seeds = np.random.SeedSequence([config.seed, 1]).spawn(len(cmdps))
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    with tqdm(total=len(methods) * len(cmdps), desc="test runs") as progress:
+    with (tqdm(total=len(methods) * len(cmdps), desc="test runs") as progress,
+          make_executor(config.executor) as executor):
         for name in methods:
             path = out / "methods" / f"{name}.json"
             method, description = available[name]
@@ -355,10 +393,9 @@ def run(out: str | Path, config: ReproductionConfig, methods: list[str] | None =
                 progress.update(len(cmdps))
                 continue
             method_started = time.perf_counter()
-            runs = []
-            for cmdp, seed in zip(cmdps, test_seeds):
-                runs.append(method.run_on_tabular(cmdp, covering, config.n_episodes, config.horizon, seed))
-                progress.update()
+            runs = executor.map(_TestRun(method, covering, config.n_episodes, config.horizon),
+                                list(zip(cmdps, test_seeds)))
+            progress.update(len(cmdps))
             results[name] = {"description": description, "settings": settings, **summarise(runs, optimal)}
             timings[name] = time.perf_counter() - method_started
             write_json(path, {"format": RESULT_FORMAT, "config": config_json, "settings": settings,
