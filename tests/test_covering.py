@@ -1,5 +1,6 @@
 """Algorithm 1 (covering training phase) with exact oracles on the gridworld."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -109,3 +110,40 @@ def test_a_learner_breaking_the_relaxed_feasibility_contract_is_reported(paper_f
     with pytest.raises(RuntimeError, match="relaxed eps-feasible limit"):
         train(paper_family, loose_learner, noise_check(paper_family), ExactSimultaneouslyFeasibleOracle(paper_family),
               delta=0.3, eps=0.05, xi=0.05, seed=0)
+
+
+def test_calibrated_value_errors_are_the_largest_changes_over_each_ball(paper_family, result, tmp_path):
+    """calibrate_value_errors against a direct computation; they survive a save and load; a family without exact
+    values is refused."""
+    from cmdp_envs.families.navigation import CircleFamily
+    from cmdp_envs.meta.covering import calibrate_value_errors
+
+    check = noise_check(paper_family)
+    tasks = paper_family.sample(300, seed=5)
+    calibrated = calibrate_value_errors(paper_family, result.policy_values, result.safe_policy, tasks, check,
+                                        eps=0.02, max_ball_tasks=40, max_tasks=50)
+    safe = result.safe_policy.probabilities
+    for entry in calibrated:
+        ball = [entry.task] + [task for task in tasks if abs(task.noise - entry.task.noise) <= 0.02][:40]
+        changes = []
+        for task in ball:
+            cmdp = paper_family.tabular(task)
+            (u, c), (u_s, c_s) = evaluate_policy(cmdp, entry.policy.probabilities), evaluate_policy(cmdp, safe)
+            changes.append((u - entry.reward_value, 1.5 - c - entry.margin, u_s - entry.safe_reward_value,
+                            1.5 - c_s - entry.safe_margin))
+        errors = entry.value_errors
+        assert errors.n_tasks == len(ball) and 10 < len(ball) <= 41
+        np.testing.assert_allclose([errors.reward, errors.margin, errors.safe_reward, errors.safe_margin],
+                                   np.abs(changes).max(axis=0), rtol=1e-9, atol=1e-12)
+        assert errors.margin > 0 and errors.safe_margin > 0, "values move across a ball of noise width 0.04"
+        first = paper_family.tabular(tasks[0])
+        (u, c), (u_s, c_s) = evaluate_policy(first, entry.policy.probabilities), evaluate_policy(first, safe)
+        assert errors.across_tasks.shape == (50, 4)
+        np.testing.assert_allclose(errors.across_tasks[0], [u_s, 1.5 - c_s, u, 1.5 - c])
+    saved = dataclasses.replace(result, policy_values=calibrated)
+    saved.save(tmp_path / "calibrated")
+    loaded = CoveringResult.load(tmp_path / "calibrated", paper_family)
+    for before, after in zip(calibrated, loaded.policy_values):
+        assert after.value_errors.as_dict() == before.value_errors.as_dict()
+    with pytest.raises(ValueError, match="tabular family; got CircleFamily"):
+        calibrate_value_errors(CircleFamily(), result.policy_values, result.safe_policy, tasks, check, 0.02)

@@ -49,8 +49,14 @@ EXPECT = {
                               r"1\.5, 95% for all together\); every executed policy verified: (True|False)\n?){2}",
                               r"(xu_zhu: 6 episodes by 3 policies; last policy's J_c = [\d.]+ ± [\d.]+ .*\n?){2}"],
     "dope.py": [r"DOPE's own warm-up here: K0 = [\d.]+e\+09 episodes",
-                r"5000 episodes, warm-up 1000: \d+ plans, regret (\d+) \(pi_s alone: \1\), largest J_c 0\.\d+ "
-                r"\(limit 1\.5\)"],
+                r"DOPE, 25000 episodes, warm-up 1000: \d+ plans, regret (\d+) \(pi_s alone: \1\), largest J_c "
+                r"0\.\d+ \(limit 1\.5\)",
+                r"DOPE\+ \(authors\), 25000 episodes, warm-up 18000: [1-9]\d* plans, regret \d+ \(pi_s alone: \d+\), "
+                r"largest J_c [01]\.\d+ \(limit 1\.5\)"],
+    "safe_mixture_certified.py": [r"cover: 9 members, value errors calibrated on up to 129 tasks each",
+                                  r"certified: regret (\d+), 0 violating mixtures, largest J_c 1\.[0-4]\d* "
+                                  r"\(limit 1\.5\), largest alpha 0\.[3-9]\d*",
+                                  r"practical: regret \d+, \d+ violating mixtures"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }

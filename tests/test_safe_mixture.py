@@ -1,16 +1,20 @@
 """Algorithm 2 (safe mixture testing phase) and PCE: constants, the step-by-step object, and the drivers."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from cmdp_envs.meta.covering import CoveringResult, PolicyValue
+from cmdp_envs.meta.covering import CoveringResult, PolicyValue, ValueErrors
+from cmdp_envs.meta.oracles import DistanceCheck
 from cmdp_envs.meta.policies import TabularPolicy
 from cmdp_envs.meta.safe_mixture import (
+    CertifiedConstants,
     PaperConstants,
     PracticalConstants,
     SafeMixture,
+    SafeMixtureMethod,
     run_on_tabular,
 )
 from cmdp_envs.tabular import evaluate_policy, solve_cmdp
@@ -263,3 +267,56 @@ def test_the_authors_bookkeeping_against_a_hand_computed_trace():
         "practical_pooled")
     with pytest.raises(ValueError, match="bookkeeping"):
         PracticalConstants(bookkeeping="mine")
+
+
+def test_the_certified_raise_against_a_hand_computed_certificate():
+    """pi_s runs alone while its returns agree with the prediction; at the phase's minimum the weight goes to
+    LCB_s / (LCB_s - b_l), with LCB_s from pi_s's margin sequence and b_l the smallest candidate margin over the
+    calibration rows whose pi_s values lie in both of pi_s's intervals (row 0 here; rows 1 and 2 miss one each)."""
+    table = np.array([[1.0, 0.5, 9.0, -0.2],   # matches pi_s's values: b_l = -0.2
+                      [1.0, 1.2, 9.0, -5.0],   # pi_s's margin outside its interval
+                      [1.8, 0.5, 9.0, -3.0]])  # pi_s's return outside its interval
+    errors = ValueErrors(0.01, 0.01, 0.01, 0.01, n_tasks=3, across_tasks=table)
+    values = (PolicyValue(None, None, 1.2, 0.0, 1.0, 0.5, value_errors=errors),)
+    constants = CertifiedConstants(delta=0.1, value_range=0.2, min_episodes=200)
+    algorithm = SafeMixture(values, 1.5, 0.9, 1000, constants)
+    rng = np.random.default_rng(0)
+    returns, margins = 1.0 + rng.uniform(-0.01, 0.01, 200), 0.5 + rng.uniform(-0.01, 0.01, 200)
+    reward_sequence, margin_sequence = constants.sequences(1.5, 0.9, 0.1 / 4)
+    for step, (reward, margin) in enumerate(zip(returns, margins)):
+        assert algorithm.propose().alpha == 0.0 and algorithm.candidate == 0, f"no raise before episode {step}"
+        algorithm.observe(reward, 1.5 - margin)
+        reward_sequence.update(reward)
+        margin_sequence.update(margin)
+    assert reward_sequence.lower <= 1.0 <= reward_sequence.upper < 1.8
+    assert margin_sequence.lower <= 0.5 <= margin_sequence.upper < 1.2 and margin_sequence.lower > 0
+    lcb = margin_sequence.lower
+    assert algorithm.propose().alpha == pytest.approx(lcb / (lcb + 0.2), rel=1e-12)
+    with pytest.raises(ValueError, match="safe_policy_ran"):
+        algorithm.observe(1.0, 1.0)
+    algorithm.observe(1.0, 1.0, safe_policy_ran=False)  # a draw of pi_l: pi_s's sequences do not move
+    assert algorithm._safe_sequences[1].n == 200
+    uncalibrated = (PolicyValue(None, None, 1.2, 0.0, 1.0, 0.5),)
+    with pytest.raises(ValueError, match=r"calibrated value errors .* entries \[0\]"):
+        SafeMixture(uncalibrated, 1.5, 0.9, 1000, constants)
+    with pytest.raises(ValueError, match="min_raise"):
+        CertifiedConstants(min_raise=0.0)
+
+
+def test_the_certified_setting_raises_and_stays_feasible_on_the_gridworld(paper_family, small_covering):
+    """With value errors calibrated on sampled tasks, every executed mixture is feasible (exact values) and the
+    weight rises well above 0, so the regret is below pi_s's alone."""
+    from cmdp_envs.meta.covering import calibrate_value_errors
+
+    tasks = paper_family.sample(2000, seed=1)
+    calibrated = dataclasses.replace(small_covering, policy_values=calibrate_value_errors(
+        paper_family, small_covering.policy_values, small_covering.safe_policy, tasks,
+        DistanceCheck(paper_family, parameter="noise"), eps=0.02))
+    cmdp = paper_family.tabular(paper_family.task(noise=0.30796535))
+    test_run = SafeMixtureMethod(CertifiedConstants()).run_on_tabular(cmdp, calibrated, 20_000, 100,
+                                                                       np.random.SeedSequence(0))
+    assert test_run.violating_policies == 0 and test_run.max_cost_value <= 1.5
+    assert max(detail["alpha"] for detail in test_run.details) > 0.3
+    optimum = solve_cmdp(cmdp).reward_value
+    safe_reward = evaluate_policy(cmdp, small_covering.safe_policy.probabilities)[0]
+    assert test_run.regret(optimum)[-1] < 0.8 * 20_000 * (optimum - safe_reward)
