@@ -13,7 +13,7 @@ policy, :meth:`~SafeMixture.observe` its return and cost), so it runs against an
 :class:`LearnedSafeMixture` through any Gymnasium env under the meta-test protocol (:mod:`cmdp_envs.meta.test_time`).
 ``mixture=False`` gives the unsafe PCE baseline (Algorithm 4: candidates run directly, only elimination).
 
-Two constant settings, and every result names the one it used (``constants.name``):
+Two settings, the paper's and its authors' code's, and every result names the one it used (``constants.name``):
 
 * :class:`PaperConstants`: Eq. 5-7 with ``L = 1/(1-gamma) + 2 gamma/(1-gamma)^2``. The paper assumes per-step rewards
   and costs in ``[0, 1]``; for a per-step range ``R`` every value quantity of the formulas scales by ``R`` (the
@@ -24,6 +24,9 @@ Two constant settings, and every result names the one it used (``constants.name`
 * :class:`PracticalConstants`: the radii, raise schedule and weight recursion hand-tuned in the authors' gridworld
   code (SPECS.md), with ``pi_s``'s samples pooled across candidates while ``m = 0``, either with the authors' exact
   bookkeeping (each phase counts its own episodes) or a pooled variant (``bookkeeping``).
+
+:class:`CertifiedConstants` is a third setting, of our making: anytime confidence sequences and value errors
+calibrated in training in place of the radii, and raises only as far as a stated certificate of feasibility allows.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ from cmdp_envs.tabular import EpisodeSampler, TabularCMDP, evaluate_policy
 from cmdp_envs.task import as_generator, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["PaperConstants", "PracticalConstants", "CertifiedConstants", "Proposal", "SafeMixture", "SafeMixtureMethod", "run_on_tabular",
-           "LearnedSafeMixture"]
+__all__ = ["PaperConstants", "PracticalConstants", "CertifiedConstants", "Proposal", "SafeMixture",
+           "SafeMixtureMethod", "run_on_tabular", "LearnedSafeMixture"]
 
 
 #: In the certified setting a phase past its minimum considers a raise every this many episodes (each look costs a
