@@ -29,7 +29,9 @@ print(f"cover: {training.cover_size} members, value errors calibrated on up to {
 
 cmdp = family.tabular(family.task(noise=noise))
 optimum = solve_cmdp(cmdp).reward_value
-for name, constants in (("certified", CertifiedConstants()), ("practical", PracticalConstants())):
+# Per-step rewards (the goal's 10) and costs (an unsafe cell's 10) lie in [0, 10]: the certificate's ranges.
+certified = CertifiedConstants(reward_range=(0.0, 10.0), cost_range=(0.0, 10.0))
+for name, constants in (("certified", certified), ("practical", PracticalConstants())):
     run = SafeMixtureMethod(constants).run_on_tabular(cmdp, training, n_episodes, 100, np.random.SeedSequence(0))
     print(f"{name}: regret {run.regret(optimum)[-1]:.0f}, {run.violating_policies} violating mixtures, largest J_c "
           f"{run.max_cost_value:.3f} (limit {cmdp.cost_limit:g}), largest alpha "

@@ -8,9 +8,10 @@ until at most ``3 delta N`` are uncovered); if the coverage error ``sqrt(|U| ln(
 policy-value set ``Û = {(pi_i, u_i, v_i, u_i_s, v_i_s)}``: ``u`` reward values and ``v`` safety margins
 ``d - J_c`` of ``pi_i`` and of ``pi_s`` on task ``M_i``.
 
-With ``calibrate=True`` (tabular families) each element also carries its calibrated value errors
-(:class:`ValueErrors`): the largest change of ``pi_i``'s and ``pi_s``'s exact values between ``M_i`` and the sampled
-tasks in ``M_i``'s ball, which the certified setting of Algorithm 2 uses instead of the theory's ``eps L``.
+With ``calibrate=True`` each element also carries its calibrated value errors (:class:`ValueErrors`): the largest
+change of ``pi_i``'s and ``pi_s``'s values between ``M_i`` and the sampled tasks in ``M_i``'s ball (exact on tabular
+families, Monte Carlo with its confidence elsewhere), which the certified setting of Algorithm 2 uses instead of the
+theory's ``eps L``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ class ValueErrors:
       reward value and the margin of ``pi_i`` and of ``pi_s``;
     * ``across_tasks``: one row per task of a uniform sample of the whole task distribution, with ``pi_s``'s reward
       value and margin and ``pi_i``'s reward value and margin there (columns in that order, shape ``(n, 4)``), so
-      that a test phase can bound ``pi_i``'s margin over every task whose ``pi_s`` values match what it observes.
+      that a test phase can bound ``pi_i``'s margin over every task whose ``pi_s`` values match what it observes;
+      ``half_widths`` the confidence half-widths of those values (zeros when exact).
+
+    Estimated (Monte Carlo) values make every ball error an upper confidence bound: the change plus the estimate's
+    half-width.
 
     Margins are ``d - J_c`` of each task, so a family whose cost limit varies moves them too.
     """
@@ -56,6 +61,7 @@ class ValueErrors:
     safe_margin: float
     n_tasks: int
     across_tasks: np.ndarray
+    half_widths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("reward", "margin", "safe_reward", "safe_margin"):
@@ -67,11 +73,17 @@ class ValueErrors:
         if table.ndim != 2 or table.shape[1] != 4 or len(table) == 0 or not np.all(np.isfinite(table)):
             raise ValueError(f"across_tasks must be a non-empty (n, 4) table of finite numbers, got shape "
                              f"{table.shape}")
+        widths = np.zeros_like(table) if self.half_widths is None else np.asarray(self.half_widths, dtype=np.float64)
+        if widths.shape != table.shape or not np.all(np.isfinite(widths) & (widths >= 0)):
+            raise ValueError(f"half_widths must be finite numbers >= 0 in the shape of across_tasks {table.shape}, "
+                             f"got shape {widths.shape}")
         object.__setattr__(self, "across_tasks", table)
+        object.__setattr__(self, "half_widths", widths)
 
     def as_dict(self) -> dict[str, Any]:
         return {"reward": self.reward, "margin": self.margin, "safe_reward": self.safe_reward,
-                "safe_margin": self.safe_margin, "n_tasks": self.n_tasks, "across_tasks": self.across_tasks.tolist()}
+                "safe_margin": self.safe_margin, "n_tasks": self.n_tasks, "across_tasks": self.across_tasks.tolist(),
+                "half_widths": self.half_widths.tolist()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +174,7 @@ _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _VALUE_ERROR_FIELDS: dict[str, type | tuple[type, ...]] = {
     "reward": _NUMBER, "margin": _NUMBER, "safe_reward": _NUMBER, "safe_margin": _NUMBER, "n_tasks": int,
-    "across_tasks": list,
+    "across_tasks": list, "half_widths": list,
 }
 _POLICY_KINDS = {"TabularPolicy": TabularPolicy, "MLPPolicy": MLPPolicy}
 
@@ -338,47 +350,64 @@ def _greedy_interval_cover(values: np.ndarray, eps: float, max_uncovered: float)
 
 def calibrate_value_errors(family: TaskFamily, policy_values: Sequence[PolicyValue], safe_policy: Any,
                            tasks: Sequence[Task], check: Callable[[Task, Task, float], bool], eps: float,
-                           max_ball_tasks: int = 128, max_tasks: int = 512) -> tuple[PolicyValue, ...]:
-    """``policy_values`` with their :class:`ValueErrors`, from exact values on sampled ``tasks``:
+                           max_ball_tasks: int = 128, max_tasks: int = 512, n_episodes: int = 100,
+                           horizon: int = 200, confidence: float = 0.95, seed: int = 0) -> tuple[PolicyValue, ...]:
+    """``policy_values`` with their :class:`ValueErrors`, from the values of ``pi_i`` and ``pi_s`` on sampled
+    ``tasks``:
 
     * the ball errors of member ``M_i``: the largest change of the reward value and margin of ``pi_i`` and of
       ``pi_s`` from their values in ``Û``, over ``M_i`` and the first ``max_ball_tasks`` tasks with
       ``O_c(M_i, M, eps)``;
     * the table across tasks: both policies' values on the first ``max_tasks`` tasks.
 
-    Sampled tasks are i.i.d., so "the first" are a uniform subset; by exchangeability, a new task from the same
-    distribution in the same ball exceeds the largest change of ``n`` ball tasks with probability at most
-    ``1 / (n + 1)``. Exact values need a tabular family; on any other family this raises ``ValueError`` (a Monte
-    Carlo calibration with its own confidence is not implemented).
+    Values are exact for tabular policies of a tabular family, else Monte Carlo estimates
+    (:func:`~cmdp_envs.meta.oracles.protocol.evaluate`: ``n_episodes`` rollouts of at most ``horizon`` steps, normal
+    intervals at ``confidence``, each value on its own); then every ball error is the largest ``|change| +
+    half-width`` and the table keeps the half-widths. Any i.i.d. sample of the family serves as ``tasks`` (the
+    training phase passes its own), and "the first" of them are a uniform subset; by exchangeability, a new task from
+    the same distribution in the same ball exceeds the largest change of ``n`` ball tasks with probability at most
+    ``1 / (n + 1)``.
     """
-    if not isinstance(family, TabularFamily):
-        raise ValueError(f"calibrating value errors needs exact values, so a tabular family; got "
-                         f"{type(family).__name__}")
-    check_count("max_ball_tasks", max_ball_tasks, minimum=1)
-    check_count("max_tasks", max_tasks, minimum=1)
+    from cmdp_envs.meta.oracles.protocol import evaluate
     from cmdp_envs.tabular import evaluate_policy
 
-    def values(task: Task, policies: np.ndarray) -> np.ndarray:
-        """Rows (reward value, margin) of each policy on ``task``."""
-        cmdp = family.tabular(task)
-        rewards, costs = evaluate_policy(cmdp, policies)
-        return np.stack([rewards, cmdp.cost_limit - costs], axis=1)
+    check_count("max_ball_tasks", max_ball_tasks, minimum=1)
+    check_count("max_tasks", max_tasks, minimum=1)
+    policies = [safe_policy, *(entry.policy for entry in policy_values)]
+    exact = isinstance(family, TabularFamily) and all(isinstance(policy, TabularPolicy) for policy in policies)
+    env = None if exact else family.make_env()
 
-    safe = safe_policy.probabilities
-    candidates = np.stack([entry.policy.probabilities for entry in policy_values])
-    # Every candidate and pi_s on each task of the table: (n, 1 + cover size, 2).
-    table = np.stack([values(task, np.concatenate([safe[None], candidates])) for task in tasks[:max_tasks]])
-    calibrated = []
-    for index, entry in enumerate(policy_values):
-        inside = (task for task in tasks if check(entry.task, task, eps))
-        ball = [entry.task, *itertools.islice(inside, max_ball_tasks)]
-        predicted = np.array([[entry.reward_value, entry.margin], [entry.safe_reward_value, entry.safe_margin]])
-        changes = np.stack([values(task, np.stack([entry.policy.probabilities, safe])) for task in ball]) - predicted
-        (reward, margin), (safe_reward, safe_margin) = np.abs(changes).max(axis=0)
-        across = np.concatenate([table[:, 0], table[:, 1 + index]], axis=1)
-        calibrated.append(dataclasses.replace(entry, value_errors=ValueErrors(
-            float(reward), float(margin), float(safe_reward), float(safe_margin), n_tasks=len(ball),
-            across_tasks=across)))
+    def values(task: Task, chosen: Sequence[int]) -> np.ndarray:
+        """``(len(chosen), 4)``: reward value, margin and their half-widths of each chosen policy on ``task``."""
+        if exact:
+            cmdp = family.tabular(task)
+            rewards, costs = evaluate_policy(cmdp, np.stack([policies[i].probabilities for i in chosen]))
+            return np.stack([rewards, cmdp.cost_limit - costs, 0 * rewards, 0 * rewards], axis=1)
+        rows = []
+        for i in chosen:
+            reward, cost = evaluate(family, task, policies[i], env, n_episodes=n_episodes, horizon=horizon,
+                                    confidence=confidence, seed=seed)
+            rows.append((reward.value, task.cost_limit - cost.value, reward.half_width, cost.half_width))
+        return np.array(rows)
+
+    try:
+        # Every policy on each task of the table: (n, 1 + cover size, 4).
+        table = np.stack([values(task, range(len(policies))) for task in tasks[:max_tasks]])
+        calibrated = []
+        for index, entry in enumerate(policy_values, start=1):
+            inside = (task for task in tasks if check(entry.task, task, eps))
+            ball = np.stack([values(task, (index, 0))
+                             for task in (entry.task, *itertools.islice(inside, max_ball_tasks))])
+            predicted = np.array([[entry.reward_value, entry.margin], [entry.safe_reward_value, entry.safe_margin]])
+            (reward, margin), (safe_reward, safe_margin) = (np.abs(ball[..., :2] - predicted)
+                                                            + ball[..., 2:]).max(axis=0)
+            rows = np.concatenate([table[:, 0], table[:, index]], axis=1)  # pi_s's four columns, then pi_i's
+            calibrated.append(dataclasses.replace(entry, value_errors=ValueErrors(
+                float(reward), float(margin), float(safe_reward), float(safe_margin), n_tasks=len(ball),
+                across_tasks=rows[:, [0, 1, 4, 5]], half_widths=rows[:, [2, 3, 6, 7]])))
+    finally:
+        if env is not None:
+            env.close()
     return tuple(calibrated)
 
 
@@ -404,7 +433,8 @@ def train(
     :param xi: safety margin asked of ``pi_s`` on every member of the cover.
     :param max_doublings: give up (``RuntimeError``) after this many doublings of ``N``.
     :param calibrate: also calibrate every member's value errors on the sampled tasks
-        (:func:`calibrate_value_errors`; tabular families).
+        (:func:`calibrate_value_errors` with its defaults; call it directly, on any fresh sample of the family, to
+        choose its Monte Carlo budget).
     """
     check_count("max_doublings", max_doublings)
     if not (eps >= 0 and xi >= 0):

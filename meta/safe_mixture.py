@@ -197,7 +197,9 @@ class CertifiedConstants:
 
     * **Running means**: anytime-valid empirical-Bernstein confidence sequences
       (:class:`~cmdp_envs.meta.confidence_sequences.EmpiricalBernsteinCS`, Waudby-Smith & Ramdas 2024) for the
-      return and the margin, on returns in ``[0, value_range / (1 - gamma)]``. ``pi_s``'s episodes on the test task
+      return and the margin, on the ranges discounted returns can take when per-step rewards and costs lie in
+      ``reward_range`` and ``cost_range`` (``[min(low, 0), max(high, 0)] / (1 - gamma)``, so that episodes that end
+      early are in range too). ``pi_s``'s episodes on the test task
       (its whole runs while ``m = 0`` and its draws inside mixtures) feed one pair of sequences for the whole test,
       at ``delta / 4`` each; the ``j``-th mixture phase gets its own pair at ``delta / (4 j (j + 1))`` each.
     * **Elimination**: a candidate goes when the confidence interval of the compared samples (``pi_s``'s while
@@ -208,11 +210,12 @@ class CertifiedConstants:
       certified feasible, ``alpha* = LCB_s / (LCB_s - b_l)`` (1 when ``b_l >= 0``), if that beats the current weight
       by ``min_raise``. ``LCB_s`` is the lower confidence bound of ``pi_s``'s margin on the test task; ``b_l`` is the
       smallest margin ``pi_l`` has on the calibration tasks whose ``pi_s`` reward value and margin both lie in the
-      current confidence intervals of ``pi_s``'s (the tasks the test task cannot yet be told apart from), and no
-      raise happens while none does.
+      current confidence intervals of ``pi_s``'s (the tasks the test task cannot yet be told apart from; with
+      estimated values, their lower confidence bounds over the tasks whose intervals meet them), and no raise
+      happens while none does.
 
-    **What the certificate assumes.** (1) Episode returns lie in the stated ranges (per-step rewards and costs in
-    ``[0, value_range]``). (2) ``pi_s`` is feasible on the test task (the algorithm runs it from the first episode).
+    **What the certificate assumes.** (1) Per-step rewards and costs lie in ``reward_range`` and ``cost_range``,
+    and costs are discounted like rewards (the family's ``cost_discount`` is its ``gamma``). (2) ``pi_s`` is feasible on the test task (the algorithm runs it from the first episode).
     (3) The calibration tasks represent the task distribution finely enough that, among the tasks whose ``pi_s``
     values match the test task's, their smallest margin of ``pi_l`` is at most the test task's. Under these, with
     probability at least ``1 - delta / 4`` (the event that ``pi_s``'s sequences hold), every executed mixture
@@ -220,23 +223,29 @@ class CertifiedConstants:
     mixture is infeasible. The other sequences only decide eliminations, so they bear on regret, not on safety.
     Nothing rests on the cover's ``eps`` or a Lipschitz constant.
 
+    :param reward_range, cost_range: ``(low, high)``, the per-step range of rewards and of costs (the gridworld's:
+        ``(0, 10)`` both); part of the certificate, so they have no default.
     :param delta: the total probability that any confidence sequence fails.
-    :param value_range: ``R``, the per-step range of rewards and costs.
     :param min_episodes: episodes of a phase before it may raise.
     :param min_raise: the smallest raise of ``alpha`` worth a new phase.
     :param max_bet: ``c`` of the confidence sequences.
     """
 
+    reward_range: tuple[float, float]
+    cost_range: tuple[float, float]
     delta: float = 0.05
-    value_range: float = 10.0
     min_episodes: int = 1000
     min_raise: float = 0.05
     max_bet: float = 0.5
     name = "certified"
 
     def __post_init__(self) -> None:
+        for name in ("reward_range", "cost_range"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{name} must be (low, high) with finite low < high, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, (float(low), float(high)))
         check_number("delta", self.delta, 0.0, 1.0, low_open=True, high_open=True)
-        check_number("value_range", self.value_range, 0.0, low_open=True)
         check_count("min_episodes", self.min_episodes, minimum=1)
         check_number("min_raise", self.min_raise, 0.0, 1.0, low_open=True)
         check_number("max_bet", self.max_bet, 0.0, 1.0, low_open=True, high_open=True)
@@ -244,9 +253,12 @@ class CertifiedConstants:
     def sequences(self, cost_limit: float, gamma: float, delta: float) -> tuple[EmpiricalBernsteinCS,
                                                                                  EmpiricalBernsteinCS]:
         """A fresh pair of confidence sequences (return, margin) at level ``delta`` each."""
-        horizon_value = self.value_range / (1 - gamma)
-        return (EmpiricalBernsteinCS(0.0, horizon_value, delta, self.max_bet),
-                EmpiricalBernsteinCS(cost_limit - horizon_value, cost_limit, delta, self.max_bet))
+        (reward_low, reward_high), (cost_low, cost_high) = self.reward_range, self.cost_range
+        scale = 1 / (1 - gamma)
+        return (EmpiricalBernsteinCS(min(reward_low, 0.0) * scale, max(reward_high, 0.0) * scale, delta,
+                                     self.max_bet),
+                EmpiricalBernsteinCS(cost_limit - max(cost_high, 0.0) * scale, cost_limit - min(cost_low, 0.0) * scale,
+                                     delta, self.max_bet))
 
 
 Constants = PaperConstants | PracticalConstants | CertifiedConstants
@@ -449,12 +461,16 @@ class SafeMixture:
         (:class:`CertifiedConstants`): ``alpha b_l + (1 - alpha) LCB_s >= 0``; 0 when no calibration task matches
         ``pi_s``'s observed values."""
         reward_sequence, margin_sequence = self._safe_sequences
-        table = entry.value_errors.across_tasks
-        matching = ((table[:, 0] >= reward_sequence.lower) & (table[:, 0] <= reward_sequence.upper)
-                    & (table[:, 1] >= margin_sequence.lower) & (table[:, 1] <= margin_sequence.upper))
+        table, widths = entry.value_errors.across_tasks, entry.value_errors.half_widths
+        # A task matches when its (interval of) pi_s values meets both of pi_s's current confidence intervals.
+        matching = ((table[:, 0] + widths[:, 0] >= reward_sequence.lower)
+                    & (table[:, 0] - widths[:, 0] <= reward_sequence.upper)
+                    & (table[:, 1] + widths[:, 1] >= margin_sequence.lower)
+                    & (table[:, 1] - widths[:, 1] <= margin_sequence.upper))
         if not matching.any():
             return 0.0
-        candidate_margin, safe_margin = float(table[matching, 3].min()), margin_sequence.lower
+        candidate_margin = float((table[matching, 3] - widths[matching, 3]).min())
+        safe_margin = margin_sequence.lower
         if candidate_margin >= 0:
             return 1.0
         if safe_margin <= 0:
@@ -544,6 +560,9 @@ class LearnedSafeMixture:
         from cmdp_envs.meta.test_time import EpisodeMixture
 
         family = run.family
+        if isinstance(self.constants, CertifiedConstants) and family.cost_discount != family.gamma:
+            raise ValueError(f"the certified setting needs costs discounted like rewards; this family's cost discount "
+                             f"is {family.cost_discount:g} and its gamma {family.gamma:g}")
         algorithm = SafeMixture(self.training.policy_values, run.cost_limit, family.gamma, run.budget, self.constants,
                                 mixture=self.mixture)
         candidates = [entry.policy for entry in self.training.policy_values]

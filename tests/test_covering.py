@@ -115,7 +115,6 @@ def test_a_learner_breaking_the_relaxed_feasibility_contract_is_reported(paper_f
 def test_calibrated_value_errors_are_the_largest_changes_over_each_ball(paper_family, result, tmp_path):
     """calibrate_value_errors against a direct computation; they survive a save and load; a family without exact
     values is refused."""
-    from cmdp_envs.families.navigation import CircleFamily
     from cmdp_envs.meta.covering import calibrate_value_errors
 
     check = noise_check(paper_family)
@@ -145,5 +144,34 @@ def test_calibrated_value_errors_are_the_largest_changes_over_each_ball(paper_fa
     loaded = CoveringResult.load(tmp_path / "calibrated", paper_family)
     for before, after in zip(calibrated, loaded.policy_values):
         assert after.value_errors.as_dict() == before.value_errors.as_dict()
-    with pytest.raises(ValueError, match="tabular family; got CircleFamily"):
-        calibrate_value_errors(CircleFamily(), result.policy_values, result.safe_policy, tasks, check, 0.02)
+    assert np.all(errors.half_widths == 0), "exact values"
+
+
+class Rollouts:
+    """A tabular policy seen only through act(): its values can only be estimated by rollouts."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def act(self, observation):
+        return self.policy.act(observation)
+
+
+def test_calibration_by_monte_carlo_bounds_the_exact_changes(paper_family, result):
+    """Policies without exact values are calibrated by rollouts: every ball error is the estimated change plus its
+    half-width, which covers the exact change; the table keeps the estimates and their half-widths."""
+    from cmdp_envs.meta.covering import calibrate_value_errors
+
+    tasks = paper_family.sample(300, seed=5)
+    seen_through_rollouts = [dataclasses.replace(entry, policy=Rollouts(entry.policy)) for entry in result.policy_values]
+    kwargs = dict(eps=0.02, max_ball_tasks=3, max_tasks=4)
+    estimated = calibrate_value_errors(paper_family, seen_through_rollouts, Rollouts(result.safe_policy), tasks,
+                                       noise_check(paper_family), n_episodes=200, horizon=100, **kwargs)
+    exact = calibrate_value_errors(paper_family, result.policy_values, result.safe_policy, tasks,
+                                   noise_check(paper_family), **kwargs)
+    for rollouts, values in zip(estimated, exact):
+        e, x = rollouts.value_errors, values.value_errors
+        assert e.n_tasks == x.n_tasks == 4
+        assert np.all(e.half_widths > 0) and np.all(np.abs(e.across_tasks - x.across_tasks) <= 2 * e.half_widths)
+        for name in ("reward", "margin", "safe_reward", "safe_margin"):
+            assert getattr(e, name) >= getattr(x, name), name

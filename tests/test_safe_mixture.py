@@ -278,7 +278,7 @@ def test_the_certified_raise_against_a_hand_computed_certificate():
                       [1.8, 0.5, 9.0, -3.0]])  # pi_s's return outside its interval
     errors = ValueErrors(0.01, 0.01, 0.01, 0.01, n_tasks=3, across_tasks=table)
     values = (PolicyValue(None, None, 1.2, 0.0, 1.0, 0.5, value_errors=errors),)
-    constants = CertifiedConstants(delta=0.1, value_range=0.2, min_episodes=200)
+    constants = CertifiedConstants(reward_range=(0.0, 0.2), cost_range=(0.0, 0.2), delta=0.1, min_episodes=200)
     algorithm = SafeMixture(values, 1.5, 0.9, 1000, constants)
     rng = np.random.default_rng(0)
     returns, margins = 1.0 + rng.uniform(-0.01, 0.01, 200), 0.5 + rng.uniform(-0.01, 0.01, 200)
@@ -300,7 +300,9 @@ def test_the_certified_raise_against_a_hand_computed_certificate():
     with pytest.raises(ValueError, match=r"calibrated value errors .* entries \[0\]"):
         SafeMixture(uncalibrated, 1.5, 0.9, 1000, constants)
     with pytest.raises(ValueError, match="min_raise"):
-        CertifiedConstants(min_raise=0.0)
+        CertifiedConstants((0.0, 10.0), (0.0, 10.0), min_raise=0.0)
+    with pytest.raises(ValueError, match=r"cost_range must be \(low, high\) with finite low < high, got \(1, 1\)"):
+        CertifiedConstants((0.0, 10.0), (1, 1))
 
 
 def test_the_certified_setting_raises_and_stays_feasible_on_the_gridworld(paper_family, small_covering):
@@ -313,10 +315,34 @@ def test_the_certified_setting_raises_and_stays_feasible_on_the_gridworld(paper_
         paper_family, small_covering.policy_values, small_covering.safe_policy, tasks,
         DistanceCheck(paper_family, parameter="noise"), eps=0.02))
     cmdp = paper_family.tabular(paper_family.task(noise=0.30796535))
-    test_run = SafeMixtureMethod(CertifiedConstants()).run_on_tabular(cmdp, calibrated, 20_000, 100,
-                                                                       np.random.SeedSequence(0))
+    constants = CertifiedConstants(reward_range=(0.0, 10.0), cost_range=(0.0, 10.0))
+    test_run = SafeMixtureMethod(constants).run_on_tabular(cmdp, calibrated, 20_000, 100, np.random.SeedSequence(0))
     assert test_run.violating_policies == 0 and test_run.max_cost_value <= 1.5
     assert max(detail["alpha"] for detail in test_run.details) > 0.3
     optimum = solve_cmdp(cmdp).reward_value
     safe_reward = evaluate_policy(cmdp, small_covering.safe_policy.probabilities)[0]
     assert test_run.regret(optimum)[-1] < 0.8 * 20_000 * (optimum - safe_reward)
+
+
+def test_the_certified_setting_under_the_meta_test_protocol(paper_family, small_covering):
+    """LearnedSafeMixture runs the certified setting through any env (each episode tells it whether pi_s ran), and
+    refuses a family whose costs are not discounted like its rewards, since the certificate's ranges assume so."""
+    import copy
+
+    from cmdp_envs.meta.covering import calibrate_value_errors
+    from cmdp_envs.meta.safe_mixture import LearnedSafeMixture
+    from cmdp_envs.meta.test_time import meta_test
+
+    calibrated = dataclasses.replace(small_covering, policy_values=calibrate_value_errors(
+        paper_family, small_covering.policy_values, small_covering.safe_policy, paper_family.sample(500, seed=2),
+        DistanceCheck(paper_family, parameter="noise"), eps=0.02))
+    constants = CertifiedConstants(reward_range=(0.0, 10.0), cost_range=(0.0, 10.0), min_episodes=20)
+    method = LearnedSafeMixture("certified", calibrated, constants)
+    task = paper_family.task(noise=0.3)
+    (result,) = meta_test(method, paper_family, [task], budget=60, seed=0, n_check_episodes=100)
+    assert len(result.returns) == 60 and sum(check.episodes for check in result.executed) == 60
+    assert result.executed[0].label == {"candidate": None, "alpha": 0.0}
+    episode_costs = copy.copy(paper_family)
+    episode_costs.cost_semantics = "undiscounted"
+    with pytest.raises(ValueError, match="cost discount is 1 and its gamma 0.9"):
+        meta_test(method, episode_costs, [task], budget=10, seed=0, n_check_episodes=10)

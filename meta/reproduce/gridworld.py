@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 import cmdp_envs
 from cmdp_envs import regularised_kernel, tabular
 from cmdp_envs.families import gridworld as gridworld_family
-from cmdp_envs.families.gridworld import PAPER_TEST_NOISE_LEVELS, GridWorldFamily
+from cmdp_envs.families.gridworld import GOAL_REWARD, PAPER_TEST_NOISE_LEVELS, UNSAFE_COST, GridWorldFamily
 from cmdp_envs.io import UnreadableFileError, read_json, write_json
 from cmdp_envs.meta import covering as covering_module
 from cmdp_envs.meta import confidence_sequences, dope, estimators, evaluation, lb_sgd, policies, safe_mixture
@@ -169,7 +169,8 @@ def methods_in(setting: str) -> dict[str, tuple[MetaTestMethod, str]]:
         "lb_sgd": (LBSGD(), "log-barrier SGD, theory smoothness 8R/(1-gamma)^3"),
         "lb_sgd_tuned": (LBSGD(LBSGDConfig(smoothness=0.1)),
                          "log-barrier SGD, smoothness M = 0.1 (not a valid bound)"),
-        "safe_mixture_certified": (SafeMixtureMethod(CertifiedConstants()),
+        "safe_mixture_certified": (SafeMixtureMethod(CertifiedConstants(reward_range=(0.0, GOAL_REWARD),
+                                                                        cost_range=(0.0, UNSAFE_COST))),
                                    "Algorithm 2, certified setting: anytime empirical-Bernstein confidence sequences, "
                                    "value errors calibrated in training, delta = 0.05"),
         "dope": (DOPE(), "DOPE (Bura et al.), its own confidence sets, warm-up K0 = S^2 A H^3 / Delta^2"),
@@ -250,7 +251,8 @@ def _train(family: GridWorldFamily, config: ReproductionConfig, out: Path) -> tu
                                                "step_size": feasible_oracle.step_size,
                                                "reference_noise": REFERENCE_NOISE, "exploration": EXPLORATION}}
     settings = {"setting": config.setting, "delta": config.delta, "eps": config.eps, "xi": config.xi,
-                "seed": config.seed, "calibrated": True, **oracle_settings, "version": cmdp_envs.__version__, "code": _code_fingerprint()}
+                "seed": config.seed, "calibrated": True, **oracle_settings, "version": cmdp_envs.__version__,
+                "code": _code_fingerprint()}
     directory = out / "covering" / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     # settings.json is written last, so its presence marks a complete save; it records a checksum of every file.
     saved = _read_checkpoint(directory / "settings.json")
