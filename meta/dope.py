@@ -37,8 +37,8 @@ hand-tuned version, not the paper's): the same LP with
 Plans are recomputed whenever some pair's visit count has doubled since the last plan. The papers re-plan every
 episode; the doubling schedule changes the plan only when the radii have shrunk by a constant factor somewhere, and
 keeps the number of LPs logarithmic in the episodes. Counts use every transition whose successor an episode observed,
-so an episode of ``horizon`` steps gives ``horizon - 1`` (the authors' rollouts have 600 steps; ours the run's
-``horizon``).
+so an episode of ``H`` steps gives ``H - 1``; ``H`` is the run's horizon unless ``rollout_steps`` says otherwise (the
+gridworld authors count 600-step rollouts; ``reproduce gridworld`` keeps every method at its horizon of 100).
 """
 
 from __future__ import annotations
@@ -66,12 +66,16 @@ class _CountingExploration:
     re-planned when a pair's visit count doubles. Subclasses give ``warmup_episodes`` and ``plan``.
 
     :param max_block: the most episodes sampled in one batch.
+    :param rollout_steps: the steps of each episode's rollout that the counts come from; ``None``: the run's horizon.
     """
 
     max_block: int = 2048
+    rollout_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_count("max_block", self.max_block, minimum=1)
+        if self.rollout_steps is not None:
+            check_count("rollout_steps", self.rollout_steps, minimum=2)
 
     def warmup_episodes(self, cmdp: TabularCMDP, baseline: np.ndarray) -> float:
         raise NotImplementedError
@@ -83,6 +87,7 @@ class _CountingExploration:
                        seed: np.random.SeedSequence) -> MetaTestRun:
         check_count("n_episodes", n_episodes, minimum=1)
         check_count("horizon", horizon, minimum=2)
+        steps = horizon if self.rollout_steps is None else self.rollout_steps
         rng = np.random.default_rng(seed)
         baseline = check_policy(cmdp, training.safe_policy.probabilities)
         warmup = self.warmup_episodes(cmdp, baseline)
@@ -100,13 +105,13 @@ class _CountingExploration:
                 plans += 1
                 values = evaluate_policy(cmdp, policy)
             block = int(min(n_episodes - k, block_size, (warmup - k) if k < warmup else block_size))
-            trajectories = EpisodeSampler(cmdp, policy[None], horizon).sample_trajectories(block, seed=rng)
+            trajectories = EpisodeSampler(cmdp, policy[None], steps).sample_trajectories(block, seed=rng)
             pairs = trajectories.states[:, :-1] * A + trajectories.actions[:, :-1]
             successors = trajectories.states[:, 1:]
             used, replan = block, False
             if k >= warmup:  # stop at the first episode after which some pair's count has doubled
                 per_episode = np.zeros((block, S * A))
-                np.add.at(per_episode, (np.repeat(np.arange(block), horizon - 1), pairs.ravel()), 1.0)
+                np.add.at(per_episode, (np.repeat(np.arange(block), steps - 1), pairs.ravel()), 1.0)
                 totals = counts.sum(axis=2).ravel() + np.cumsum(per_episode, axis=0)
                 doubled = np.any(totals >= doubling, axis=1)
                 replan = bool(doubled.any())

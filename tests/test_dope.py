@@ -86,5 +86,12 @@ def test_authors_dope_plus_runs_repeat_and_replan_as_counts_double(paper_family,
     assert run.starts[1] == 300 and [detail["plan"] for detail in run.details][-1] >= 2
     assert np.array_equal(run.starts, again.starts) and np.array_equal(run.cost_values, again.cost_values)
     assert run.lengths.sum() == 2000
+    # Counts come from rollouts of the run's horizon unless rollout_steps (the authors': 600) says otherwise.
+    same, longer = (dataclasses.replace(method, rollout_steps=steps).run_on_tabular(
+        cmdp, training, 2000, 50, np.random.SeedSequence(1)) for steps in (50, 600))
+    assert np.array_equal(same.starts, run.starts) and same.details == run.details
+    assert not (np.array_equal(longer.starts, run.starts) and longer.details == run.details)
+    with pytest.raises(ValueError, match="rollout_steps"):
+        AuthorsDOPEPlus(rollout_steps=1)
     with pytest.raises(ValueError, match="bonus_log"):
         AuthorsDOPEPlus(bonus_log=0.0)

@@ -8,14 +8,14 @@ from cmdp_envs.cli import main
 from cmdp_envs.meta.reproduce import gridworld
 
 #: Methods whose every executed policy stays feasible here: pi_s alone, or steps too small to leave its neighbourhood.
-STAY_FEASIBLE = ("safe_mixture_paper_constants", "safe_meta_rl_large_cost_kl", "lb_sgd")
+STAY_FEASIBLE = ("safe_mixture_paper_constants", "safe_meta_rl_large_cost_kl", "lb_sgd", "safe_mixture_certified")
 
 
 @pytest.fixture
 def quick(monkeypatch):
     monkeypatch.setattr(gridworld.ReproductionConfig, "quick",
-                        classmethod(lambda cls, seed=0, setting="authors": cls(setting=setting, n_episodes=3000,
-                                                                               seed=seed)))
+                        classmethod(lambda cls, seed=0, setting="authors", executor="local": cls(
+                            setting=setting, n_episodes=3000, seed=seed, executor=executor)))
 
 
 def method_stamps(out):
@@ -93,6 +93,12 @@ def test_the_two_settings(tmp_path):
     pi_s = CoveringResult.load(directory, family).safe_policy.probabilities
     assert evaluate_policy(family.tabular(family.task(noise=0.4)), pi_s)[1] == pytest.approx(1.5, abs=1e-9)
     assert np.all(pi_s > 0)
+    # The test tasks ran on two processes; in this process they give the same results.
+    serial = gridworld.run(tmp_path / "serial", gridworld.ReproductionConfig(n_episodes=300, executor="serial"),
+                           methods=CHEAP)
+    assert serial["methods"] == authors["methods"]
+    with pytest.raises(ValueError, match="executor must be one of"):
+        gridworld.ReproductionConfig(executor="threads")
 
     ours = gridworld.run(tmp_path / "ours", gridworld.ReproductionConfig(setting="ours", n_episodes=3000),
                          methods=["safe_meta_rl"])
