@@ -43,6 +43,7 @@ gridworld authors count 600-step rollouts; ``reproduce gridworld`` keeps every m
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 
@@ -61,7 +62,7 @@ MIN_BLOCK = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class _CountingExploration:
+class _CountingExploration(abc.ABC):
     """The episode loop both methods share: the baseline during the warm-up, then the method's plan from the counts,
     re-planned when a pair's visit count doubles. Subclasses give ``warmup_episodes`` and ``plan``.
 
@@ -77,11 +78,14 @@ class _CountingExploration:
         if self.rollout_steps is not None:
             check_count("rollout_steps", self.rollout_steps, minimum=2)
 
+    @abc.abstractmethod
     def warmup_episodes(self, cmdp: TabularCMDP, baseline: np.ndarray) -> float:
-        raise NotImplementedError
+        """The baseline's episodes before the first plan."""
 
+    @abc.abstractmethod
     def plan(self, cmdp: TabularCMDP, counts: np.ndarray, baseline: np.ndarray, n_episodes: int) -> np.ndarray:
-        raise NotImplementedError
+        """The policy to run after observing transition ``counts`` (shape ``(S, A, S)``) in a run of
+        ``n_episodes``."""
 
     def run_on_tabular(self, cmdp: TabularCMDP, training: CoveringResult, n_episodes: int, horizon: int,
                        seed: np.random.SeedSequence) -> MetaTestRun:

@@ -34,7 +34,8 @@ values. Methods (the name is the key in ``summary.json``):
 * ``dope_plus_authors``: DOPE+ with the gridworld authors' bonuses, constants and 18,000-episode warm-up.
 
 The ten test tasks of a method run in parallel through an executor (``ReproductionConfig.executor``, local processes
-by default); every executor gives the same results.
+by default); every executor gives the same results. Local processes are spawned, so a script that calls :func:`run`
+needs the usual ``if __name__ == "__main__":`` guard (``executor="serial"`` does not).
 
 Results are written after every method, and a rerun resumes from them when everything that determines them is
 unchanged: the configuration, the training settings (``O_s`` included), the method's settings (the ``repr`` of its
