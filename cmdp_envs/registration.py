@@ -8,7 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from cmdp_envs.task import Uniform
+from cmdp_envs.task import Fixed, Uniform
 
 NAMESPACE = "cmdp_envs"
 
@@ -80,6 +80,32 @@ SPECS: tuple[EnvSpec, ...] = (
              "circle", {"level": 2}),
             ("PointCircleMetaCPO-v0", "Meta-CPO's Circle tasks: radius ~ U[1.0, 1.5], two walls at the radius times "
              "U[0.55, 0.75].", 500, "circle", {"radius": Uniform(1.0, 1.5), "wall_factor": Uniform(0.55, 0.75)}),
+        )
+    ),
+    *(
+        EnvSpec(
+            name=name,
+            entry_point="cmdp_envs.families.locomotion:LocomotionEnv",
+            summary=summary,
+            max_episode_steps=1000,
+            kwargs={"id_defaults": defaults},
+        )
+        for name, summary, defaults in (
+            *((f"{robot}Locomotion-v0", f"Gymnasium's {robot} as a task family over reward (target velocity), "
+               "constraint (Safety-Gymnasium's velocity cost, cost limit) and dynamics (mass, friction, damping "
+               "scales).",
+               {"robot": robot, "cost_limit": Uniform(5.0, 15.0), "mass_scale": Uniform(0.8, 1.2),
+                "friction_scale": Uniform(0.8, 1.2), "damping_scale": Uniform(0.8, 1.2)})
+              for robot in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")),
+            ("HopperNiKamgarpour-v0", "Ni & Kamgarpour's Hopper (H.2): target velocity ~ N(0.5, 0.1) truncated to "
+             "[0, 1], cost the control effort.", {"robot": "Hopper", "cost": "control", "cost_limit": Fixed(50.0)}),
+            ("HalfCheetahNiKamgarpour-v0", "Ni & Kamgarpour's Half-Cheetah (H.2): target velocity ~ N(1, 0.3) "
+             "truncated to [0, 2], cost 1 when the head is above 0.9 m.",
+             {"robot": "HalfCheetah", "cost": "head_height", "cost_limit": Fixed(5.0)}),
+            *((f"{robot}Velocity-v0", f"Safety-Gymnasium's Safety{robot}Velocity-v1: {robot}'s own reward, cost 1 "
+               "above its velocity threshold, episode-cost limit 25 (OmniSafe's).",
+               {"robot": robot, "reward": "gymnasium", "cost_semantics": "undiscounted"})
+              for robot in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")),
         )
     ),
 )

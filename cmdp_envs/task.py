@@ -25,6 +25,7 @@ __all__ = [
     "TabularFamily",
     "ParameterDistribution",
     "ClippedNormal",
+    "TruncatedNormal",
     "Uniform",
     "Choice",
     "Fixed",
@@ -140,6 +141,41 @@ class ClippedNormal(ParameterDistribution):
     @property
     def default(self) -> float:
         return self.mean
+
+    def extremes(self) -> list[float]:
+        return [self.low, self.high]
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedNormal(ParameterDistribution):
+    """``Normal(mean, std)`` conditioned on ``[low, high]`` (a draw outside is drawn again, by the inverse CDF);
+    ``mean`` and ``std`` are the untruncated normal's. Valid values are ``[low, high]``."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not (self.low < self.high and self.std > 0 and math.isfinite(self.mean)):
+            raise ValueError(f"need low < high, std > 0 and a finite mean, got {self}")
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[float]:
+        import scipy.stats
+
+        a, b = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
+        draws = scipy.stats.truncnorm.ppf(rng.uniform(size=n), a, b, loc=self.mean, scale=self.std)
+        return np.clip(draws, self.low, self.high).tolist()
+
+    def validate(self, name: str, value: Any) -> float:
+        return _validate_interval(name, value, self.low, self.high)
+
+    def describe(self) -> str:
+        return f"Normal(mean={self.mean}, std={self.std}) truncated to [{self.low}, {self.high}]"
+
+    @property
+    def default(self) -> float:
+        return min(max(self.mean, self.low), self.high)
 
     def extremes(self) -> list[float]:
         return [self.low, self.high]

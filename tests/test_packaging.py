@@ -20,12 +20,18 @@ def test_subpackages_import_from_outside_the_repository(tmp_path):
     assert result.stdout.split() == ["cmdp_envs.wrappers", "cmdp_envs.meta"]
 
 
+LOCOMOTION_ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")
+
+
 def test_every_id_is_registered_in_the_namespace():
     ids = cmdp_envs.registered_ids()
     assert ids == ["cmdp_envs/GridWorld-v0", "cmdp_envs/GridWorldVaried-v0", "cmdp_envs/PointNavigation-v0",
                    "cmdp_envs/PointGoal1-v0", "cmdp_envs/PointGoal2-v0", "cmdp_envs/PointGoalArc1-v0",
                    "cmdp_envs/PointGoalArc2-v0", "cmdp_envs/PointButton1-v0", "cmdp_envs/PointButton2-v0",
-                   "cmdp_envs/PointCircle1-v0", "cmdp_envs/PointCircle2-v0", "cmdp_envs/PointCircleMetaCPO-v0"]
+                   "cmdp_envs/PointCircle1-v0", "cmdp_envs/PointCircle2-v0", "cmdp_envs/PointCircleMetaCPO-v0",
+                   *(f"cmdp_envs/{robot}Locomotion-v0" for robot in LOCOMOTION_ROBOTS),
+                   "cmdp_envs/HopperNiKamgarpour-v0", "cmdp_envs/HalfCheetahNiKamgarpour-v0",
+                   *(f"cmdp_envs/{robot}Velocity-v0" for robot in LOCOMOTION_ROBOTS)]
     for env_id in ids:
         assert env_id in gym.registry
         assert gym.spec(env_id).namespace == "cmdp_envs"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmdp_envs.families.gridworld import PAPER_GOAL, PAPER_UNSAFE_CELLS, GridWorldFamily, GridWorldTask
-from cmdp_envs.task import Choice, ClippedNormal, Fixed, Uniform, as_generator
+from cmdp_envs.task import Choice, ClippedNormal, Fixed, TruncatedNormal, Uniform, as_generator
 
 
 def test_sample_is_deterministic_under_a_seed(paper_family, varied_family):
@@ -31,6 +31,21 @@ def test_clipping_not_resampling():
     draws = np.array(dist.sample(np.random.default_rng(0), 10000))
     # Clipping puts an atom at the bound: about P(N(0.45, 0.2) > 0.5) = 40% of the draws.
     assert 0.37 < np.mean(draws == 0.5) < 0.43
+
+
+def test_truncation_resamples_into_the_interval():
+    """Ni & Kamgarpour's HalfCheetah targets: N(1, 0.3) conditioned on [0, 2]. No atoms at the bounds, the mean stays 1
+    by symmetry, and the variance is that of the truncated normal (scipy's), below the untruncated 0.3."""
+    import scipy.stats
+
+    dist = TruncatedNormal(mean=1.0, std=np.sqrt(0.3), low=0.0, high=2.0)
+    draws = np.array(dist.sample(np.random.default_rng(0), 20000))
+    assert draws.min() > 0 and draws.max() < 2 and abs(draws.mean() - 1.0) < 0.01
+    expected = scipy.stats.truncnorm(-1 / np.sqrt(0.3), 1 / np.sqrt(0.3), loc=1.0, scale=np.sqrt(0.3)).var()
+    assert abs(draws.var() - expected) < 0.01 and expected < 0.3
+    assert dist.sample(np.random.default_rng(3), 5) == dist.sample(np.random.default_rng(3), 5)
+    with pytest.raises(ValueError, match="std > 0"):
+        TruncatedNormal(mean=1.0, std=0.0, low=0.0, high=2.0)
 
 
 def test_varied_family_varies_reward_constraint_and_dynamics(varied_family):
