@@ -86,6 +86,7 @@ SPECS: tuple[EnvSpec, ...] = (
         EnvSpec(
             name=name,
             entry_point="cmdp_envs.families.locomotion:LocomotionEnv",
+            vector_entry_point="cmdp_envs.families.locomotion:LocomotionVectorEnv",
             summary=summary,
             max_episode_steps=1000,
             kwargs={"id_defaults": defaults},

@@ -165,3 +165,49 @@ def test_velocity_ids_match_safety_gymnasium(robot):
             break
     theirs.close()
     ours.close()
+
+
+def make_hopper():
+    import cmdp_envs  # noqa: F401  (registers the ids in a worker process)
+
+    return gym.make("cmdp_envs/HopperLocomotion-v0")
+
+
+def test_vector_envs_give_each_sub_env_its_own_task():
+    """``reset(options={"tasks": ...})`` on the vector entry point's env (built directly on Gymnasium 0.28.1), and
+    ``set_attr("task", tasks)`` on Gymnasium's async vector env and SB3's ``SubprocVecEnv``: every sub-env runs its own
+    task, and a sub-env runs exactly what a single env with its task runs."""
+    from cmdp_envs.families.locomotion import LocomotionVectorEnv
+
+    if getattr(gym.spec("cmdp_envs/HalfCheetahLocomotion-v0"), "vector_entry_point", None):  # Gymnasium 1.x
+        envs = gym.make_vec("cmdp_envs/HalfCheetahLocomotion-v0", num_envs=3, vectorization_mode="vector_entry_point")
+        assert isinstance(envs, LocomotionVectorEnv)
+    else:
+        envs = LocomotionVectorEnv(3, id_defaults=gym.spec("cmdp_envs/HalfCheetahLocomotion-v0").kwargs["id_defaults"])
+    tasks = envs.family.sample(2, seed=0)
+    observations, _ = envs.reset(seed=[0, 1, 2], options={"tasks": tasks})
+    assert list(envs.get_attr("task")) == [tasks[0], tasks[1], tasks[0]]
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 3, 6))
+    rewards = []
+    for action in actions:
+        _, reward, _, _, info = envs.step(action)
+        rewards.append(reward)
+        assert np.asarray(info["cost"]).shape == (3,)
+    single = gym.make("cmdp_envs/HalfCheetahLocomotion-v0", family=envs.family, task=tasks[1])
+    single.reset(seed=1)
+    np.testing.assert_array_equal([single.step(action[1])[1] for action in actions], np.array(rewards)[:, 1])
+    with pytest.raises(ValueError, match="target_velocity"):
+        envs.reset(options={"tasks": [dataclasses.replace(tasks[0], target_velocity=5.0)]})
+    assert envs.get_attr("task")[0] == tasks[0], "a bad task list changes nothing"
+    envs.close()
+    single.close()
+
+    vec_env = pytest.importorskip("stable_baselines3.common.vec_env", reason='SB3 comes with the "sb3" extra')
+
+    subprocess_envs = vec_env.SubprocVecEnv([make_hopper, make_hopper])
+    family = subprocess_envs.get_attr("family")[0]
+    hopper_tasks = family.sample(2, seed=1)
+    for index, task in enumerate(hopper_tasks):
+        subprocess_envs.set_attr("task", task, indices=[index])
+    assert subprocess_envs.get_attr("task") == hopper_tasks
+    subprocess_envs.close()

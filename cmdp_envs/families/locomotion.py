@@ -19,7 +19,8 @@ import numpy as np
 from cmdp_envs.task import Choice, Fixed, ParameterDistribution, Task, TaskFamily, TruncatedNormal, Uniform
 from cmdp_envs.validation import check_family_kwargs, check_number, check_reset_options
 
-__all__ = ["ROBOTS", "Robot", "LocomotionTask", "LocomotionFamily", "LocomotionEnv", "HEAD_HEIGHT_THRESHOLD"]
+__all__ = ["ROBOTS", "Robot", "LocomotionTask", "LocomotionFamily", "LocomotionEnv", "LocomotionVectorEnv",
+           "HEAD_HEIGHT_THRESHOLD"]
 
 #: The keys ``reset(options=...)`` takes.
 RESET_OPTIONS: tuple[str, ...] = ("task",)
@@ -281,7 +282,6 @@ class LocomotionEnv(gym.Env):
                           "geom_friction": model.geom_friction.copy(), "dof_damping": model.dof_damping.copy(),
                           "gravity": model.opt.gravity.copy()}
         self._head = self._geom_index("head") if self.family.cost == "head_height" else None
-        self.task: LocomotionTask = self.family.default_task
         self.set_task(task if task is not None else self.family.default_task)
 
     def _geom_index(self, name: str) -> int:
@@ -301,7 +301,17 @@ class LocomotionEnv(gym.Env):
         model.geom_friction[:] = pristine["geom_friction"] * task.friction_scale
         model.dof_damping[:] = pristine["dof_damping"] * task.damping_scale
         model.opt.gravity[:] = pristine["gravity"] * task.gravity_scale
-        self.task = task
+        self._task = task
+
+    @property
+    def task(self) -> LocomotionTask:
+        """The task in force; assigning one calls :meth:`set_task`, so a vector env's ``set_attr("task", tasks)``
+        gives each sub-env its own (Gymnasium's sync and async vector envs, SB3's ``SubprocVecEnv``)."""
+        return self._task
+
+    @task.setter
+    def task(self, task: LocomotionTask) -> None:
+        self.set_task(task)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         options = check_reset_options(options, RESET_OPTIONS)
@@ -339,3 +349,41 @@ class LocomotionEnv(gym.Env):
     def close(self) -> None:
         self._env.close()
         super().close()
+
+
+class LocomotionVectorEnv(gym.vector.SyncVectorEnv):
+    """``num_envs`` :class:`LocomotionEnv` of one family stepped one after the other (MuJoCo steps each model on its
+    own), each with its own task: ``reset(options={"tasks": tasks})`` hands ``tasks[i % len(tasks)]`` to sub-env
+    ``i`` (``{"task": task}`` gives all the same). What ``gym.make_vec(id, num_envs,
+    vectorization_mode="vector_entry_point")`` builds on Gymnasium 1.x; on 0.28.1 build it directly. For processes,
+    use ``gym.make_vec(id, num_envs, vectorization_mode="async")`` (or SB3's ``SubprocVecEnv``) and
+    ``envs.set_attr("task", tasks)``.
+
+    Sub-envs report ``info`` as Gymnasium's sync vector env does, ``info["cost"]`` among it, one entry per sub-env.
+    """
+
+    def __init__(self, num_envs: int = 1, family: LocomotionFamily | None = None, max_episode_steps: int | None = 1000,
+                 render_mode: str | None = None, id_defaults: dict[str, Any] | None = None, **family_kwargs: Any):
+        from cmdp_envs.task import check_count
+
+        num_envs = check_count("num_envs", num_envs, minimum=1)
+        first = LocomotionEnv(family=family, render_mode=render_mode, id_defaults=id_defaults, **family_kwargs)
+        self.family = first.family
+        built = iter([first])
+
+        def make() -> gym.Env:
+            env = next(built, None) or LocomotionEnv(family=self.family, render_mode=render_mode)
+            return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+
+        super().__init__([make for _ in range(num_envs)])
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        options = check_reset_options(options, ("task", "tasks"))
+        if "tasks" in options:
+            tasks = list(options.pop("tasks"))
+            if not tasks:
+                raise ValueError("options['tasks'] must hold at least one task")
+            for task in tasks:
+                self.family.check_task(task)  # all checked before any sub-env changes
+            self.set_attr("task", [tasks[i % len(tasks)] for i in range(self.num_envs)])
+        return super().reset(seed=seed, options=options or None)
