@@ -206,8 +206,12 @@ def test_vector_envs_give_each_sub_env_its_own_task():
 
     subprocess_envs = vec_env.SubprocVecEnv([make_hopper, make_hopper])
     family = subprocess_envs.get_attr("family")[0]
-    hopper_tasks = family.sample(2, seed=1)
+    hopper_tasks = [family.task(target_velocity=0.1), family.task(target_velocity=0.9)]
     for index, task in enumerate(hopper_tasks):
-        subprocess_envs.set_attr("task", task, indices=[index])
-    assert subprocess_envs.get_attr("task") == hopper_tasks
+        subprocess_envs.env_method("set_task", task, indices=[index])
+    subprocess_envs.reset()
+    _, rewards, _, infos = subprocess_envs.step(np.zeros((2, 3)))
+    # The reward -|v_x - target| shows which target each worker's env runs.
+    for reward, info, task in zip(rewards, infos, hopper_tasks):
+        assert reward == pytest.approx(-abs(info["x_velocity"] - task.target_velocity))
     subprocess_envs.close()

@@ -305,8 +305,8 @@ class LocomotionEnv(gym.Env):
 
     @property
     def task(self) -> LocomotionTask:
-        """The task in force; assigning one calls :meth:`set_task`, so a vector env's ``set_attr("task", tasks)``
-        gives each sub-env its own (Gymnasium's sync and async vector envs, SB3's ``SubprocVecEnv``)."""
+        """The task in force; assigning one calls :meth:`set_task`, so on Gymnasium 1.x a vector env's
+        ``set_attr("task", tasks)`` gives each sub-env its own."""
         return self._task
 
     @task.setter
@@ -355,9 +355,10 @@ class LocomotionVectorEnv(gym.vector.SyncVectorEnv):
     """``num_envs`` :class:`LocomotionEnv` of one family stepped one after the other (MuJoCo steps each model on its
     own), each with its own task: ``reset(options={"tasks": tasks})`` hands ``tasks[i % len(tasks)]`` to sub-env
     ``i`` (``{"task": task}`` gives all the same). What ``gym.make_vec(id, num_envs,
-    vectorization_mode="vector_entry_point")`` builds on Gymnasium 1.x; on 0.28.1 build it directly. For processes,
-    use ``gym.make_vec(id, num_envs, vectorization_mode="async")`` (or SB3's ``SubprocVecEnv``) and
-    ``envs.set_attr("task", tasks)``.
+    vectorization_mode="vector_entry_point")`` builds on Gymnasium 1.x; on 0.28.1 build it directly. For processes:
+    on Gymnasium 1.x, ``gym.make_vec(id, num_envs, vectorization_mode="async")`` and ``envs.set_attr("task", tasks)``;
+    with SB3's ``SubprocVecEnv`` (both lanes), ``envs.env_method("set_task", task, indices=[i])``. (Gymnasium
+    0.28.1's vector envs set attributes on the outer wrapper, which never reaches the env.)
 
     Sub-envs report ``info`` as Gymnasium's sync vector env does, ``info["cost"]`` among it, one entry per sub-env.
     """
@@ -385,5 +386,6 @@ class LocomotionVectorEnv(gym.vector.SyncVectorEnv):
                 raise ValueError("options['tasks'] must hold at least one task")
             for task in tasks:
                 self.family.check_task(task)  # all checked before any sub-env changes
-            self.set_attr("task", [tasks[i % len(tasks)] for i in range(self.num_envs)])
+            for index, env in enumerate(self.envs):
+                env.unwrapped.set_task(tasks[index % len(tasks)])
         return super().reset(seed=seed, options=options or None)
