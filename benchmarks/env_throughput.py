@@ -11,8 +11,12 @@
    core: total steps per second over a whole episode and the resets that follow it. Target: 1,000,000.
 5. SB3 PPO training frames per second on ``SB3VecEnv`` over the native vector env (16 sub-envs) against the same PPO
    on Safety-Gymnasium's env (lane B; one ``DummyVecEnv`` sub-env, as its one-process reference). Reported.
+6. Single-env steps per second of each locomotion family (``cmdp_envs/<Robot>Locomotion-v0``, a sampled task)
+   against Gymnasium's own robot (both made with ``gym.make``), random actions, resets included. Target: ratio
+   >= 0.9 (at most 10% overhead). Needs MuJoCo (the ``mujoco`` extra, or lane B).
 
 Usage: python benchmarks/env_throughput.py [--repeats 3] [--env-steps N] [--ppo-frames N] [--navigation-only]
+       [--locomotion-only]
 """
 
 from __future__ import annotations
@@ -111,6 +115,29 @@ def navigation_rows(repeats: int, env_steps: int, ppo_frames: int) -> list[tuple
     return rows
 
 
+def locomotion_rows(repeats: int, env_steps: int) -> list[tuple[str, float, str, float | None, float]]:
+    """Row 6, one line per robot; none without MuJoCo."""
+    import importlib.util
+
+    if importlib.util.find_spec("mujoco") is None:
+        print('locomotion rows skipped: MuJoCo is not installed (pip install "cmdp-envs[mujoco]")')
+        return []
+    from cmdp_envs.families.locomotion import ROBOTS
+
+    rows = []
+    for name, robot in ROBOTS.items():
+        ours_env = gym.make(f"cmdp_envs/{name}Locomotion-v0")
+        ours_env.unwrapped.set_task(ours_env.unwrapped.family.sample(1, seed=0)[0])
+        n_steps = min(env_steps, 20_000)
+        # Interleaved, best of each, so that drifting machine load falls on both alike.
+        ours = reference = 0.0
+        for _ in range(repeats):
+            ours = max(ours, env_steps_per_second(ours_env, n_steps, 1))
+            reference = max(reference, env_steps_per_second(gym.make(robot.gymnasium_id), n_steps, 1))
+        rows.append((f"{name}Locomotion steps/s", ours, f"{robot.gymnasium_id} steps/s", reference, 0.9))
+    return rows
+
+
 def python_loop_episode(cmdp, policy, horizon: int, rng: np.random.Generator) -> tuple[float, float]:
     """One episode by a per-step Python loop: the discounted return and cost."""
     S, A = cmdp.n_states, cmdp.n_actions
@@ -148,9 +175,15 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=200_000)
     parser.add_argument("--ppo-frames", type=int, default=8_192)
     parser.add_argument("--navigation-only", action="store_true", help="only rows 3-5")
+    parser.add_argument("--locomotion-only", action="store_true", help="only row 6")
     args = parser.parse_args()
-    rows = [] if args.navigation_only else gridworld_rows(args)
-    rows += navigation_rows(args.repeats, args.env_steps, args.ppo_frames)
+    rows = []
+    if not (args.navigation_only or args.locomotion_only):
+        rows += gridworld_rows(args)
+    if not args.locomotion_only:
+        rows += navigation_rows(args.repeats, args.env_steps, args.ppo_frames)
+    if not args.navigation_only:
+        rows += locomotion_rows(args.repeats, args.env_steps)
     print(f"{'measure':<28} {'value':>12}   {'reference':<31} {'value':>12} {'ratio':>8} {'target':>7}")
     for name, value, reference, reference_value, target in rows:
         if reference_value is None:
@@ -158,7 +191,7 @@ def main() -> None:
             continue
         ratio = value / reference_value
         verdict = "ok" if ratio >= target else "BELOW TARGET"
-        print(f"{name:<28} {value:12,.0f}   {reference:<31} {reference_value:12,.0f} {ratio:8.1f} {target:>6.0f}x  "
+        print(f"{name:<28} {value:12,.0f}   {reference:<31} {reference_value:12,.0f} {ratio:8.2f} {target:>6g}x  "
               f"{verdict}")
 
 

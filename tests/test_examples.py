@@ -116,6 +116,8 @@ def test_throughput_benchmark_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "FrozenLake-v1" in result.stdout and "ratio" in result.stdout
     assert "PointGoal1-v0 env steps/s" in result.stdout and "1024-env vector steps/s" in result.stdout
+    if importlib.util.find_spec("mujoco") is not None:
+        assert re.search(r"HumanoidLocomotion steps/s +[\d,]+ +Humanoid-v[45] steps/s +[\d,]+ +[\d.]+", result.stdout)
 
 
 def test_safe_mixture_benchmark_runs(tmp_path):

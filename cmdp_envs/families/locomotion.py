@@ -323,22 +323,27 @@ class LocomotionEnv(gym.Env):
 
     def step(self, action: np.ndarray):
         observation, gymnasium_reward, terminated, truncated, info = self._env.step(action)
-        x_velocity = float(info["x_velocity"])
-        reward = {"target_velocity": lambda: -abs(x_velocity - self.task.target_velocity),
-                  "direction": lambda: self.task.direction * x_velocity,
-                  "gymnasium": lambda: float(gymnasium_reward)}[self.family.reward]()
-        info = {**info, "cost": self._cost(np.asarray(action, dtype=np.float64), info),
-                "gymnasium_reward": float(gymnasium_reward)}
+        gymnasium_reward = float(gymnasium_reward)
+        reward_kind, task = self.family.reward, self._task
+        if reward_kind == "target_velocity":
+            reward = -abs(float(info["x_velocity"]) - task.target_velocity)
+        elif reward_kind == "direction":
+            reward = task.direction * float(info["x_velocity"])
+        else:
+            reward = gymnasium_reward
+        # The robot's info is a fresh dict every step: ours adds to it.
+        info["cost"] = self._cost(action, info)
+        info["gymnasium_reward"] = gymnasium_reward
         return observation, reward, terminated, truncated, info
 
     def _cost(self, action: np.ndarray, info: dict[str, Any]) -> float:
         kind = self.family.cost
         if kind == "control":
-            return float(np.sum(np.square(action)))
+            return float(np.dot(np.ravel(action), np.ravel(action)))
         if kind == "head_height":
-            return float(self._env.data.geom_xpos[self._head][2] > self.task.cost_threshold)
+            return float(self._env.data.geom_xpos[self._head][2] > self._task.cost_threshold)
         speed = math.hypot(info["x_velocity"], info["y_velocity"]) if self._robot.planar_speed else info["x_velocity"]
-        return float(speed > self.task.cost_threshold)
+        return float(speed > self._task.cost_threshold)
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
