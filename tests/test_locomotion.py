@@ -202,6 +202,16 @@ def test_vector_envs_give_each_sub_env_its_own_task():
     envs.close()
     single.close()
 
+    if hasattr(gym.Wrapper, "set_wrapper_attr"):  # Gymnasium 1.x: set_attr reaches the env through its wrappers
+        async_envs = gym.make_vec("cmdp_envs/HopperLocomotion-v0", num_envs=2, vectorization_mode="async")
+        family = async_envs.get_attr("family")[0]
+        async_tasks = [family.task(target_velocity=0.1), family.task(target_velocity=0.9)]
+        async_envs.set_attr("task", async_tasks)
+        async_envs.reset(seed=0)
+        _, rewards, _, _, info = async_envs.step(np.zeros((2, 3)))
+        np.testing.assert_allclose(rewards, -np.abs(info["x_velocity"] - np.array([0.1, 0.9])))
+        async_envs.close()
+
     vec_env = pytest.importorskip("stable_baselines3.common.vec_env", reason='SB3 comes with the "sb3" extra')
 
     subprocess_envs = vec_env.SubprocVecEnv([make_hopper, make_hopper])
@@ -215,3 +225,23 @@ def test_vector_envs_give_each_sub_env_its_own_task():
     for reward, info, task in zip(rewards, infos, hopper_tasks):
         assert reward == pytest.approx(-abs(info["x_velocity"] - task.target_velocity))
     subprocess_envs.close()
+
+
+def test_rgb_array_rendering_through_gymnasiums_renderer(tmp_path):
+    """In a fresh process with MuJoCo's EGL backend (the variable must be set before MuJoCo loads); skipped, with the
+    backend's error, where no OpenGL backend exists."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, numpy as np, cmdp_envs\n"
+            "env = gym.make('cmdp_envs/HalfCheetahLocomotion-v0', render_mode='rgb_array')\n"
+            "env.reset(seed=0)\n"
+            "image = env.render()\n"
+            "print(image.shape, image.dtype, int(np.ptp(image)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "MUJOCO_GL": "egl"}, timeout=120)
+    if result.returncode != 0:
+        pytest.skip(f"no OpenGL backend for MuJoCo here: {result.stderr.strip().splitlines()[-1]}")
+    shape, dtype, spread = result.stdout.split(")")[0] + ")", *result.stdout.split(")")[1].split()
+    assert shape == "(480, 480, 3)" and dtype == "uint8" and int(spread) > 50, result.stdout
