@@ -215,9 +215,10 @@ class CertifiedConstants:
       happens while none does.
 
     **What the certificate assumes.** (1) Per-step rewards and costs lie in ``reward_range`` and ``cost_range``,
-    and costs are discounted like rewards (the family's ``cost_discount`` is its ``gamma``). (2) ``pi_s`` is feasible on the test task (the algorithm runs it from the first episode).
-    (3) The calibration tasks represent the task distribution finely enough that, among the tasks whose ``pi_s``
-    values match the test task's, their smallest margin of ``pi_l`` is at most the test task's. Under these, with
+    and costs are discounted like rewards (the family's ``cost_discount`` is its ``gamma``). (2) ``pi_s`` is feasible
+    on the test task (the algorithm runs it from the first episode). (3) The calibration tasks represent the task
+    distribution finely enough that, among the tasks whose ``pi_s`` values match the test task's, their smallest
+    margin of ``pi_l`` is at most the test task's. Under these, with
     probability at least ``1 - delta / 4`` (the event that ``pi_s``'s sequences hold), every executed mixture
     ``alpha pi_l + (1 - alpha) pi_s`` has margin at least ``alpha b_l + (1 - alpha) LCB_s >= 0``: no executed
     mixture is infeasible. The other sequences only decide eliminations, so they bear on regret, not on safety.
@@ -396,15 +397,14 @@ class SafeMixture:
         if self.k >= self.n_episodes:
             raise ValueError(f"all K = {self.n_episodes} episodes have been observed")
         proposal = self.propose()
+        if self._certified and safe_policy_ran is None and 0 < proposal.alpha < 1:
+            raise ValueError(f"the certified setting needs safe_policy_ran at alpha = {proposal.alpha:g}: "
+                             "whether the episode drew pi_s")
+        self.k += 1
         if self._certified:
-            if safe_policy_ran is None and 0 < proposal.alpha < 1:
-                raise ValueError(f"the certified setting needs safe_policy_ran at alpha = {proposal.alpha:g}: "
-                                 "whether the episode drew pi_s")
-            self.k += 1
             self._observe_certified(proposal, reward_return, cost_return,
                                     proposal.alpha == 0 if safe_policy_ran is None else safe_policy_ran)
             return
-        self.k += 1
         if proposal.candidate is None:
             return
         sample = np.array([1.0, reward_return, self.cost_limit - cost_return])
@@ -416,13 +416,17 @@ class SafeMixture:
                                                             counted=int(counted))
         if (abs(reward_sum / n - proposal.predicted_reward) > reward_radius
                 or abs(margin_sum / n - proposal.predicted_margin) > margin_radius):
-            self.eliminated.append(proposal.candidate)  # Line 8-10
-            self._position += 1
-            self._start_phase()
+            self._eliminate(proposal.candidate)
             return
         needed = self.constants.episodes_before_raise(proposal.predicted_margin, self.n_episodes, self.gamma)
         if counted - 2 >= needed and self.m < len(self._weights):  # Line 11-13 (m <= m(l): len(weights) = m(l) + 1)
             self._start_phase(self.m + 1)
+
+    def _eliminate(self, candidate: int) -> None:
+        """Line 8-10: drop ``candidate`` and start the next one's first phase."""
+        self.eliminated.append(candidate)
+        self._position += 1
+        self._start_phase()
 
     def _observe_certified(self, proposal: Proposal, reward_return: float, cost_return: float,
                            safe_policy_ran: bool) -> None:
@@ -445,9 +449,7 @@ class SafeMixture:
         for sequence, predicted, tolerance in zip(compared, (proposal.predicted_reward, proposal.predicted_margin),
                                                   tolerances):
             if sequence.upper < predicted - tolerance or sequence.lower > predicted + tolerance:
-                self.eliminated.append(proposal.candidate)  # Line 8-10
-                self._position += 1
-                self._start_phase()
+                self._eliminate(proposal.candidate)
                 return
         beyond = self._sums[0] - self.constants.min_episodes
         if self.mixture and beyond >= 0 and beyond % RAISE_CHECK_INTERVAL == 0:  # Line 11-13

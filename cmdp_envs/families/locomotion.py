@@ -49,9 +49,9 @@ class Robot:
 
     @property
     def gymnasium_id(self) -> str:
-        """The robot's Gymnasium id in this Gymnasium: v5 on 1.x, v4 on 0.28."""
-        version = "v5" if int(gym.__version__.split(".")[0]) >= 1 else "v4"
-        return f"{self.name}-{version}"
+        """The robot's newest Gymnasium id here: v5 where this Gymnasium has it (1.x), else v4 (0.28)."""
+        newest = f"{self.name}-v5"
+        return newest if newest in gym.registry else f"{self.name}-v4"
 
 
 #: The six robots. Target velocities: Ni & Kamgarpour's truncated normals for HalfCheetah (on [0, 2], mean 1,
