@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import json
 import os
 import sys
 import tempfile
@@ -206,31 +207,53 @@ def command_compare(args: argparse.Namespace) -> None:
 
 
 def command_reproduce(args: argparse.Namespace) -> None:
-    if args.experiment == "cmaml" and args.env not in gym.registry:
+    experiment_name = args.experiment
+    only = {"--setting": ("gridworld", args.setting), "--env": ("cmaml", "safe-meta-rl", args.env),
+            "--inner": ("cmaml", args.inner), "--robot": ("locomotion", args.robot),
+            "--oracle": ("locomotion", args.oracle)}
+    for flag, (*experiments, value) in only.items():
+        if value is not None and experiment_name not in experiments:
+            raise CLIError(f"{flag} is an option of reproduce {' and '.join(experiments)}, not of reproduce "
+                           f"{experiment_name}")
+    if experiment_name == "cmaml" and args.env is not None and args.env not in gym.registry:
         raise CLIError(f"unknown environment id {args.env!r}; `cmdp-envs list` shows the registered ids")
-    if args.experiment == "cmaml" and args.setting is not None:
-        raise CLIError("--setting chooses a gridworld setting; reproduce cmaml has none")
-    default_out = f"out/reproduce-{args.experiment}" + ("-ours" if args.setting == "ours" else "")
-    out = _check_out(default_out if args.out is None else args.out)
     started = time.perf_counter()
-    if args.experiment == "cmaml":
+    settings: dict[str, Any] = {"seed": args.seed, "executor": args.executor}
+    if experiment_name == "cmaml":
         from cmdp_envs.meta.reproduce import cmaml as experiment
 
-        settings: dict[str, Any] = {"seed": args.seed, "env_id": args.env, "inner": args.inner,
-                                    "executor": args.executor}
+        settings.update(env_id=args.env or "cmdp_envs/PointGoalArc1-v0", inner=args.inner or "SB3-PPOLag")
         written = ("summary.json", "fine_tuning.png", "meta_training.png")
+    elif experiment_name == "locomotion":
+        from cmdp_envs.meta.reproduce import locomotion as experiment
+
+        settings.update(robot=args.robot or "halfcheetah", oracle=args.oracle or "SB3-PPOLag")
+        written = ("summary.json", "figure4.png", "timings.json")
+    elif experiment_name == "safe-meta-rl":
+        from cmdp_envs.meta.reproduce import safe_meta_rl as experiment
+
+        settings.update(env=args.env or "point-circle")
+        written = ("summary.json", "figure.png", "meta_test.png", "computation_time.png", "timings.json")
     else:
         from cmdp_envs.meta.reproduce import gridworld as experiment
 
-        settings = {"seed": args.seed, "setting": args.setting or "authors", "executor": args.executor}
+        settings.update(setting=args.setting or "authors")
         written = ("summary.json", "figure2.png", "all_methods.png", "timings.json")
+    config_class = experiment.ReproductionConfig
     try:
-        config_class = experiment.ReproductionConfig
         config = config_class.quick(**settings) if args.quick else config_class(**settings)
-        summary = experiment.run(out, config)
-    except (ValueError, ImportError) as error:  # bad settings, or OmniSafe's inner loops outside lane B
+    except ValueError as error:  # bad settings: refused before anything is written
         raise CLIError(str(error)) from None
-    print(experiment.format_table(summary))
+    default_out = f"out/reproduce-{experiment_name}" + ("-ours" if args.setting == "ours" else "")
+    out = _check_out(default_out if args.out is None else args.out)
+    try:
+        summary = experiment.run(out, config)
+    except (ValueError, ImportError) as error:  # bad settings, or OmniSafe's learners outside lane B
+        raise CLIError(str(error)) from None
+    if experiment_name == "safe-meta-rl":
+        print(experiment.format_table(summary, json.loads((out / "timings.json").read_text())))
+    else:
+        print(experiment.format_table(summary))
     print(f"wrote {', '.join(str(out / name) for name in written)} ({time.perf_counter() - started:.0f} s)")
 
 
@@ -277,34 +300,45 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce",
         help="reproduce a paper's experiment: gridworld (Ni & Kamgarpour 2026, Figure 2), cmaml (Daaboul et al., "
-        "Figures 3-5)",
+        "Figures 3-5), locomotion (Ni & Kamgarpour, H.2, Figure 4), safe-meta-rl (Xu & Zhu 2025)",
         description="gridworld: covering + safe mixture against its baselines on the ten test tasks of the paper's "
         "gridworld, every executed policy evaluated exactly; writes DIR/summary.json, figure2.png, all_methods.png. "
         "cmaml: C-MAML, its eta = 0 ablation, MAML, a pre-trained policy and random initialisation, each fine-tuned by "
         "the constrained learner on held-out tasks, and Xu & Zhu's safe adaptation from C-MAML's meta policy, all "
         "through the meta-test protocol (every executed policy checked by Monte Carlo); writes DIR/summary.json, "
-        "fine_tuning.png, meta_training.png. A rerun with the same settings resumes from what is finished.",
+        "fine_tuning.png, meta_training.png. locomotion: covering + safe mixture with learned oracles on "
+        "Half-Cheetah or Hopper against MAML with a penalty, Xu & Zhu's safe meta-RL and CPO from scratch, on "
+        "held-out tasks; writes DIR/summary.json, figure4.png. safe-meta-rl: Xu & Zhu's meta-training and safe "
+        "adaptation against C-MAML and MAML, with computation times; writes DIR/summary.json, figure.png, "
+        "meta_test.png, computation_time.png. A rerun with the same settings resumes from what is finished.",
     )
-    reproduce.add_argument("experiment", choices=["gridworld", "cmaml"])
+    reproduce.add_argument("experiment", choices=["gridworld", "cmaml", "locomotion", "safe-meta-rl"])
     reproduce.add_argument("--quick", action="store_true",
                            help="gridworld: K = 5,000 episodes per task instead of 40,000; cmaml: 6 training and 3 "
-                           "held-out tasks, 4 outer iterations, 3 fine-tuning updates, 50 checking episodes per policy")
+                           "held-out tasks, 4 outer iterations, 3 fine-tuning updates, 50 checking episodes per "
+                           "policy; locomotion and safe-meta-rl: 200-step episodes and small budgets (minutes)")
     reproduce.add_argument("--out", help="output directory (default: out/reproduce-EXPERIMENT)")
     reproduce.add_argument("--seed", type=_count(0), default=0)
     reproduce.add_argument("--setting", choices=["authors", "ours"],
                            help="gridworld: the authors' code's policies, pi_s, cover and bookkeeping (default), or "
                            "ours (LP policies, an exploring pi_s, a coarser cover, pooled bookkeeping); default DIR "
                            "out/reproduce-gridworld-ours for ours")
-    reproduce.add_argument("--env", default="cmdp_envs/PointGoalArc1-v0",
-                           help="cmaml: the family (default: C-MAML's goal arc with hazards and a vase)")
-    reproduce.add_argument("--inner", default="SB3-PPOLag",
-                           choices=["SB3-PPOLag", "SB3-TRPOLag", "TRPOLag", "CPO", "PPOLag"],
-                           help="cmaml: the constrained inner learner: ours on SB3, or OmniSafe's (the 'omnisafe' "
-                           "extra, Python 3.10; TRPOLag is the paper's)")
+    reproduce.add_argument("--env",
+                           help="cmaml: the family's id (default: cmdp_envs/PointGoalArc1-v0, C-MAML's goal arc); "
+                           "safe-meta-rl: point-circle (default), point-button, halfcheetah or hopper")
+    reproduce.add_argument("--inner", choices=["SB3-PPOLag", "SB3-TRPOLag", "TRPOLag", "CPO", "PPOLag"],
+                           help="cmaml: the constrained inner learner: ours on SB3 (default SB3-PPOLag), or "
+                           "OmniSafe's (the 'omnisafe' extra, Python 3.10; TRPOLag is the paper's)")
+    reproduce.add_argument("--robot", choices=["halfcheetah", "hopper"],
+                           help="locomotion: the robot (default halfcheetah)")
+    reproduce.add_argument("--oracle", choices=["SB3-PPOLag", "PPOLag", "CPO"],
+                           help="locomotion: the learner behind O_l and O_s: ours on SB3 (default), or OmniSafe's "
+                           "(the 'omnisafe' extra, Python 3.10)")
     reproduce.add_argument("--executor", default="local", choices=["local", "serial", "ray"],
-                           help="where the tasks of a cmaml outer iteration, or a gridworld method's test tasks, run: "
-                           "local processes, this process, or Ray (the 'ray' extra; a local Ray, or the cluster "
-                           "RAY_ADDRESS names); results are the same, so a run may resume on another")
+                           help="where independent work runs (a meta-training iteration's tasks, the cover's O_l "
+                           "calls, a gridworld method's test tasks): local processes, this process, or Ray (the "
+                           "'ray' extra; a local Ray, or the cluster RAY_ADDRESS names); results are the same, so a "
+                           "run may resume on another")
     reproduce.set_defaults(run=command_reproduce)
     return parser
 

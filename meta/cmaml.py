@@ -60,7 +60,12 @@ from cmdp_envs.validation import check_number
 
 __all__ = ["CMAMLConfig", "CMAML", "InnerLoop", "Session", "Actor", "TaskResult", "Episodes", "rollout_envs",
            "collect_episodes", "policy_gradient", "actor_theta", "load_actor", "shared_cost_limit",
-           "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config"]
+           "discounted_weights", "fine_tune", "FineTuning", "pretrain", "maml_config", "penalised_maml_config",
+           "OUTER_STEPS"]
+
+
+#: The outer steps :class:`CMAMLConfig` offers.
+OUTER_STEPS = ("fomaml", "reptile", "xu_zhu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +80,12 @@ class CMAMLConfig:
     :param multiplier_lr: the dual step of ``lambda`` (also the inner learner's dual step).
     :param safety_lr: the dual step of ``eta``.
     :param use_safety_critic: ``False`` keeps ``eta = 0`` (the paper's ablation).
-    :param outer_step: ``"fomaml"`` (the paper) or ``"reptile"``.
+    :param initial_multiplier: ``lambda``'s start (with ``multiplier_lr = 0``, a fixed penalty:
+        :func:`penalised_maml_config`).
+    :param outer_step: ``"fomaml"`` (the paper), ``"reptile"``, or ``"xu_zhu"``: Xu & Zhu's meta-training read
+        first-order (:func:`~cmdp_envs.meta.safe_adaptation.neural_meta_training.xu_zhu_config`): the FoMAML step
+        while the meta policy's estimated cost is within ``d`` on every task of the batch, else a step down the
+        cost gradient of the task it violates most.
     :param critic_lr, critic_epochs, critic_batch_size: Adam on ``V_C``'s squared error, in shuffled minibatches
         (more steps per pass over the data than full batches, for a fifth of the compute of the 50 full-batch epochs
         this module first used).
@@ -89,6 +99,7 @@ class CMAMLConfig:
     multiplier_lr: float = 0.05
     safety_lr: float = 0.05
     use_safety_critic: bool = True
+    initial_multiplier: float = 0.0
     outer_step: str = "fomaml"
     critic_lr: float = 1e-3
     critic_epochs: int = 10
@@ -100,11 +111,11 @@ class CMAMLConfig:
         check_count("rollout_episodes", self.rollout_episodes, minimum=1)
         check_count("critic_epochs", self.critic_epochs, minimum=1)
         check_count("critic_batch_size", self.critic_batch_size, minimum=1)
-        for name in ("meta_lr", "multiplier_lr", "safety_lr", "critic_lr"):
+        for name in ("meta_lr", "multiplier_lr", "safety_lr", "critic_lr", "initial_multiplier"):
             check_number(name, getattr(self, name), 0.0)
         check_number("reptile_step", self.reptile_step, 0.0, 1.0)
-        if self.outer_step not in ("fomaml", "reptile"):
-            raise ValueError(f"outer_step must be 'fomaml' or 'reptile', got {self.outer_step!r}")
+        if self.outer_step not in OUTER_STEPS:
+            raise ValueError(f"outer_step must be one of {OUTER_STEPS}, got {self.outer_step!r}")
         if not isinstance(self.use_safety_critic, (bool, np.bool_)):
             raise TypeError(f"use_safety_critic must be True or False, got {self.use_safety_critic!r}")
 
@@ -434,7 +445,7 @@ class CMAML:
         self.seed = check_count("seed", seed)
         self.executor = executor or SerialExecutor()
         self.iteration = 0
-        self.multiplier = 0.0
+        self.multiplier = config.initial_multiplier
         self.eta = 0.0
         torch.manual_seed(self.seed)
         with _one_thread():
@@ -471,9 +482,13 @@ class CMAML:
         items = [(self.train_tasks[index], seed, meta, config) for index, seed in zip(picked, seeds)]
         results: list[TaskResult] = self.executor.map(self.inner, items)
         cost_gradient = np.mean([result.cost_gradient for result in results], axis=0)
+        step = None
         if config.outer_step == "fomaml":
             ascent = np.mean([result.fomaml_gradient for result in results], axis=0) - self.eta * cost_gradient
-            step = None
+        elif config.outer_step == "xu_zhu":
+            worst = max(results, key=lambda result: result.meta_cost)
+            ascent = (np.mean([result.fomaml_gradient for result in results], axis=0)
+                      if worst.meta_cost <= self.cost_limit else -worst.cost_gradient)
         else:
             ascent = -self.eta * cost_gradient
             step = config.reptile_step * (np.mean([result.adapted_theta for result in results], axis=0)
@@ -502,6 +517,8 @@ class CMAML:
             "meta_cost": float(np.mean([result.meta_cost for result in results])),
             "adapted_return": float(np.mean([result.adapted_return for result in results])),
             "adapted_cost": adapted_cost,
+            "adapted_cost_max": float(max(result.adapted_cost for result in results)),
+            "meta_cost_max": float(max(result.meta_cost for result in results)),
             "cost_critic": critic_value,
             "multiplier": self.multiplier,
             "eta": self.eta,
@@ -693,6 +710,13 @@ def pretrain(inner: InnerLoop, train_tasks: Sequence[Task], total_steps: int, se
             check_count("total_steps", total_steps, minimum=1)))
         session.learn()
         return actor_theta(session.actor)
+
+
+def penalised_maml_config(config: CMAMLConfig, penalty: float) -> CMAMLConfig:
+    """MAML with a constraint penalty (Ni & Kamgarpour's baseline): ``lambda`` fixed at ``penalty`` (the inner
+    learner maximises ``r - penalty c`` and the outer step follows ``R_p - penalty (C_p - d)``), no ``eta``."""
+    return dataclasses.replace(config, multiplier_lr=0.0, use_safety_critic=False,
+                               initial_multiplier=check_number("penalty", penalty, 0.0))
 
 
 def maml_config(config: CMAMLConfig) -> CMAMLConfig:

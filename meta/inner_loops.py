@@ -109,10 +109,12 @@ class SB3InnerLoop(InnerLoop):
     """The inner loop on an SB3 Lagrangian learner, ``"PPO"`` or ``"TRPO"``.
 
     :param n_envs: envs per learner.
+    :param env_kwargs: further arguments of ``family.make_env`` for every env (e.g. ``max_episode_steps``).
     :param learner_kwargs: passed to the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...).
     """
 
-    def __init__(self, family: TaskFamily, algo: str = "PPO", n_envs: int = 2, **learner_kwargs: Any):
+    def __init__(self, family: TaskFamily, algo: str = "PPO", n_envs: int = 2,
+                 env_kwargs: dict[str, Any] | None = None, **learner_kwargs: Any):
         if algo not in ("PPO", "TRPO"):
             raise ValueError(f"algo must be 'PPO' or 'TRPO', got {algo!r}")
         self.family = family
@@ -120,7 +122,8 @@ class SB3InnerLoop(InnerLoop):
         self.n_envs = check_count("n_envs", n_envs, minimum=1)
         self.learner_kwargs = learner_kwargs
         # Tabular families feed networks one-hot states (as the SB3 oracle does).
-        self.env_kwargs = {"observation_type": "onehot"} if isinstance(family, TabularFamily) else {}
+        self.env_kwargs = {**({"observation_type": "onehot"} if isinstance(family, TabularFamily) else {}),
+                           **_checked_env_kwargs(env_kwargs)}
 
     def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float, updates: int,
                 make_env: Callable[[], Any] | None = None) -> _SB3Session:
@@ -249,6 +252,13 @@ class _OmniSafeSession:
                                      "multiplier": _multiplier(row)})
 
 
+def _checked_env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    env_kwargs = dict(env_kwargs or {})
+    if "family" in env_kwargs or "task" in env_kwargs:
+        raise ValueError("env_kwargs must not hold 'family' or 'task': the inner loop sets both")
+    return env_kwargs
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """OmniSafe prints its config and a table per epoch to standard output; an inner loop runs it hundreds of
@@ -280,6 +290,7 @@ class OmniSafeInnerLoop(InnerLoop):
     :param algo: ``"TRPOLag"`` (the paper's), ``"CPO"``, ``"PPOLag"``, or another of OmniSafe's on-policy
         constrained algorithms.
     :param steps_per_epoch: env steps per update (OmniSafe's epoch).
+    :param env_kwargs: further arguments of ``family.make_env`` for every env (e.g. ``max_episode_steps``).
     :param cfgs_overrides: merged into OmniSafe's config by section (e.g. ``algo_cfgs={"update_iters": 5}``,
         ``train_cfgs={"vector_env_nums": 2}``), see :func:`~cmdp_envs.wrappers.omnisafe_bridge.omnisafe_custom_cfgs`.
 
@@ -291,14 +302,16 @@ class OmniSafeInnerLoop(InnerLoop):
     protocol's recording envs too (``make_env``, through the bridge), announcing each epoch's rollout.
     """
 
-    def __init__(self, family: TaskFamily, algo: str = "TRPOLag", steps_per_epoch: int = 2000, **cfgs_overrides: Any):
+    def __init__(self, family: TaskFamily, algo: str = "TRPOLag", steps_per_epoch: int = 2000,
+                 env_kwargs: dict[str, Any] | None = None, **cfgs_overrides: Any):
         from cmdp_envs.wrappers.omnisafe_bridge import ON_POLICY_ALGORITHMS, import_omnisafe
 
         import_omnisafe()
         if algo not in ON_POLICY_ALGORITHMS:
             raise ValueError(f"unknown OmniSafe algorithm {algo!r} for an inner loop; it runs OmniSafe's on-policy "
                              f"constrained algorithms: {list(ON_POLICY_ALGORITHMS)}")
-        env = family.make_env()
+        self.env_kwargs: dict[str, Any] = _checked_env_kwargs(env_kwargs)
+        env = family.make_env(**self.env_kwargs)
         continuous = env.action_space.__class__.__name__ == "Box"
         env.close()
         if not continuous:
@@ -307,7 +320,6 @@ class OmniSafeInnerLoop(InnerLoop):
         self.family, self.algo = family, algo
         self.steps_per_epoch = check_count("steps_per_epoch", steps_per_epoch, minimum=1)
         self.cfgs_overrides = cfgs_overrides
-        self.env_kwargs: dict[str, Any] = {}
 
     def session(self, tasks: Sequence[Task], seed: int, multiplier: float, multiplier_lr: float, updates: int,
                 make_env: Callable[[], Any] | None = None) -> _OmniSafeSession:
@@ -328,9 +340,9 @@ class OmniSafeInnerLoop(InnerLoop):
                 raise ValueError("make_env builds envs of one task: pass one task with it")
             omnisafe_id = register_omnisafe_task(self.family, task=tasks[0], make_env=make_env)
         elif len(tasks) == 1:
-            omnisafe_id = register_omnisafe_task(self.family, task=tasks[0])
+            omnisafe_id = register_omnisafe_task(self.family, task=tasks[0], **self.env_kwargs)
         else:
-            omnisafe_id = register_omnisafe_task(self.family, tasks=tasks)
+            omnisafe_id = register_omnisafe_task(self.family, tasks=tasks, **self.env_kwargs)
         log_dir = tempfile.TemporaryDirectory(prefix="cmdp-envs-cmaml-")
         overrides = {section: dict(values) if isinstance(values, dict) else values
                      for section, values in self.cfgs_overrides.items()}

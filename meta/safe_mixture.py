@@ -121,7 +121,7 @@ class PracticalConstants:
     ``sqrt(cost_scale / n) + eps L_c``; on ``pi_s``'s pooled samples (``m = 0``) the cost radius is
     ``sqrt(pooled_cost_scale / n) + eps L_c``. ``alpha`` is raised once ``n - 2 >= min(max(raise_scale / v_l_m^2,
     raise_min), raise_max)``, while ``m <= log_{2/3} eps`` (``floor(log_{2/3} eps) + 1`` raises), by
-    ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c + 2)`` and
+    ``alpha_1 = (m_s - 2 eps L_c) / (m_s - 2 eps L_c + weight_offset)`` (``weight_offset = 2``) and
     ``alpha_{m+1} = 3 m_s alpha_m / ((alpha_m + 2) m_s + (2 L_c + 1) eps)``, clipped to ``[0, 1]``.
 
     ``bookkeeping`` says which samples and counts those rules read while ``pi_s`` runs alone (``m = 0``):
@@ -145,6 +145,7 @@ class PracticalConstants:
     raise_scale: float = 100.0
     raise_min: int = 1000
     raise_max: int = 5200
+    weight_offset: float = 2.0
     bookkeeping: Literal["authors", "pooled"] = "authors"
     #: The authors' code pools ``pi_s``'s samples on the test task while ``m = 0`` (every candidate's first phase
     #: runs ``pi_s`` alone), with the cost radius ``sqrt(pooled_cost_scale / n)``.
@@ -156,6 +157,31 @@ class PracticalConstants:
         check_count("min_episodes", self.min_episodes, minimum=1)
         if self.bookkeeping not in ("authors", "pooled"):
             raise ValueError(f"bookkeeping must be 'authors' or 'pooled', got {self.bookkeeping!r}")
+
+    @classmethod
+    def rescaled(cls, reward_value_range: float, cost_value_range: float, n_episodes: int,
+                 **overrides: Any) -> PracticalConstants:
+        """The authors' constants carried to another family and budget: they were tuned for values of range 100
+        (per-step range 10, ``gamma = 0.9``) and ``K = 40,000`` episodes. Every radius term and the weight offset
+        are scaled by the value ranges (``sqrt(scale / n)`` by the range, so each ``scale`` by its square; ``L_r``
+        by the reward's, ``L_c``, ``raise_scale`` and the offset by the cost's), and the episode counts by
+        ``n_episodes / 40,000`` (at least 1). ``eps`` is a ratio and stays. ``overrides`` replace any result."""
+        reward, cost = (check_number(name, value, 0.0, low_open=True) / 100.0 for name, value in
+                        (("reward_value_range", reward_value_range), ("cost_value_range", cost_value_range)))
+        share = check_count("n_episodes", n_episodes, minimum=1) / 40_000
+        defaults = cls()
+        settings = {
+            "reward_lipschitz": defaults.reward_lipschitz * reward,
+            "cost_lipschitz": defaults.cost_lipschitz * cost,
+            "reward_scale": defaults.reward_scale * reward**2,
+            "cost_scale": defaults.cost_scale * cost**2,
+            "pooled_cost_scale": defaults.pooled_cost_scale * cost**2,
+            "raise_scale": defaults.raise_scale * cost**2,
+            "weight_offset": defaults.weight_offset * cost,
+            **{name: max(1, round(getattr(defaults, name) * share))
+               for name in ("min_episodes", "raise_min", "raise_max")},
+        }
+        return cls(**{**settings, **overrides})
 
     @property
     def name(self) -> str:
@@ -179,7 +205,7 @@ class PracticalConstants:
 
     def weights(self, safe_margin: float, gamma: float) -> list[float]:
         m_s, eps, L_c = safe_margin, self.eps, self.cost_lipschitz
-        first = (m_s - 2 * eps * L_c) / (m_s - 2 * eps * L_c + 2)
+        first = (m_s - 2 * eps * L_c) / (m_s - 2 * eps * L_c + self.weight_offset)
         if first <= 0:
             return []
         weights = [first]

@@ -332,19 +332,13 @@ class NeuralSafeAdaptation:
         return self.inner.env_kwargs
 
     def adapt(self, run: TestRun) -> None:
-        from cmdp_envs.meta.safe_adaptation.neural_step import neural_adaptation_step
+        from cmdp_envs.meta.safe_adaptation.neural_meta_training import SafeAdaptationInnerLoop
 
         _check_env_kwargs(self, run)
-        session = self.inner.session([run.task], run.seed, 0.0, 0.0, 1)
+        session = SafeAdaptationInnerLoop(self.inner, self.config).session(
+            [run.task], run.seed, 0.0, 0.0, check_count("steps", self.steps, minimum=1), make_env=run.make_env)
         load_actor(session.actor, self.theta)
-        env = run.make_env()
-        network = _ActorNetwork(session.actor, isinstance(env.action_space, gym.spaces.Discrete))
-        # Whole episodes, as every method runs under the protocol.
-        config = dataclasses.replace(self.config, horizon=env.spec.max_episode_steps)
-        for step in range(check_count("steps", self.steps, minimum=1)):
-            run.executing(network.actor)
-            network = neural_adaptation_step(network, env, config, seed=run.seed + 1000 * step,
-                                             cost_limit=run.cost_limit).network
+        session.learn(on_rollout=run.executing)
 
 
 class _FixedPolicyActor:
@@ -366,21 +360,3 @@ def _check_env_kwargs(method: Any, run: TestRun) -> None:
     if run.env_kwargs != method.env_kwargs:
         raise ValueError(f"{method.name}'s network reads envs made with {method.env_kwargs}, but the run makes them "
                          f"with {run.env_kwargs}: leave meta_test's env_kwargs out")
-
-
-class _ActorNetwork:
-    """An actor with ``distribution`` and ``copy`` (:class:`~cmdp_envs.meta.inner_loops.SB3Actor`,
-    :class:`~cmdp_envs.meta.inner_loops.OmniSafeActor`) as the torch policy network that
-    :func:`neural_adaptation_step` adapts: ``distribution``, ``discrete``, ``parameters``, and a deep copy."""
-
-    def __init__(self, actor: Any, discrete: bool):
-        self.actor, self.discrete = actor, discrete
-
-    def distribution(self, observations: Any) -> Any:
-        return self.actor.distribution(observations)
-
-    def parameters(self) -> list[Any]:
-        return self.actor.parameters()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _ActorNetwork:
-        return _ActorNetwork(self.actor.copy(), self.discrete)

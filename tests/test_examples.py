@@ -14,12 +14,14 @@ NEEDS = {"ppo_lagrangian.py": ("stable_baselines3", "sb3"), "omnisafe_gridworld.
          "safe_mixture_learned.py": ("stable_baselines3", "sb3"),
          "navigation_ppo_lagrangian.py": ("stable_baselines3", "sb3"), "navigation_omnisafe.py": ("omnisafe", "omnisafe"),
          "cmaml.py": ("stable_baselines3", "sb3"), "meta_test_protocol.py": ("stable_baselines3", "sb3"),
+         "safe_meta_rl.py": ("stable_baselines3", "sb3"),
          # Lane A gets MuJoCo from the 'mujoco' extra, lane B through OmniSafe's safety-gymnasium; both have SB3.
          "locomotion_ppo_lagrangian.py": ("mujoco", "mujoco"), "locomotion_omnisafe.py": ("omnisafe", "omnisafe")}
 ARGS = {"ppo_lagrangian.py": ["2048"], "omnisafe_gridworld.py": ["2000"], "safe_adaptation.py": ["5"],
         "safe_mixture.py": ["600"], "safe_mixture_learned.py": ["20000", "300"], "navigation.py": ["images"],
         "navigation_ppo_lagrangian.py": ["65536"], "navigation_omnisafe.py": ["8000"], "cmaml.py": ["3"],
-        "meta_test_protocol.py": ["1"], "locomotion_ppo_lagrangian.py": ["4096"], "locomotion_omnisafe.py": ["4000"]}
+        "meta_test_protocol.py": ["1"], "safe_meta_rl.py": ["2"], "locomotion_ppo_lagrangian.py": ["4096"],
+        "locomotion_omnisafe.py": ["4000"]}
 #: What each script must print (regular expressions, each found in its output): the numbers it exists to show.
 EXPECT = {
     "quickstart.py": [r"sampled J_c = \d\.\d{3} ± \d\.\d{3} \(95% CI\); exact 1\.500",
@@ -64,6 +66,10 @@ EXPECT = {
                                      r"[\d.]+ ± [\d.]+ \(95% CI\) \(limit 50\)"],
     "locomotion_omnisafe.py": [r"CPO after 4000 steps: last epoch's episode return [\d.-]+ \(0 is the target velocity "
                                r"held throughout\), episode cost [\d.]+ \(limit 25\), episode length \d+"],
+    "safe_meta_rl.py": [r"(iteration \d: meta-policy J_c = [\d.]+ \(largest over the batch [\d.]+, limit 5\), "
+                         r"adapted J_r = [\d.-]+\n?){2}",
+                         r"(held-out task: J_c of the meta-policy and two adapted policies [\d.]+, [\d.]+, [\d.]+ "
+                         r"\(limit 5\); anytime safe \(95%, simultaneous\): (True|False)\n?){2}"],
     # The learned-oracle run must end with every executed mixture verified safe by Monte Carlo.
     "safe_mixture_learned.py": [r"every executed mixture verified feasible \(95%, simultaneous\): True"],
 }
@@ -79,7 +85,8 @@ def run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 
 #: Examples that train learners for more than a few seconds.
 SLOW = {"ppo_lagrangian.py", "omnisafe_gridworld.py", "safe_mixture_learned.py", "safe_adaptation.py",
-        "navigation_ppo_lagrangian.py", "navigation_omnisafe.py", "meta_test_protocol.py", "locomotion_ppo_lagrangian.py",
+        "navigation_ppo_lagrangian.py", "navigation_omnisafe.py", "meta_test_protocol.py", "safe_meta_rl.py",
+        "locomotion_ppo_lagrangian.py",
         "locomotion_omnisafe.py"}
 
 

@@ -324,7 +324,13 @@ def test_cli_reproduce_cmaml_refuses_an_unknown_id_or_learner_before_any_work(ca
         main(["reproduce", "cmaml", "--inner", "SAC"])
     assert exit_.value.code == 2 and "argument --inner: invalid choice: 'SAC'" in capsys.readouterr().err
     assert main(["reproduce", "cmaml", "--setting", "ours"]) == 2
-    assert "--setting chooses a gridworld setting" in capsys.readouterr().err
+    assert "--setting is an option of reproduce gridworld, not of reproduce cmaml" in capsys.readouterr().err
+    assert main(["reproduce", "gridworld", "--robot", "hopper"]) == 2
+    assert "--robot is an option of reproduce locomotion, not of reproduce gridworld" in capsys.readouterr().err
+    assert main(["reproduce", "locomotion", "--env", "point-circle"]) == 2
+    assert "--env is an option of reproduce cmaml and safe-meta-rl" in capsys.readouterr().err
+    assert main(["reproduce", "safe-meta-rl", "--env", "point-goal"]) == 2
+    assert "env must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reproduce", "gridworld", "--setting", "theirs"])
     assert "invalid choice: 'theirs'" in capsys.readouterr().err

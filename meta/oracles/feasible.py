@@ -26,6 +26,7 @@ from cmdp_envs.meta.oracles.protocol import LearnerOracle, OracleResult, ValueEs
 from cmdp_envs.meta.policies import TabularPolicy, softmax
 from cmdp_envs.tabular import solve_regularised_cmdp, value_functions
 from cmdp_envs.task import TabularFamily, Task, TaskFamily, check_count
+from cmdp_envs.validation import check_number
 
 __all__ = [
     "DistanceCheck",
@@ -191,15 +192,22 @@ class LearnedSimultaneouslyFeasibleOracle:
     evaluate the policy on every task under the learner's own family (exact on tabular families, else Monte Carlo
     with ``evaluate_kwargs`` through the learner's own env, ``learner.make_env()``, when it has one, else
     ``learner.family.make_env()``), and repeat on the new worst task until the policy
-    is xi-feasible everywhere or ``max_rounds`` is reached."""
+    is xi-feasible everywhere or ``max_rounds`` is reached.
 
-    def __init__(self, learner: LearnerOracle, max_rounds: int = 5, **evaluate_kwargs):
+    ``training_margin`` (default ``xi``) tightens the limit the learner trains under instead: a Lagrangian learner
+    ends near the limit it is given, so asking it for more margin than the check needs makes its answer pass the
+    check with noise to spare."""
+
+    def __init__(self, learner: LearnerOracle, max_rounds: int = 5, training_margin: float | None = None,
+                 **evaluate_kwargs):
         family = getattr(learner, "family", None)
         if not isinstance(family, TaskFamily):
             raise TypeError(f"the learner must carry its task family as .family, got {learner!r}")
         self.family = family
         self.learner = learner
         self.max_rounds = check_count("max_rounds", max_rounds, minimum=1)
+        self.training_margin = None if training_margin is None else check_number("training_margin",
+                                                                                  training_margin, 0.0)
         self.evaluate_kwargs = evaluate_kwargs
 
     def __call__(self, tasks: Sequence[Task], xi: float, seed: int = 0) -> SimultaneouslyFeasibleResult:
@@ -210,8 +218,9 @@ class LearnedSimultaneouslyFeasibleOracle:
         target = min(range(len(tasks)), key=lambda i: tasks[i].cost_limit)
         worst_margin = -np.inf
         for round_index in range(self.max_rounds):
+            margin = xi if self.training_margin is None else max(xi, self.training_margin)
             answer: OracleResult = self.learner(tasks[target], seed=seed + round_index,
-                                                cost_limit=tasks[target].cost_limit - xi)
+                                                cost_limit=tasks[target].cost_limit - margin)
             env = self.learner.make_env() if isinstance(self.learner, LearnedOracle) else None
             values = [evaluate(self.family, task, answer.policy, env, seed=seed, **self.evaluate_kwargs)
                       for task in tasks]

@@ -39,19 +39,27 @@ import inspect
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from cmdp_envs.io import UnreadableFileError, atomic_write, read_json, read_npz, save_figure, write_json
+from cmdp_envs.io import UnreadableFileError, atomic_write, read_npz, write_json
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, InnerLoop, maml_config, pretrain
 from cmdp_envs.meta.executors import make_executor, spawn_seeds
 from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop, SB3InnerLoop
+from cmdp_envs.meta.reproduce import stages
+from cmdp_envs.meta.reproduce.stages import (
+    finish_figure,
+    panels,
+    plot_test_curves,
+    protocol_summary,
+    save_stage,
+    saved_stage,
+)
 from cmdp_envs.meta.safe_adaptation.neural_step import NeuralAdaptationConfig
-from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, TestResult, meta_test
+from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, meta_test
 from cmdp_envs.task import Fixed, TaskFamily, check_count
 
 __all__ = ["ReproductionConfig", "METHODS", "INNER_LOOPS", "run", "format_table"]
@@ -118,7 +126,7 @@ class ReproductionConfig:
         from cmdp_envs.meta.safe_adaptation import neural_step
 
         source = "".join(inspect.getsource(module) for module in (cmaml, inner_loops, sb3_lagrangian, test_time,
-                                                                  neural_step, sys.modules[__name__]))
+                                                                  neural_step, stages, sys.modules[__name__]))
         # Every executor gives the same results (tested), so a run may resume on another one.
         settings = {key: value for key, value in dataclasses.asdict(self).items() if key != "executor"}
         settings = json.dumps(settings, sort_keys=True) + source
@@ -146,62 +154,6 @@ def _inner_loop(config: ReproductionConfig, family: TaskFamily, unconstrained_tr
     # MAML's settings hold OmniSafe's multiplier at 0 (lambda_lr = 0), which makes TRPOLag TRPO.
     return OmniSafeInnerLoop(family, algo="TRPOLag" if unconstrained_trpo else algo, steps_per_epoch=batch,
                              train_cfgs={"vector_env_nums": config.n_envs})
-
-
-def _band(values: np.ndarray) -> dict[str, list[float | None]]:
-    """Mean and 10-90% band across tasks (axis 0) per update, ignoring the missing (NaN) entries; JSON-ready."""
-    def listed(row: np.ndarray) -> list[float | None]:
-        return [None if np.isnan(value) else float(value) for value in row]
-
-    with warnings.catch_warnings():  # an update no task observed stays missing
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {"mean": listed(np.nanmean(values, axis=0)), "p10": listed(np.nanpercentile(values, 10, axis=0)),
-                "p90": listed(np.nanpercentile(values, 90, axis=0))}
-
-
-def _test_json(results: list[TestResult]) -> dict[str, Any]:
-    """One method's protocol results: per update (executed policy, in order), the tasks' observed means (the
-    episodes the method ran, the paper's curves) and checked values (Monte Carlo), and the shares of tasks that
-    stayed within the limit."""
-    updates = max(len(result.executed) for result in results)
-
-    def per_update(value: Any) -> np.ndarray:
-        table = np.full((len(results), updates), np.nan)
-        for row, result in zip(table, results):
-            row[: len(result.executed)] = [value(policy) for policy in result.executed]
-        return table
-
-    observed_costs = per_update(lambda policy: policy.observed_cost)
-    within = [bool(np.all(costs[~np.isnan(costs)] <= result.cost_limit))
-              for costs, result in zip(observed_costs, results)]
-    return {
-        "update": list(range(1, updates + 1)),
-        "observed": {"return": _band(per_update(lambda policy: policy.observed_return)),
-                     "cost": _band(observed_costs)},
-        "checked": {"return": _band(per_update(lambda policy: policy.return_.value)),
-                    "cost": _band(per_update(lambda policy: policy.cost.value)),
-                    "cost_upper_bound": _band(per_update(lambda policy: policy.cost.upper_bound))},
-        "episodes": int(np.mean([len(result.returns) for result in results])),
-        "within_limit_fraction": float(np.mean(within)),
-        "verified_fraction": float(np.mean([result.all_verified for result in results])),
-        "infeasible_policy_fraction": float(np.mean([policy.infeasible for result in results
-                                                     for policy in result.executed])),
-        "per_task": [result.as_dict() for result in results],
-    }
-
-
-def _saved(path: Path, digest: str) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        saved = read_json(path)
-    except UnreadableFileError as error:
-        warnings.warn(f"{error}; recomputing it", stacklevel=3)
-        return None
-    if not isinstance(saved, dict) or saved.get("config_digest") != digest or "result" not in saved:
-        warnings.warn(f"{path} does not hold a result of this configuration; recomputing it", stacklevel=3)
-        return None
-    return saved["result"]
 
 
 def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, train_tasks: list, test_tasks: list,
@@ -236,7 +188,7 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
     results: dict[str, Any] = {}
     for name in METHODS:
         path = out / "methods" / f"{name}-{digest}.json"
-        saved = _saved(path, digest)
+        saved = saved_stage(path, digest)
         if saved is not None:
             results[name] = saved
             continue
@@ -263,9 +215,9 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
         tested = meta_test(method, family, tqdm(test_tasks, desc=f"testing {name}"),
                            budget=max(learner_steps, 2 * config.fine_tune_updates), seed=seeds[1],
                            n_check_episodes=config.n_check_episodes, confidence=CHECK_CONFIDENCE)
-        results[name] = {**_test_json(tested), "meta_training": history,
+        results[name] = {**protocol_summary(tested), "meta_training": history,
                          "wall_seconds": time.perf_counter() - started}
-        write_json(path, {"config_digest": digest, "result": results[name]})
+        save_stage(path, digest, results[name])
     return results
 
 
@@ -289,52 +241,15 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
         "held_out_tasks": [task.as_dict() for task in test_tasks],
         "methods": results,
     }
-    _plot_fine_tuning(results, cost_limit, family.cost_semantics, out / "fine_tuning.png")
+    plot_test_curves(results, cost_limit, family.cost_semantics, out / "fine_tuning.png", "fine-tuning update",
+                     "Held-out tasks: the policy at each update (mean, 10-90% band across tasks)")
     _plot_meta_training(results, cost_limit, out / "meta_training.png")
     write_json(out / "summary.json", summary)
     return summary
 
 
-def _panels(rows: int) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(11, 4 * rows))
-    return figure, figure.subplots(rows, 2, squeeze=False)
-
-
-def _finish(figure: Any, axes: Any, cost_limit: float, xlabel: str, title: str, path: Path) -> None:
-    """The limit line on the cost panels (right), integer x ticks, the legend and the title; save as PNG."""
-    from matplotlib.ticker import MaxNLocator
-
-    for row in axes:
-        row[1].axhline(cost_limit, color="black", linestyle="--", label=f"limit {cost_limit:g}")
-        for ax in row:
-            ax.set_xlabel(xlabel)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][1].legend(fontsize=8)  # the same lines in every panel: one legend
-    figure.suptitle(title)
-    save_figure(figure, path)
-
-
-def _plot_fine_tuning(results: dict[str, Any], cost_limit: float, semantics: str, path: Path) -> None:
-    """Top: the episodes each method ran (the paper's Figures 4-5); bottom: the same policies' Monte Carlo check."""
-    figure, axes = _panels(2)
-    for index, (name, result) in enumerate(results.items()):
-        x = result["update"]
-        for row, measure in zip(axes, ("observed", "checked")):
-            for ax, key in zip(row, ("return", "cost")):
-                band = {side: np.array(values, dtype=float) for side, values in result[measure][key].items()}
-                ax.plot(x, band["mean"], color=f"C{index}", label=name)
-                ax.fill_between(x, band["p10"], band["p90"], color=f"C{index}", alpha=0.15)
-    for row, measure in zip(axes, ("episodes run", "Monte Carlo check")):
-        row[0].set_ylabel(f"episode return ({measure})")
-        row[1].set_ylabel(f"episode cost, {semantics} ({measure})")
-    _finish(figure, axes, cost_limit, "fine-tuning update",
-            "Held-out tasks: the policy at each update (mean, 10-90% band across tasks)", path)
-
-
 def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) -> None:
-    figure, axes = _panels(1)
+    figure, axes = panels(1)
     axes = axes[0]
     for index, name in enumerate(("cmaml", "cmaml_no_eta")):
         history = results[name]["meta_training"]
@@ -345,7 +260,7 @@ def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) 
                      label=f"{name}, meta policy")
     axes[0].set_ylabel("discounted return after adaptation")
     axes[1].set_ylabel("cost")
-    _finish(figure, [axes], cost_limit, "outer iteration", "Meta-training with and without eta (Figure 3 style)", path)
+    finish_figure(figure, [axes], cost_limit, "outer iteration", "Meta-training with and without eta (Figure 3 style)", path)
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@
 * :mod:`.anytime_safety`: every policy of every adaptation sequence evaluated exactly over a set of tasks, and its
   figure;
 * :mod:`.meta_training`: meta-training of the meta-policy with exact gradients (torch);
-* :mod:`.neural_step`: the adaptation step for neural policies on any env (torch).
+* :mod:`.neural_step`: the adaptation step for neural policies on any env (torch);
+* :mod:`.neural_meta_training`: that step as an inner loop, and the meta-training of a neural meta-policy over it.
 
 The advantage estimators they share live in :mod:`cmdp_envs.meta.estimators`.
 """
@@ -27,6 +28,7 @@ from cmdp_envs.meta.safe_adaptation.closed_form import (
     linearised_cost,
 )
 from cmdp_envs.meta.safe_adaptation.meta_training import MetaTrainingResult, meta_objective, meta_train
+from cmdp_envs.meta.safe_adaptation.neural_meta_training import SafeAdaptationInnerLoop, xu_zhu_config
 from cmdp_envs.meta.safe_adaptation.neural_step import (
     NeuralAdaptationConfig,
     NeuralAdaptationStep,
@@ -43,6 +45,7 @@ __all__ = [
     "NeuralAdaptationConfig",
     "NeuralAdaptationStep",
     "SafeAdaptationConfig",
+    "SafeAdaptationInnerLoop",
     "SafeMetaRL",
     "adapt",
     "adaptation_step",
@@ -62,4 +65,5 @@ __all__ = [
     "plot_anytime_safety",
     "sampled_advantages",
     "trajectory_advantages",
+    "xu_zhu_config",
 ]
