@@ -42,7 +42,9 @@ def test_reproduce_locomotion_runs_every_method_and_resumes(tmp_path):
         assert result["update"] == [1, 2], name
         for task in result["per_task"]:
             assert task["budget"] >= 4 and len(task["episode_returns"]) >= 4, name
-            assert all(policy["cost_half_width"] > 0 for policy in task["executed"]), name
+            # Every executed policy was checked: a cost estimate with its interval (zero wide when every checking
+            # episode cost the same, as with no cost at all).
+            assert all(policy["cost"] >= 0 and policy["cost_half_width"] >= 0 for policy in task["executed"]), name
     mixture = summary["methods"]["safe_mixture"]
     assert mixture["iteration"] == "2 episodes" and mixture["training"]["cover_size"] >= 1
     assert [len(task["episode_returns"]) for task in mixture["per_task"]] == [4, 4]

@@ -147,9 +147,9 @@ class ReproductionConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ReproductionConfig:
-        """Minutes on 2 cores: 200-step episodes, 10 held-out tasks, 5 test iterations of 2 episodes, 20,000-step
+        """Minutes on 2 cores: 200-step episodes, the 20 held-out tasks, 5 test iterations of 2 episodes, 20,000-step
         oracle calls, 4 meta-training iterations of 2 tasks, 20 checking episodes per executed policy."""
-        settings = {"episode_steps": 200, "n_train_tasks": 6, "n_test_tasks": 10, "test_iterations": 5,
+        settings = {"episode_steps": 200, "n_train_tasks": 6, "n_test_tasks": 20, "test_iterations": 5,
                     "episodes_per_iteration": 2, "oracle_steps": 20_000, "oracle_eval_episodes": 20,
                     "outer_iterations": 4, "meta_batch": 2, "rollout_episodes": 2, "n_check_episodes": 20,
                     **overrides}
