@@ -17,6 +17,8 @@ Methods, all meta-trained for ``outer_iterations`` iterations of ``meta_batch`` 
   safe adaptation step per task, the FoMAML step while the meta policy is estimated feasible on every task of the
   batch, else a step down the most violated task's cost), then ``adaptation_steps`` safe adaptation steps on each
   held-out task;
+* ``xu_zhu_large_cost_kl``: the same with ``lambda_c = 1000`` in the step's constraint (the second setting of the
+  gridworld comparison: a KL weight of the size their safety guarantee asks for, and small steps);
 * ``cmaml``: C-MAML with our SB3 PPO-Lagrangian as inner loop, fine-tuned by it at test time;
 * ``maml``: first-order MAML with an unconstrained SB3 TRPO inner loop, fine-tuned by the PPO-Lagrangian.
 
@@ -69,7 +71,7 @@ __all__ = ["ReproductionConfig", "ENVS", "METHODS", "LOCOMOTION_LIMIT", "run", "
 #: ``--env``: the registered id of each environment.
 ENVS = {"point-circle": "cmdp_envs/PointCircleMetaCPO-v0", "point-button": "cmdp_envs/PointButton1-v0",
         "halfcheetah": "cmdp_envs/HalfCheetahLocomotion-v0", "hopper": "cmdp_envs/HopperLocomotion-v0"}
-METHODS = ("xu_zhu", "cmaml", "maml")
+METHODS = ("xu_zhu", "xu_zhu_large_cost_kl", "cmaml", "maml")
 #: The discounted velocity-cost limit of the locomotion tasks (the middle of ``<Robot>Locomotion-v0``'s
 #: ``U[5, 15]``).
 LOCOMOTION_LIMIT = 10.0
@@ -151,9 +153,14 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
     digest = config.digest()
     meta_seed, test_seed = spawn_seeds(config.seed, 2)
     learner = sb3_inner_loop(family, "PPO", config.n_envs, config.step_steps, config.env_kwargs)
-    adaptation = NeuralAdaptationConfig(n_episodes=config.episodes_per_step, dual_step=0.1)
+    # The step's lambda = lambda_c = 0.2 is the gridworld comparison's baseline; its dual step is smaller than the
+    # gridworld's 1.0, since these costs are sums over hundreds of steps.
+    adaptations = {"xu_zhu": NeuralAdaptationConfig(n_episodes=config.episodes_per_step, dual_step=0.1),
+                   "xu_zhu_large_cost_kl": NeuralAdaptationConfig(n_episodes=config.episodes_per_step, dual_step=0.1,
+                                                                  cost_kl=1000.0)}
     base = CMAMLConfig(meta_batch=config.meta_batch, adaptation_steps=1, rollout_episodes=config.rollout_episodes)
-    settings = {"xu_zhu": (SafeAdaptationInnerLoop(learner, adaptation), xu_zhu_config(base)),
+    settings = {**{name: (SafeAdaptationInnerLoop(learner, adaptation), xu_zhu_config(base))
+                   for name, adaptation in adaptations.items()},
                 "cmaml": (learner, base),
                 "maml": (sb3_inner_loop(family, "TRPO", config.n_envs, config.step_steps, config.env_kwargs),
                          maml_config(base))}
@@ -167,8 +174,8 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
         inner, meta_config = settings[name]
         theta, history = meta_train_stage(out, name, CMAML(family, train_tasks, inner, meta_config, meta_seed,
                                                            executor), config.outer_iterations, digest, timings)
-        method: Any = (NeuralSafeAdaptation(name, learner, theta, config.adaptation_steps, adaptation)
-                       if name == "xu_zhu" else LearnerFineTuning(name, learner, theta, config.adaptation_steps))
+        method: Any = (NeuralSafeAdaptation(name, learner, theta, config.adaptation_steps, adaptations[name])
+                       if name in adaptations else LearnerFineTuning(name, learner, theta, config.adaptation_steps))
         started = time.perf_counter()
         tested = meta_test(method, family, tqdm(test_tasks, desc=f"meta-test {name}"),
                            budget=config.adaptation_steps * config.step_steps, seed=test_seed,
@@ -250,13 +257,13 @@ def format_table(summary: dict[str, Any], timings: dict[str, float]) -> str:
     def number(value: Any, digits: int) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    rows = [f"{'method':<8}{'train return':>13}{'max cost':>9}{'test return first':>18}{'last':>8}"
+    rows = [f"{'method':<22}{'train return':>13}{'max cost':>9}{'test return first':>18}{'last':>8}"
             f"{'max cost first':>15}{'last':>8}{'anytime safe':>13}{'s/iteration':>12}{'test s':>8}"
             f"  (limit {limit:g}, {summary['cost_semantics']})"]
     for name, result in summary["methods"].items():
         last = result["meta_training"][-1]
         checked = result["checked"]
-        rows.append(f"{name:<8}{last['adapted_return']:>13.2f}{last['adapted_cost_max']:>9.2f}"
+        rows.append(f"{name:<22}{last['adapted_return']:>13.2f}{last['adapted_cost_max']:>9.2f}"
                     f"{number(checked['return']['mean'][0], 2):>18}{number(checked['return']['mean'][-1], 2):>8}"
                     f"{number(checked['cost']['max'][0], 2):>15}{number(checked['cost']['max'][-1], 2):>8}"
                     f"{result['anytime_safe_tasks']:>7d} / {len(result['per_task']):<4d}"
