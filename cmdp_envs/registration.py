@@ -99,7 +99,8 @@ SPECS: tuple[EnvSpec, ...] = (
                 "friction_scale": Uniform(0.8, 1.2), "damping_scale": Uniform(0.8, 1.2)})
               for robot in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer")),
             ("HopperNiKamgarpour-v0", "Ni & Kamgarpour's Hopper (H.2): target velocity ~ N(0.5, 0.1) truncated to "
-             "[0, 1], cost the control effort.", {"robot": "Hopper", "cost": "control", "cost_limit": Fixed(50.0)}),
+             "[0, 1], cost the control effort; a fallen Hopper's episode runs on to its time limit.",
+             {"robot": "Hopper", "cost": "control", "cost_limit": Fixed(50.0), "terminate_when_unhealthy": False}),
             ("HalfCheetahNiKamgarpour-v0", "Ni & Kamgarpour's Half-Cheetah (H.2): target velocity ~ N(1, 0.3) "
              "truncated to [0, 2], cost 1 when the head is above 0.9 m.",
              {"robot": "HalfCheetah", "cost": "head_height", "cost_limit": Fixed(5.0)}),

@@ -115,6 +115,27 @@ def test_registered_ids_and_the_papers_settings():
     hopper.close()
 
 
+def test_the_papers_hopper_runs_on_after_a_fall():
+    """With a reward of -|v_x - target| <= 0, ending the episode by falling would be the best policy: the paper's
+    Hopper runs every episode to its time limit, while Gymnasium's termination stays the default elsewhere."""
+    lengths = {}
+    for env_id in ("cmdp_envs/HopperNiKamgarpour-v0", "cmdp_envs/HopperLocomotion-v0"):
+        env = gym.make(env_id, max_episode_steps=300)
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for step in range(1, 301):
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            assert reward <= 0 or env_id.endswith("Locomotion-v0")
+            if terminated or truncated:
+                break
+        lengths[env_id] = (step, terminated)
+    assert lengths["cmdp_envs/HopperNiKamgarpour-v0"] == (300, False)
+    assert lengths["cmdp_envs/HopperLocomotion-v0"][1] and lengths["cmdp_envs/HopperLocomotion-v0"][0] < 100
+    assert "terminate_when_unhealthy=False" in repr(gym.make("cmdp_envs/HopperNiKamgarpour-v0").unwrapped.family)
+    with pytest.raises(ValueError, match="HalfCheetah never terminates"):
+        LocomotionFamily("HalfCheetah", terminate_when_unhealthy=False)
+
+
 @pytest.mark.parametrize("env_id", ["cmdp_envs/HalfCheetahLocomotion-v0", "cmdp_envs/HopperNiKamgarpour-v0"])
 def test_env_checkers(env_id):
     from gymnasium.utils.env_checker import check_env

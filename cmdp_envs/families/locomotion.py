@@ -129,6 +129,10 @@ class LocomotionFamily(TaskFamily[LocomotionTask]):
     :param reward, cost: the kinds above.
     :param cost_limit, target_velocity, direction, cost_threshold, mass_scale, friction_scale, damping_scale,
         gravity_scale: the parameters' distributions (``None``: the robot's or the kind's default).
+    :param terminate_when_unhealthy: Gymnasium's own switch for Hopper, Walker2d, Ant and Humanoid (the others never
+        terminate): ``True`` (Gymnasium's default) ends the episode when the robot falls; ``False`` runs every
+        episode to its time limit, so that a fallen robot keeps paying ``-|v_x - target|`` (with a non-positive
+        reward and termination, falling at once is the best policy).
     :param gamma: the discount (0.99).
     :param cost_semantics: ``"discounted"`` (this package's convention) or ``"undiscounted"`` (the expected episode
         cost, Safety-Gymnasium's and OmniSafe's reading).
@@ -151,6 +155,7 @@ class LocomotionFamily(TaskFamily[LocomotionTask]):
         gravity_scale: ParameterDistribution = Fixed(1.0),
         gamma: float = 0.99,
         cost_semantics: str = "discounted",
+        terminate_when_unhealthy: bool = True,
     ):
         if robot not in ROBOTS:
             raise ValueError(f"robot must be one of {list(ROBOTS)}, got {robot!r}")
@@ -165,6 +170,12 @@ class LocomotionFamily(TaskFamily[LocomotionTask]):
         self.robot, self.reward, self.cost = robot, reward, cost
         self.gamma = check_number("gamma", gamma, 0.0, 1.0, high_open=True)
         self.cost_semantics = cost_semantics
+        if not isinstance(terminate_when_unhealthy, bool):
+            raise TypeError(f"terminate_when_unhealthy must be True or False, got {terminate_when_unhealthy!r}")
+        if not terminate_when_unhealthy and robot in ("HalfCheetah", "Swimmer"):
+            raise ValueError(f"{robot} never terminates: terminate_when_unhealthy=False applies to Hopper, Walker2d, "
+                             "Ant and Humanoid")
+        self.terminate_when_unhealthy = terminate_when_unhealthy
         default_threshold = {"velocity": ROBOTS[robot].velocity_threshold, "head_height": HEAD_HEIGHT_THRESHOLD,
                              "control": 0.0}[cost]
         self.parameters = {
@@ -206,7 +217,8 @@ class LocomotionFamily(TaskFamily[LocomotionTask]):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
         return (f"LocomotionFamily(robot={self.robot!r}, reward={self.reward!r}, cost={self.cost!r}, {params}, "
-                f"gamma={self.gamma}, cost_semantics={self.cost_semantics!r})")
+                f"gamma={self.gamma}, cost_semantics={self.cost_semantics!r}"
+                + ("" if self.terminate_when_unhealthy else ", terminate_when_unhealthy=False") + ")")
 
 
 class LocomotionEnv(gym.Env):
@@ -272,7 +284,9 @@ class LocomotionEnv(gym.Env):
         except ImportError as error:
             raise ImportError('the locomotion families need MuJoCo: pip install "cmdp-envs[mujoco]" (Gymnasium\'s '
                               '"mujoco" extra)') from error
-        self._env = gym.make(robot.gymnasium_id, render_mode=render_mode).unwrapped
+        # Gymnasium's default is passed as no argument at all, so the default robot is built exactly as Gymnasium's.
+        switch = {} if self.family.terminate_when_unhealthy else {"terminate_when_unhealthy": False}
+        self._env = gym.make(robot.gymnasium_id, render_mode=render_mode, **switch).unwrapped
         self.metadata = {**self.metadata, "render_fps": self._env.metadata.get("render_fps", 20)}
         self.observation_space = self._env.observation_space
         self.action_space = self._env.action_space

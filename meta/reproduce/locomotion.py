@@ -22,8 +22,9 @@ Training, per method:
 * ``cpo``: OmniSafe's CPO from its random initialisation (lane B); where OmniSafe is absent, our SB3
   TRPO-Lagrangian instead, named ``trpo_lagrangian``.
 
-Meta-CPO (Cho & Sun 2024) is not here: its algorithm is not in this project's references, and a version written
-from its abstract would not be the paper's.
+Meta-CPO (Cho & Sun, AAAI 2024, arXiv 2312.10230) is not here yet: it differentiates the meta-objective through
+every task's CPO step, solved as a convex program by a differentiable convex-optimisation layer, and a version
+without that layer would be another algorithm under its name.
 
 Testing: every method runs ``test_iterations`` iterations of ``episodes_per_iteration`` episodes on each of the same
 ``n_test_tasks`` held-out tasks (a learner's update, or one adaptation step, per iteration; the safe mixture's
@@ -47,7 +48,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -64,6 +65,7 @@ from cmdp_envs.meta.reproduce.stages import (
     protocol_summary,
     save_stage,
     saved_stage,
+    saved_timings,
     sb3_inner_loop,
 )
 from cmdp_envs.meta.safe_adaptation.neural_meta_training import SafeAdaptationInnerLoop, xu_zhu_config
@@ -73,13 +75,26 @@ from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, me
 from cmdp_envs.task import TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["ReproductionConfig", "ROBOT_SETTINGS", "ORACLES", "run", "format_table", "omnisafe_available"]
+__all__ = ["ReproductionConfig", "RobotSetting", "ROBOT_SETTINGS", "ORACLES", "run", "format_table", "omnisafe_available"]
 
-#: ``--robot``: the paper's family of each robot, and the per-step ranges of its reward and cost that carry the
-#: safe mixture's constants over (our choices: the cost ranges are exact, an indicator and ``sum a_i^2`` of three
-#: actions in ``[-1, 1]``; the reward ranges bound ``|v_x - target|`` for the speeds these robots reach).
-ROBOT_SETTINGS = {"halfcheetah": ("cmdp_envs/HalfCheetahNiKamgarpour-v0", 5.0, 1.0),
-          "hopper": ("cmdp_envs/HopperNiKamgarpour-v0", 3.0, 3.0)}
+class RobotSetting(NamedTuple):
+    """A robot's family and what its learners and the safe mixture's constants need to know of it."""
+
+    env_id: str
+    #: Per-step ranges of the reward and the cost that carry the safe mixture's constants over (our choices: the cost
+    #: ranges are exact, an indicator and ``sum a_i^2`` of three actions in ``[-1, 1]``; the reward ranges bound
+    #: ``|v_x - target|`` for the speeds these robots reach).
+    reward_range: float
+    cost_range: float
+    #: The SB3 learners' initial log standard deviation of actions. Hopper's is the RL Zoo's (-2): under the
+    #: control-effort cost, SB3's default (0, a standard deviation of 1) costs about twice the limit by noise alone,
+    #: and 20,000-step oracle calls then ended near twice the limit (J_c 96.6 against 50).
+    log_std_init: float
+
+
+#: ``--robot``: the paper's family of each robot and its settings.
+ROBOT_SETTINGS = {"halfcheetah": RobotSetting("cmdp_envs/HalfCheetahNiKamgarpour-v0", 5.0, 1.0, 0.0),
+                  "hopper": RobotSetting("cmdp_envs/HopperNiKamgarpour-v0", 3.0, 3.0, -2.0)}
 #: ``--oracle``: ``O_l``'s learner. SB3's runs in both lanes, OmniSafe's in lane B.
 ORACLES = ("SB3-PPOLag", "PPOLag", "CPO")
 #: The confidence of the Monte Carlo check's intervals, simultaneous over a run's executed policies.
@@ -181,12 +196,19 @@ class ReproductionConfig:
 def _family(config: ReproductionConfig) -> TaskFamily:
     import gymnasium as gym
 
-    return gym.make(ROBOT_SETTINGS[config.robot][0]).unwrapped.family
+    return gym.make(ROBOT_SETTINGS[config.robot].env_id).unwrapped.family
 
 
 def _learner_inner(config: ReproductionConfig, family: TaskFamily, algo: str = "PPO") -> SB3InnerLoop:
     """SB3's PPO or TRPO with one iteration's episodes per update."""
-    return sb3_inner_loop(family, algo, config.n_envs, config.iteration_steps, config.env_kwargs)
+    return sb3_inner_loop(family, algo, config.n_envs, config.iteration_steps, config.env_kwargs,
+                          **_policy_kwargs(config))
+
+
+def _policy_kwargs(config: ReproductionConfig) -> dict[str, Any]:
+    """The SB3 learners' policy settings for the robot (none where SB3's defaults serve)."""
+    log_std_init = ROBOT_SETTINGS[config.robot].log_std_init
+    return {"policy_kwargs": {"log_std_init": log_std_init}} if log_std_init else {}
 
 
 def _adaptation_config(config: ReproductionConfig) -> NeuralAdaptationConfig:
@@ -204,7 +226,8 @@ def _oracle(config: ReproductionConfig, family: TaskFamily) -> Any:
         return SB3LagrangianOracle(family, "PPO", total_timesteps=config.oracle_steps, multiplier_lr=0.2,
                                    n_envs=config.n_envs, env_kwargs=config.env_kwargs,
                                    n_eval_episodes=config.oracle_eval_episodes, n_steps=batch // config.n_envs,
-                                   batch_size=max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0))
+                                   batch_size=max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0),
+                                   **_policy_kwargs(config))
     from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle
 
     return OmniSafeOracle(family, config.oracle, total_steps=config.oracle_steps,
@@ -264,7 +287,8 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
         budget = learner_budget
         if name == "safe_mixture":
             covering = _cover(out, config, family, digest, executor, timings)
-            _, reward_range, cost_range = ROBOT_SETTINGS[config.robot]
+            robot = ROBOT_SETTINGS[config.robot]
+            reward_range, cost_range = robot.reward_range, robot.cost_range
             horizon_value = (1 - family.gamma**config.episode_steps) / (1 - family.gamma)
             budget = config.test_iterations * config.episodes_per_iteration
             constants = PracticalConstants.rescaled(reward_range * horizon_value, cost_range * horizon_value, budget)
@@ -317,8 +341,8 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     tasks = family.sample(config.n_train_tasks + config.n_test_tasks, seed=config.seed)
     train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
     cost_limit = test_tasks[0].cost_limit
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    timings_path = out / "timings.json"
+    timings = saved_timings(timings_path)
     with make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {})) as executor:
         results = _run_methods(out, config, family, train_tasks, test_tasks, executor, timings)
     summary = {
@@ -333,7 +357,7 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     plot_test_curves(results, cost_limit, family.cost_semantics, out / "figure4.png", "test iteration",
                      f"{config.robot}: held-out tasks, return and cost per test iteration (mean, 10-90% band)")
     write_json(out / "summary.json", summary)
-    write_json(out / "timings.json", {**timings, "total_this_process": time.perf_counter() - started})
+    write_json(timings_path, timings)
     return summary
 
 

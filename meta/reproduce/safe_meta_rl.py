@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from cmdp_envs.io import read_json, save_figure, write_json
+from cmdp_envs.io import save_figure, write_json
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, maml_config
 from cmdp_envs.meta.executors import make_executor, spawn_seeds
 from cmdp_envs.meta.reproduce import stages
@@ -59,6 +59,7 @@ from cmdp_envs.meta.reproduce.stages import (
     protocol_summary,
     save_stage,
     saved_stage,
+    saved_timings,
     sb3_inner_loop,
 )
 from cmdp_envs.meta.safe_adaptation.neural_meta_training import SafeAdaptationInnerLoop, xu_zhu_config
@@ -197,8 +198,7 @@ def run(out: str | Path, config: ReproductionConfig) -> dict[str, Any]:
     train_tasks, test_tasks = tasks[: config.n_train_tasks], tasks[config.n_train_tasks:]
     cost_limit = test_tasks[0].cost_limit
     timings_path = out / "timings.json"
-    # Timings of stages a resumed run does not redo are kept from the run that did them.
-    timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}
+    timings = saved_timings(timings_path)
     with make_executor(config.executor, **({"max_workers": 2} if config.executor == "local" else {})) as executor:
         results = _run_methods(out, config, family, train_tasks, test_tasks, executor, timings)
     summary = {"config": dataclasses.asdict(config), "family": repr(family), "cost_limit": cost_limit,

@@ -15,7 +15,7 @@ import numpy as np
 from cmdp_envs.io import UnreadableFileError, read_json, save_figure, write_json
 from cmdp_envs.meta.test_time import TestResult
 
-__all__ = ["saved_stage", "save_stage", "band", "protocol_summary", "panels", "finish_figure", "plot_test_curves",
+__all__ = ["saved_stage", "save_stage", "saved_timings", "band", "protocol_summary", "panels", "finish_figure", "plot_test_curves",
            "sb3_inner_loop", "meta_train_stage"]
 
 
@@ -40,17 +40,34 @@ def save_stage(path: Path, digest: str, result: Any) -> None:
     write_json(path, {"config_digest": digest, "result": result})
 
 
-def sb3_inner_loop(family: Any, algo: str, n_envs: int, steps_per_update: int,
-                   env_kwargs: dict[str, Any]) -> Any:
+def saved_timings(path: Path) -> dict[str, float]:
+    """The wall times an earlier run wrote at ``path`` (a resumed run keeps those of the stages it does not redo);
+    empty, with a warning naming the file, when it is missing or unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        timings = read_json(path)
+    except UnreadableFileError as error:
+        warnings.warn(f"{error}; starting its timings afresh", stacklevel=2)
+        return {}
+    if not isinstance(timings, dict):
+        warnings.warn(f"{path} does not hold timings; starting them afresh", stacklevel=2)
+        return {}
+    return timings
+
+
+def sb3_inner_loop(family: Any, algo: str, n_envs: int, steps_per_update: int, env_kwargs: dict[str, Any],
+                   **learner_kwargs: Any) -> Any:
     """Our SB3 ``algo``-Lagrangian as an inner loop whose update is one rollout of ``steps_per_update`` steps over
-    ``n_envs`` envs, in minibatches of the largest divisor of the rollout up to 256."""
+    ``n_envs`` envs, in minibatches of the largest divisor of the rollout up to 256 (``learner_kwargs``: more of
+    the SB3 algorithm's arguments)."""
     from cmdp_envs.meta.inner_loops import SB3InnerLoop
 
     if steps_per_update % n_envs:
         raise ValueError(f"an update's {steps_per_update} steps must split evenly over n_envs = {n_envs}")
     minibatch = max(d for d in range(1, min(steps_per_update, 256) + 1) if steps_per_update % d == 0)
     return SB3InnerLoop(family, algo=algo, n_envs=n_envs, env_kwargs=env_kwargs,
-                        n_steps=steps_per_update // n_envs, batch_size=minibatch)
+                        n_steps=steps_per_update // n_envs, batch_size=minibatch, **learner_kwargs)
 
 
 def meta_train_stage(out: Path, name: str, meta_learner: Any, iterations: int, digest: str,
