@@ -9,7 +9,8 @@ Environments (``--env``):
 * ``point-button``: ``cmdp_envs/PointButton1-v0`` (Safety-Gymnasium's layouts by seed);
 * ``halfcheetah``, ``hopper``: ``cmdp_envs/<Robot>Locomotion-v0``: target velocity, Safety-Gymnasium's velocity
   cost, mass, friction and damping scales ``~ U[0.8, 1.2]``; one limit for all tasks (:data:`LOCOMOTION_LIMIT`),
-  since C-MAML's meta critic and multiplier need one.
+  since C-MAML's meta critic and multiplier need one; the Hopper's episodes run on after a fall, as in
+  ``HopperNiKamgarpour-v0``.
 
 Methods, all meta-trained for ``outer_iterations`` iterations of ``meta_batch`` training tasks by C-MAML's loop:
 
@@ -144,9 +145,12 @@ class ReproductionConfig:
 def _family(config: ReproductionConfig) -> TaskFamily:
     import gymnasium as gym
 
-    locomotion = config.env in ("halfcheetah", "hopper")
-    return gym.make(ENVS[config.env], **({"cost_limit": Fixed(LOCOMOTION_LIMIT)} if locomotion else {})
-                    ).unwrapped.family
+    settings: dict[str, Any] = {}
+    if config.env in ("halfcheetah", "hopper"):
+        settings["cost_limit"] = Fixed(LOCOMOTION_LIMIT)
+    if config.env == "hopper":  # with -|v - target| <= 0, ending the episode by a fall would pay best
+        settings["terminate_when_unhealthy"] = False
+    return gym.make(ENVS[config.env], **settings).unwrapped.family
 
 
 def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, train_tasks: list, test_tasks: list,
