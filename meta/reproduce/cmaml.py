@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from cmdp_envs.io import UnreadableFileError, atomic_write, read_npz, write_json
 from cmdp_envs.meta.cmaml import CMAML, CMAMLConfig, InnerLoop, maml_config, pretrain
 from cmdp_envs.meta.executors import make_executor, spawn_seeds
-from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop, SB3InnerLoop
+from cmdp_envs.meta.inner_loops import OmniSafeInnerLoop
 from cmdp_envs.meta.reproduce import stages
 from cmdp_envs.meta.reproduce.stages import (
     finish_figure,
@@ -57,6 +57,7 @@ from cmdp_envs.meta.reproduce.stages import (
     protocol_summary,
     save_stage,
     saved_stage,
+    sb3_inner_loop,
 )
 from cmdp_envs.meta.safe_adaptation.neural_step import NeuralAdaptationConfig
 from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, meta_test
@@ -147,10 +148,7 @@ def _inner_loop(config: ReproductionConfig, family: TaskFamily, unconstrained_tr
     algo = INNER_LOOPS[config.inner]
     batch = config.n_steps * config.n_envs
     if config.inner.startswith("SB3-"):
-        # A PPO minibatch divides the rollout; TRPO takes its batch for the critic.
-        minibatch = max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0)
-        return SB3InnerLoop(family, algo="TRPO" if unconstrained_trpo else algo, n_envs=config.n_envs,
-                            n_steps=config.n_steps, batch_size=minibatch)
+        return sb3_inner_loop(family, "TRPO" if unconstrained_trpo else algo, config.n_envs, batch, {})
     # MAML's settings hold OmniSafe's multiplier at 0 (lambda_lr = 0), which makes TRPOLag TRPO.
     return OmniSafeInnerLoop(family, algo="TRPOLag" if unconstrained_trpo else algo, steps_per_epoch=batch,
                              train_cfgs={"vector_env_nums": config.n_envs})
@@ -260,7 +258,8 @@ def _plot_meta_training(results: dict[str, Any], cost_limit: float, path: Path) 
                      label=f"{name}, meta policy")
     axes[0].set_ylabel("discounted return after adaptation")
     axes[1].set_ylabel("cost")
-    finish_figure(figure, [axes], cost_limit, "outer iteration", "Meta-training with and without eta (Figure 3 style)", path)
+    finish_figure(figure, [axes], cost_limit, "outer iteration",
+                  "Meta-training with and without eta (Figure 3 style)", path)
 
 
 def format_table(summary: dict[str, Any]) -> str:

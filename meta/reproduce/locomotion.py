@@ -61,6 +61,7 @@ from cmdp_envs.meta.oracles import DistanceCheck, LearnedSimultaneouslyFeasibleO
 from cmdp_envs.meta.reproduce import stages
 from cmdp_envs.meta.reproduce.stages import (
     meta_train_stage,
+    minibatch_size,
     plot_test_curves,
     protocol_summary,
     save_stage,
@@ -75,7 +76,9 @@ from cmdp_envs.meta.test_time import LearnerFineTuning, NeuralSafeAdaptation, me
 from cmdp_envs.task import TaskFamily, check_count
 from cmdp_envs.validation import check_number
 
-__all__ = ["ReproductionConfig", "RobotSetting", "ROBOT_SETTINGS", "ORACLES", "run", "format_table", "omnisafe_available"]
+__all__ = ["ReproductionConfig", "RobotSetting", "ROBOT_SETTINGS", "ORACLES", "run", "format_table",
+           "omnisafe_available"]
+
 
 class RobotSetting(NamedTuple):
     """A robot's family and what its learners and the safe mixture's constants need to know of it."""
@@ -222,12 +225,11 @@ def _oracle(config: ReproductionConfig, family: TaskFamily) -> Any:
     if config.oracle == "SB3-PPOLag":
         from cmdp_envs.meta.oracles.sb3_learners import SB3LagrangianOracle
 
-        batch = config.iteration_steps
         return SB3LagrangianOracle(family, "PPO", total_timesteps=config.oracle_steps, multiplier_lr=0.2,
                                    n_envs=config.n_envs, env_kwargs=config.env_kwargs,
-                                   n_eval_episodes=config.oracle_eval_episodes, n_steps=batch // config.n_envs,
-                                   batch_size=max(d for d in range(1, min(batch, 256) + 1) if batch % d == 0),
-                                   **_policy_kwargs(config))
+                                   n_eval_episodes=config.oracle_eval_episodes,
+                                   n_steps=config.iteration_steps // config.n_envs,
+                                   batch_size=minibatch_size(config.iteration_steps), **_policy_kwargs(config))
     from cmdp_envs.meta.oracles.omnisafe_learners import OmniSafeOracle
 
     return OmniSafeOracle(family, config.oracle, total_steps=config.oracle_steps,
@@ -235,9 +237,10 @@ def _oracle(config: ReproductionConfig, family: TaskFamily) -> Any:
                           n_eval_episodes=config.oracle_eval_episodes)
 
 
-def _cover(out: Path, config: ReproductionConfig, family: TaskFamily, digest: str, executor: Any,
+def _cover(out: Path, config: ReproductionConfig, family: TaskFamily, limit: float, digest: str, executor: Any,
            timings: dict[str, float]) -> CoveringResult:
-    """Algorithm 1 with learned oracles, or the cover an earlier run saved."""
+    """Algorithm 1 with learned oracles for the family's one cost limit ``limit``, or the cover an earlier run
+    saved."""
     directory = out / "covering" / digest
     marker = out / "covering" / f"{digest}.json"
     if saved_stage(marker, digest) is not None:
@@ -247,7 +250,6 @@ def _cover(out: Path, config: ReproductionConfig, family: TaskFamily, digest: st
             warnings.warn(f"{error}; training again", stacklevel=2)
     started = time.perf_counter()
     learner = _oracle(config, family)
-    limit = family.sample(1, seed=0)[0].cost_limit
     # A Lagrangian learner ends near the limit it trains under; O_s trains under a quarter of the limit, so that
     # its answer passes the xi check despite the noise of its Monte Carlo values (in the quick Half-Cheetah run,
     # under d - xi every round failed, worst margins -0.25 to -1.2 against xi = 0.5; under d / 2 and d / 4 the best
@@ -286,7 +288,7 @@ def _run_methods(out: Path, config: ReproductionConfig, family: TaskFamily, trai
         episodes_per_iteration = None
         budget = learner_budget
         if name == "safe_mixture":
-            covering = _cover(out, config, family, digest, executor, timings)
+            covering = _cover(out, config, family, test_tasks[0].cost_limit, digest, executor, timings)
             robot = ROBOT_SETTINGS[config.robot]
             reward_range, cost_range = robot.reward_range, robot.cost_range
             horizon_value = (1 - family.gamma**config.episode_steps) / (1 - family.gamma)

@@ -15,8 +15,8 @@ import numpy as np
 from cmdp_envs.io import UnreadableFileError, read_json, save_figure, write_json
 from cmdp_envs.meta.test_time import TestResult
 
-__all__ = ["saved_stage", "save_stage", "saved_timings", "band", "protocol_summary", "panels", "finish_figure", "plot_test_curves",
-           "sb3_inner_loop", "meta_train_stage"]
+__all__ = ["saved_stage", "save_stage", "saved_timings", "band", "protocol_summary", "panels", "finish_figure",
+           "plot_test_curves", "minibatch_size", "sb3_inner_loop", "meta_train_stage"]
 
 
 def saved_stage(path: Path, digest: str) -> Any | None:
@@ -56,18 +56,23 @@ def saved_timings(path: Path) -> dict[str, float]:
     return timings
 
 
+def minibatch_size(rollout_steps: int) -> int:
+    """The largest divisor of a rollout of ``rollout_steps`` steps up to 256: SB3's PPO minibatches must divide the
+    rollout, and TRPO takes it as its critic's batch."""
+    return max(d for d in range(1, min(rollout_steps, 256) + 1) if rollout_steps % d == 0)
+
+
 def sb3_inner_loop(family: Any, algo: str, n_envs: int, steps_per_update: int, env_kwargs: dict[str, Any],
                    **learner_kwargs: Any) -> Any:
     """Our SB3 ``algo``-Lagrangian as an inner loop whose update is one rollout of ``steps_per_update`` steps over
-    ``n_envs`` envs, in minibatches of the largest divisor of the rollout up to 256 (``learner_kwargs``: more of
-    the SB3 algorithm's arguments)."""
+    ``n_envs`` envs, in minibatches of :func:`minibatch_size` (``learner_kwargs``: more of the SB3 algorithm's
+    arguments)."""
     from cmdp_envs.meta.inner_loops import SB3InnerLoop
 
     if steps_per_update % n_envs:
         raise ValueError(f"an update's {steps_per_update} steps must split evenly over n_envs = {n_envs}")
-    minibatch = max(d for d in range(1, min(steps_per_update, 256) + 1) if steps_per_update % d == 0)
-    return SB3InnerLoop(family, algo=algo, n_envs=n_envs, env_kwargs=env_kwargs,
-                        n_steps=steps_per_update // n_envs, batch_size=minibatch, **learner_kwargs)
+    return SB3InnerLoop(family, algo=algo, n_envs=n_envs, env_kwargs=env_kwargs, n_steps=steps_per_update // n_envs,
+                        batch_size=minibatch_size(steps_per_update), **learner_kwargs)
 
 
 def meta_train_stage(out: Path, name: str, meta_learner: Any, iterations: int, digest: str,
