@@ -20,6 +20,7 @@ import numpy as np
 
 import cmdp_envs
 from cmdp_envs.io import save_figure, write_json
+from cmdp_envs.meta.executors import EXECUTORS
 from cmdp_envs.registration import SPECS
 from cmdp_envs.task import TabularFamily, Task, check_count
 
@@ -334,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--oracle", choices=["SB3-PPOLag", "PPOLag", "CPO"],
                            help="locomotion: the learner behind O_l and O_s: ours on SB3 (default), or OmniSafe's "
                            "(the 'omnisafe' extra, Python 3.10)")
-    reproduce.add_argument("--executor", default="local", choices=["local", "serial", "ray"],
+    reproduce.add_argument("--executor", default="local", choices=list(EXECUTORS),
                            help="where independent work runs (a meta-training iteration's tasks, the cover's O_l "
                            "calls, a gridworld method's test tasks): local processes, this process, or Ray (the "
                            "'ray' extra; a local Ray, or the cluster RAY_ADDRESS names); results are the same, so a "

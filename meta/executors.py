@@ -189,12 +189,15 @@ def _apply(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
+#: The executors by name: local processes, this process, or Ray; configurations and the command line accept these.
+EXECUTORS: dict[str, type] = {"local": LocalExecutor, "serial": SerialExecutor, "ray": RayExecutor}
+
+
 def make_executor(kind: str = "local", **kwargs: Any) -> Executor:
     """``"serial"``, ``"local"`` (processes) or ``"ray"``, with that executor's keyword arguments."""
-    executors = {"serial": SerialExecutor, "local": LocalExecutor, "ray": RayExecutor}
-    if kind not in executors:
-        raise ValueError(f"executor must be one of {sorted(executors)}, got {kind!r}")
-    return executors[kind](**kwargs)
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {kind!r}")
+    return EXECUTORS[kind](**kwargs)
 
 
 class _OracleCall:

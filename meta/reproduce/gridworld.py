@@ -73,7 +73,7 @@ from cmdp_envs.meta import confidence_sequences, dope, estimators, evaluation, l
 from cmdp_envs.meta.covering import CoveringResult, train
 from cmdp_envs.meta.dope import DOPE, AuthorsDOPEPlus
 from cmdp_envs.meta.evaluation import MetaTestMethod, MetaTestRun, plot_runs, summarise
-from cmdp_envs.meta.executors import make_executor
+from cmdp_envs.meta.executors import EXECUTORS, make_executor
 from cmdp_envs.meta.lb_sgd import LBSGD, LBSGDConfig
 from cmdp_envs.meta.oracles import (
     DistanceCheck,
@@ -95,8 +95,6 @@ SETTINGS = {"authors": {"delta": 0.05, "eps": 0.005}, "ours": {"delta": 0.1, "ep
 #: ``"authors"``: ``pi_s`` is the regularised optimum of this noise level; ``"ours"``: ``pi_s`` must be xi-feasible
 #: here too (the largest feasible noise level is about 0.436).
 REFERENCE_NOISE = 0.4
-#: Where a method's test tasks may run (:func:`~cmdp_envs.meta.executors.make_executor`).
-EXECUTORS = ("local", "serial", "ray")
 #: ``rho``: ``pi_s`` is ``(1 - rho) pi + rho uniform`` in every state.
 EXPLORATION = 0.02
 
