@@ -79,3 +79,20 @@ def test_reproduce_safe_meta_rl_reports_rewards_costs_safety_and_times(tmp_path)
     first = (tmp_path / "summary.json").read_bytes()
     safe_meta_rl.run(tmp_path, config)
     assert (tmp_path / "summary.json").read_bytes() == first
+
+
+@pytest.mark.slow
+def test_reproduce_locomotion_with_omnisafe_oracles_and_cpo(tmp_path):
+    """Lane B: ``--oracle CPO`` trains the cover and ``O_s`` with OmniSafe, and CPO from scratch is OmniSafe's."""
+    pytest.importorskip("omnisafe", reason="OmniSafe comes with the 'omnisafe' extra (Python 3.10, lane B)")
+    config = locomotion.ReproductionConfig.quick(
+        oracle="CPO", episode_steps=50, n_train_tasks=2, n_test_tasks=1, test_iterations=2, oracle_steps=10_000,
+        oracle_eval_episodes=4, outer_iterations=1, meta_batch=1, rollout_episodes=2, n_check_episodes=4,
+        executor="serial")
+    summary = locomotion.run(tmp_path, config)
+    assert list(summary["methods"]) == ["safe_mixture", "maml_penalty", "safe_meta", "cpo"]
+    (saved,) = [path for path in (tmp_path / "covering").iterdir() if path.is_dir()]
+    cover = json.loads((saved / "covering.json").read_text())
+    assert cover["config"]["learner"] == cover["config"]["feasible_oracle"] == "omnisafe_CPO"
+    assert summary["methods"]["safe_mixture"]["training"]["cover_size"] == cover["cover_size"] >= 1
+    assert summary["methods"]["cpo"]["update"] == [1, 2]
