@@ -240,13 +240,15 @@ def _plot_times(timings: dict[str, float], path: Path) -> None:
     """Seconds per meta-training iteration and for the meta-test, per method (their computation-time figure)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 3.5))
-    axes = figure.subplots(1, 2)
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
     names = [name for name in METHODS if f"{name}_meta_test" in timings]
+    # Horizontal bars: the method names are too long to sit side by side under vertical ones.
     for ax, key, label in ((axes[0], "_seconds_per_meta_iteration", "seconds per meta-training iteration"),
                            (axes[1], "_meta_test", "seconds for the meta-test")):
-        ax.bar(names, [timings.get(name + key, np.nan) for name in names], color=[f"C{i}" for i in range(len(names))])
-        ax.set_ylabel(label)
+        ax.barh(names, [timings.get(name + key, np.nan) for name in names], color=[f"C{i}" for i in range(len(names))])
+        ax.set_xlabel(label)
+    axes[0].invert_yaxis()  # the methods top to bottom in the order of the table
     figure.suptitle("Computation time, measured in one run")
     save_figure(figure, path)
 

@@ -161,7 +161,7 @@ def panels(rows: int) -> tuple[Any, Any]:
     """A figure of ``rows`` x 2 panels: return on the left, cost on the right."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4 * rows))
+    figure = Figure(figsize=(11, 4 * rows), layout="constrained")  # room for the long axis labels
     return figure, figure.subplots(rows, 2, squeeze=False)
 
 
