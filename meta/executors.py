@@ -26,6 +26,7 @@ __all__ = [
     "SerialExecutor",
     "LocalExecutor",
     "RayExecutor",
+    "EXECUTORS",
     "make_executor",
     "spawn_seeds",
     "call_oracle_on_tasks",
